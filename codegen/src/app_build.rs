@@ -1,0 +1,123 @@
+//! What an application's `build.rs` does, so that the build script itself is a two-line shim:
+//! read `doctypes/`, validate (diagnostics and exit on error), write the generated Rust into
+//! `OUT_DIR` (a file only when its content changed) and tell Cargo what to watch.
+
+use std::path::{Path, PathBuf};
+
+use crate::diagnostic::render_all;
+use crate::project::{Project, load_dir, load_sources};
+use crate::rust_source::{GeneratedFile, doctype_file, hooks_file, module_file};
+
+/// Run the application build step. Call from `build.rs` with the crate's manifest directory.
+/// On invalid DocTypes this prints the diagnostics and exits the build script with status 1.
+pub fn build_app() {
+    let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    // Tests point a fixture application at a scratch directory of DocTypes.
+    println!("cargo:rerun-if-env-changed=M_DOCTYPES_DIR");
+    let doctypes_dir = std::env::var_os("M_DOCTYPES_DIR").map_or_else(|| root.join("doctypes"), PathBuf::from);
+    let hooks_dir = root.join("src").join("hooks");
+    println!("cargo:rerun-if-changed={}", doctypes_dir.display());
+    println!("cargo:rerun-if-changed={}", hooks_dir.display());
+    emit_git_describe(&root);
+    match generate(&doctypes_dir, &hooks_dir, &out) {
+        Ok(warnings) => {
+            for w in warnings {
+                println!("cargo:warning={w}");
+            }
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Generate into `out`; returns warnings, or the rendered diagnostics.
+pub fn generate(doctypes_dir: &Path, hooks_dir: &Path, out: &Path) -> Result<Vec<String>, String> {
+    let (sources, paths) = load_dir(doctypes_dir, "doctypes").map_err(|e| format!("error: cannot read {}: {e}", doctypes_dir.display()))?;
+    for p in &paths {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
+    let project = load_sources(&sources).map_err(|d| render_all(&d))?;
+    let (hook_mods, warnings) = hook_modules(&project, hooks_dir);
+    let mut files = vec![module_file(&project), hooks_file(&hook_mods)];
+    for d in &project.doctypes {
+        let text = sources.iter().find(|(f, _)| *f == d.source).map(|(_, t)| t.as_str()).unwrap_or_default();
+        let has_hooks = hook_mods.iter().any(|(m, _)| *m == d.table());
+        files.push(doctype_file(d, text, &project, has_hooks));
+    }
+    // The committed artifacts, also written here: the server embeds `openapi.json`, and a test
+    // compares `generated/` with these copies.
+    let title = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "m".into());
+    let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_else(|_| "0.0.0".into());
+    std::fs::create_dir_all(out.join("generated")).map_err(|e| format!("error: cannot create {}: {e}", out.display()))?;
+    for (path, content) in artifacts(&project, &title, &version) {
+        files.push(GeneratedFile { name: path, content });
+    }
+    for f in &files {
+        write_if_changed(&out.join(&f.name), f)?;
+    }
+    Ok(warnings)
+}
+
+/// `M_GIT_DESCRIBE` for `m --version`, when the application is built from a git checkout.
+fn emit_git_describe(root: &Path) {
+    let Some(git_dir) = root.ancestors().map(|p| p.join(".git")).find(|p| p.exists()) else { return };
+    println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
+    println!("cargo:rerun-if-changed={}", git_dir.join("refs").join("heads").display());
+    let described = std::process::Command::new("git")
+        .args(["describe", "--always", "--tags"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    if let Some(d) = described {
+        println!("cargo:rustc-env=M_GIT_DESCRIBE={d}");
+    }
+}
+
+/// Hook files `src/hooks/<table>.rs` whose DocType exists; a file without one is a warning.
+fn hook_modules(project: &Project, hooks_dir: &Path) -> (Vec<(String, String)>, Vec<String>) {
+    let mut mods = Vec::new();
+    let mut warnings = Vec::new();
+    let Ok(entries) = std::fs::read_dir(hooks_dir) else { return (mods, warnings) };
+    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        if p.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let Some(stem) = p.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
+        if stem == "mod" {
+            continue;
+        }
+        if project.doctypes.iter().any(|d| d.table() == stem) {
+            mods.push((stem, p.display().to_string()));
+        } else {
+            warnings.push(format!("src/hooks/{stem}.rs: no DocType has the table `{stem}`; these hooks are not compiled"));
+        }
+    }
+    (mods, warnings)
+}
+
+fn write_if_changed(path: &Path, file: &GeneratedFile) -> Result<(), String> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == file.content) {
+        return Ok(());
+    }
+    std::fs::write(path, &file.content).map_err(|e| format!("error: cannot write {}: {e}", path.display()))
+}
+
+/// The committed artifacts of `generated/` (path relative to the application root, content).
+pub fn artifacts(project: &Project, title: &str, version: &str) -> Vec<(String, String)> {
+    use crate::ddl::{Dialect, schema_sql};
+    let mut out = vec![("generated/openapi.json".to_string(), crate::openapi::document(project, title, version))];
+    for d in Dialect::ALL {
+        out.push((format!("generated/schema.{}.sql", d.as_str()), schema_sql(project, d)));
+    }
+    out.push(("generated/erd.md".to_string(), crate::erd::mermaid(project)));
+    out
+}

@@ -1,0 +1,135 @@
+//! A whole application: every DocType file of a directory, validated together (Links and Tables
+//! point to existing DocTypes, children have exactly one parent, no cycles, unique table names).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use crate::diagnostic::Diagnostic;
+use crate::ir::{DocType, FieldType};
+use crate::names;
+use crate::validate::{self, MAX_IDENT};
+
+/// The validated DocTypes of an application, sorted by name.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub doctypes: Vec<DocType>,
+}
+
+impl Project {
+    pub fn get(&self, name: &str) -> Option<&DocType> {
+        self.doctypes.iter().find(|d| d.name == name)
+    }
+}
+
+/// Read every `*.toml` of `dir` (sorted by file name). `display_prefix` is how diagnostics name
+/// the directory (e.g. `doctypes`). Returns the files read, for `rerun-if-changed`.
+pub fn load_dir(dir: &Path, display_prefix: &str) -> std::io::Result<(Vec<(String, String)>, Vec<std::path::PathBuf>)> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    let mut sources = Vec::new();
+    for p in &paths {
+        let text = std::fs::read_to_string(p)?;
+        let file_name = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        sources.push((format!("{display_prefix}/{file_name}"), text));
+    }
+    Ok((sources, paths))
+}
+
+/// Validate a set of `(file name, TOML text)` pairs as one application.
+pub fn load_sources(sources: &[(String, String)]) -> Result<Project, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let mut doctypes = Vec::new();
+    for (file, text) in sources {
+        match validate::parse_doctype(file, text) {
+            Ok(d) => doctypes.push(d),
+            Err(mut d) => diags.append(&mut d),
+        }
+    }
+    let source_of: HashMap<&str, &str> = sources.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
+    let at = |d: &DocType, span: std::ops::Range<usize>, msg: String, hint: &str| {
+        Diagnostic::at(&d.source, source_of.get(d.source.as_str()).copied().unwrap_or(""), Some(span), msg).with_hint(hint)
+    };
+
+    // Unique names and tables.
+    let mut seen: BTreeMap<String, &DocType> = BTreeMap::new();
+    for d in &doctypes {
+        if let Some(first) = seen.insert(d.table(), d) {
+            diags.push(at(d, d.name_span.clone(), format!("DocType `{}` has the same table `{}` as `{}` in {}", d.name, d.table(), first.name, first.source), "rename one of them"));
+        }
+    }
+
+    // Links and Tables point to DocTypes that exist; children get their parent.
+    let by_name: HashMap<String, usize> = doctypes.iter().enumerate().map(|(i, d)| (d.name.clone(), i)).collect();
+    let mut parents: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for d in &doctypes {
+        for f in &d.fields {
+            let (Some(to), Some(span)) = (&f.to, &f.to_span) else { continue };
+            match by_name.get(to) {
+                None => {
+                    let hint = match names::closest(to, doctypes.iter().map(|x| x.name.as_str())) {
+                        Some(c) => format!("did you mean \"{c}\"?"),
+                        None => "add doctypes/<name>.toml for it, or fix the name".to_string(),
+                    };
+                    diags.push(at(d, span.clone(), format!("{} field `{}` points to `{to}`, which is not a DocType", f.ty.as_str(), f.name), &hint));
+                }
+                Some(&i) => {
+                    let target = &doctypes[i];
+                    if f.ty == FieldType::Table {
+                        if d.child {
+                            diags.push(at(d, span.clone(), format!("child DocType {} cannot have a Table field", d.name), "nesting children is not supported; link instead"));
+                        }
+                        let list = parents.entry(to.clone()).or_default();
+                        if !list.contains(&d.name) {
+                            list.push(d.name.clone());
+                        }
+                    } else if target.child {
+                        diags.push(at(d, span.clone(), format!("Link field `{}` points to child DocType {to}", f.name), "child rows have no routes or names of their own; link to the parent"));
+                    }
+                }
+            }
+        }
+    }
+    for (child, ps) in &parents {
+        let i = by_name[child];
+        if ps.len() > 1 {
+            let d = &doctypes[i];
+            diags.push(at(d, d.name_span.clone(), format!("child DocType {child} is used by several parents: {}", ps.join(", ")), "give each parent its own child DocType"));
+        }
+        if doctypes[i].submittable || doctypes[i].optimistic || !doctypes[i].permissions.is_empty() {
+            let d = &doctypes[i];
+            diags.push(at(d, d.name_span.clone(), format!("{child} is a child (a Table of {}) but declares naming, submittable, concurrency or permissions", ps.join(", ")), "child rows follow their parent; remove those keys"));
+        }
+    }
+    for d in &mut doctypes {
+        if let Some(ps) = parents.get(&d.name) {
+            d.child = true;
+            d.parent = ps.first().cloned();
+            d.naming = crate::ir::Naming::Uuid;
+        } else if d.child {
+            let msg = format!("{} is declared `child = true` but no Table field points to it", d.name);
+            diags.push(Diagnostic::at(&d.source, source_of.get(d.source.as_str()).copied().unwrap_or(""), Some(d.name_span.clone()), msg).with_hint("add a Table field to its parent, or remove `child = true`"));
+        }
+    }
+
+    // Generated constraint names must stay within PostgreSQL's identifier limit: they are
+    // shortened deterministically, so only the column and table names themselves can fail, and
+    // those were checked per file. Check composite index column lists here.
+    for d in &doctypes {
+        for ix in &d.indexes {
+            if ix.fields.iter().any(|f| f.len() > MAX_IDENT) {
+                diags.push(at(d, d.name_span.clone(), "index column name too long".into(), "shorten the field name"));
+            }
+        }
+    }
+
+    if diags.is_empty() {
+        doctypes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Project { doctypes })
+    } else {
+        Err(diags)
+    }
+}

@@ -1,0 +1,53 @@
+//! The application: every DocType's run-time schema, looked up by name. Built once at startup
+//! from the static table the generated code hands over.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::doc::DocSchema;
+use crate::meta::DocMeta;
+
+/// The DocTypes an application serves.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    pub version: String,
+    schemas: Vec<Arc<DocSchema>>,
+    by_name: HashMap<&'static str, Arc<DocSchema>>,
+}
+
+impl App {
+    /// Lay out every DocType (children first, so parents can point to them).
+    pub fn new(name: &str, version: &str, doctypes: Vec<&'static DocMeta>) -> Result<App, String> {
+        let mut by_name: HashMap<&'static str, Arc<DocSchema>> = HashMap::new();
+        let mut schemas = Vec::new();
+        let (children, parents): (Vec<_>, Vec<_>) = doctypes.into_iter().partition(|m| m.child);
+        for meta in children.into_iter().chain(parents) {
+            if by_name.contains_key(meta.name) {
+                return Err(format!("DocType `{}` is registered twice", meta.name));
+            }
+            let schema = {
+                let lookup = |n: &str| by_name.get(n).cloned();
+                Arc::new(DocSchema::new(meta, &lookup)?)
+            };
+            by_name.insert(meta.name, schema.clone());
+            schemas.push(schema);
+        }
+        schemas.sort_by_key(|s| s.meta.name);
+        Ok(App { name: name.to_string(), version: version.to_string(), schemas, by_name })
+    }
+
+    /// A DocType by name (children included).
+    pub fn get(&self, name: &str) -> Option<&Arc<DocSchema>> {
+        self.by_name.get(name)
+    }
+
+    /// A DocType that has routes (not a child).
+    pub fn routable(&self, name: &str) -> Option<&Arc<DocSchema>> {
+        self.get(name).filter(|s| !s.meta.child)
+    }
+
+    pub fn schemas(&self) -> &[Arc<DocSchema>] {
+        &self.schemas
+    }
+}

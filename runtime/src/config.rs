@@ -1,0 +1,149 @@
+//! Configuration: defaults < `m.toml` < environment (`M_…`, plus `DATABASE_URL` and `REDIS_URL`).
+//! Secrets are wrapped so `Debug` never prints them.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::db::PoolConfig;
+use crate::list_query::ListLimits;
+
+/// A secret string: never shown by `Debug` or `Display`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `development` (default) or `production` (`M_ENV`).
+    pub env: Mode,
+    pub host: IpAddr,
+    pub port: u16,
+    /// `postgres://…` or `sqlite://path` (`DATABASE_URL`).
+    pub database_url: Secret,
+    /// Redis (optional; `REDIS_URL`).
+    pub redis_url: Option<Secret>,
+    /// HS256 key for bearer tokens (`M_JWT_SECRET`).
+    pub jwt_secret: Option<Secret>,
+    pub max_page_size: u32,
+    pub max_body_bytes: usize,
+    pub max_fields: usize,
+    pub max_filters: usize,
+    pub max_in_values: usize,
+    pub db_max_connections: usize,
+    pub db_min_connections: usize,
+    pub db_acquire_timeout_secs: u64,
+    pub db_max_lifetime_secs: u64,
+    pub sqlite_readers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            env: Mode::Development,
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8000,
+            database_url: Secret::new("sqlite://data/m.db"),
+            redis_url: None,
+            jwt_secret: None,
+            max_page_size: 500,
+            max_body_bytes: 1 << 20,
+            max_fields: 100,
+            max_filters: 50,
+            max_in_values: 1000,
+            db_max_connections: 30,
+            db_min_connections: 20,
+            db_acquire_timeout_secs: 30,
+            db_max_lifetime_secs: 3600,
+            sqlite_readers: 4,
+        }
+    }
+}
+
+impl Config {
+    /// Load defaults, then `m.toml` in the working directory (if present), then the environment.
+    pub fn load() -> Result<Config, String> {
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file("m.toml"))
+            .merge(Env::prefixed("M_").ignore(&["doctypes_dir"]))
+            .merge(Env::raw().only(&["database_url", "redis_url"]));
+        let config: Config = figment.extract().map_err(|e| format!("invalid configuration: {e}"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.max_page_size == 0 {
+            return Err("M_MAX_PAGE_SIZE must be at least 1".into());
+        }
+        if self.db_max_connections == 0 {
+            return Err("M_DB_MAX_CONNECTIONS must be at least 1".into());
+        }
+        if self.env == Mode::Production {
+            match &self.jwt_secret {
+                Some(s) if s.expose().len() >= 32 => {}
+                _ => return Err("production needs M_JWT_SECRET of at least 32 bytes".into()),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn list_limits(&self) -> ListLimits {
+        ListLimits {
+            default_page_size: 20.min(self.max_page_size),
+            max_page_size: self.max_page_size,
+            max_fields: self.max_fields,
+            max_filters: self.max_filters,
+            max_in_values: self.max_in_values,
+        }
+    }
+
+    pub fn pool(&self) -> PoolConfig {
+        PoolConfig {
+            min_connections: self.db_min_connections,
+            max_connections: self.db_max_connections,
+            sqlite_readers: self.sqlite_readers,
+            acquire_timeout: std::time::Duration::from_secs(self.db_acquire_timeout_secs),
+            max_lifetime: std::time::Duration::from_secs(self.db_max_lifetime_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let c = Config { jwt_secret: Some(Secret::new("super-secret-value")), ..Config::default() };
+        let text = format!("{c:?}");
+        assert!(!text.contains("super-secret-value"));
+    }
+}

@@ -1,0 +1,229 @@
+//! Database access: PostgreSQL through sqlx connections held in a ping-free, cancel-safe pool,
+//! SQLite through one writer connection and a pool of readers (DESIGN.md §6). Above this module
+//! everything is dialect-neutral: SQL text from the query builder, typed [`Value`] binds, rows
+//! decoded by the columns' [`FieldKind`]s.
+
+mod pg;
+mod sqlite;
+
+use std::time::Duration;
+
+use crate::meta::FieldKind;
+use crate::value::Value;
+
+pub use pg::PgDb;
+pub use sqlite::SqliteDb;
+
+/// SQL dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// Values bound to a statement's placeholders, each with the kind of the column it meets (so a
+/// NULL is typed, and a value is encoded the way the column stores it).
+pub type Binds = Vec<(FieldKind, Value)>;
+
+/// A decoded row: one value per selected column.
+pub type Row = Vec<Value>;
+
+/// Database failures, classified for the repository (which turns them into HTTP statuses).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unique constraint violated ({constraint})")]
+    Unique { constraint: String },
+    #[error("foreign key constraint violated")]
+    ForeignKey,
+    #[error("not-null constraint violated ({column})")]
+    NotNull { column: String },
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) => {
+                let constraint = db.constraint().map(str::to_string);
+                let message = db.message().to_string();
+                match db.kind() {
+                    sqlx::error::ErrorKind::UniqueViolation => {
+                        // SQLite names the columns in the message: "UNIQUE constraint failed: t.c".
+                        DbError::Unique { constraint: constraint.unwrap_or(message) }
+                    }
+                    sqlx::error::ErrorKind::ForeignKeyViolation => DbError::ForeignKey,
+                    sqlx::error::ErrorKind::NotNullViolation => DbError::NotNull { column: message },
+                    _ => DbError::Other(message),
+                }
+            }
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                DbError::Unavailable(e.to_string())
+            }
+            _ => DbError::Other(e.to_string()),
+        }
+    }
+}
+
+/// Pool sizes and timeouts.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Connections kept open (PostgreSQL).
+    pub min_connections: usize,
+    /// Most connections at once (PostgreSQL); extra ones close when idle.
+    pub max_connections: usize,
+    /// SQLite reader connections.
+    pub sqlite_readers: usize,
+    pub acquire_timeout: Duration,
+    /// A connection older than this is closed when it comes back.
+    pub max_lifetime: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            min_connections: 20,
+            max_connections: 30,
+            sqlite_readers: 4,
+            acquire_timeout: Duration::from_secs(30),
+            max_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A connected database.
+#[derive(Clone)]
+pub enum Db {
+    Postgres(PgDb),
+    Sqlite(SqliteDb),
+}
+
+impl Db {
+    /// Connect to `postgres://…` or `sqlite://path` (the file and its folder are created).
+    pub async fn connect(url: &str, config: &PoolConfig) -> Result<Db, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Db::Postgres(PgDb::connect(url, config).await?))
+        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Ok(Db::Sqlite(SqliteDb::open(path, config).await?))
+        } else {
+            Err(DbError::Other("DATABASE_URL must start with postgres:// or sqlite://".into()))
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Postgres(_) => Dialect::Postgres,
+            Db::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// A connection for reads.
+    pub async fn reader(&self) -> Result<Conn, DbError> {
+        match self {
+            Db::Postgres(p) => Ok(Conn::Pg(p.get().await?)),
+            Db::Sqlite(s) => Ok(Conn::SqliteRead(s.reader().await?)),
+        }
+    }
+
+    /// A write transaction (SQLite: the single writer, `BEGIN IMMEDIATE`).
+    pub async fn begin(&self) -> Result<Tx, DbError> {
+        let mut conn = match self {
+            Db::Postgres(p) => Conn::Pg(p.get().await?),
+            Db::Sqlite(s) => Conn::SqliteWrite(s.writer().await?),
+        };
+        conn.begin().await?;
+        Ok(Tx { conn })
+    }
+
+    /// Read rows with a fresh reader connection.
+    pub async fn fetch(&self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+        self.reader().await?.fetch(sql, binds, kinds).await
+    }
+
+    /// Run statements outside of a transaction (schema setup).
+    pub async fn execute_script(&self, statements: &[String]) -> Result<(), DbError> {
+        let mut tx = self.begin().await?;
+        for s in statements {
+            tx.execute(s, Vec::new()).await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// One connection, for reads or inside a transaction.
+pub enum Conn {
+    Pg(pg::PgConnGuard),
+    SqliteRead(sqlite::ReaderGuard),
+    SqliteWrite(sqlite::WriterGuard),
+}
+
+impl Conn {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Conn::Pg(_) => Dialect::Postgres,
+            _ => Dialect::Sqlite,
+        }
+    }
+
+    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+        match self {
+            Conn::Pg(c) => c.fetch(sql, binds, kinds).await,
+            Conn::SqliteRead(c) => c.fetch(sql, binds, kinds).await,
+            Conn::SqliteWrite(c) => c.fetch(sql, binds, kinds).await,
+        }
+    }
+
+    pub async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
+        match self {
+            Conn::Pg(c) => c.execute(sql, binds).await,
+            Conn::SqliteRead(c) => c.execute(sql, binds).await,
+            Conn::SqliteWrite(c) => c.execute(sql, binds).await,
+        }
+    }
+
+    async fn begin(&mut self) -> Result<(), DbError> {
+        match self {
+            Conn::Pg(c) => c.begin().await,
+            Conn::SqliteWrite(c) => c.begin().await,
+            Conn::SqliteRead(_) => Err(DbError::Other("a reader cannot start a write transaction".into())),
+        }
+    }
+
+    async fn finish(&mut self, commit: bool) -> Result<(), DbError> {
+        match self {
+            Conn::Pg(c) => c.finish(commit).await,
+            Conn::SqliteWrite(c) => c.finish(commit).await,
+            Conn::SqliteRead(_) => Ok(()),
+        }
+    }
+}
+
+/// A write transaction. Dropped without [`Tx::commit`], it is rolled back before its connection
+/// is used again.
+pub struct Tx {
+    conn: Conn,
+}
+
+impl Tx {
+    pub fn dialect(&self) -> Dialect {
+        self.conn.dialect()
+    }
+
+    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+        self.conn.fetch(sql, binds, kinds).await
+    }
+
+    pub async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
+        self.conn.execute(sql, binds).await
+    }
+
+    pub async fn commit(mut self) -> Result<(), DbError> {
+        self.conn.finish(true).await
+    }
+
+    pub async fn rollback(mut self) -> Result<(), DbError> {
+        self.conn.finish(false).await
+    }
+}

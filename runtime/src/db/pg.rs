@@ -1,0 +1,190 @@
+//! PostgreSQL: sqlx connections in a deadpool pool that never pings. A connection is marked busy
+//! while a statement runs and in-transaction between BEGIN and COMMIT; if the caller's future is
+//! dropped mid-statement the mark stays, and the pool closes that connection instead of handing
+//! it out again (BENCHMARKS.md: the pings of sqlx's own pool double PostgreSQL's cost per query).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, Object, Pool, RecycleError, RecycleResult};
+use rust_decimal::Decimal;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgRow};
+use sqlx::{Arguments, ConnectOptions, Connection, Row as _};
+
+use super::{Binds, DbError, PoolConfig, Row};
+use crate::meta::FieldKind;
+use crate::value::Value;
+
+pub struct PgConn {
+    conn: PgConnection,
+    busy: bool,
+    in_tx: bool,
+}
+
+pub struct PgManager {
+    options: PgConnectOptions,
+    max_lifetime: Duration,
+}
+
+impl managed::Manager for PgManager {
+    type Type = PgConn;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<PgConn, sqlx::Error> {
+        let conn = self.options.connect().await?;
+        Ok(PgConn { conn, busy: false, in_tx: false })
+    }
+
+    async fn recycle(&self, c: &mut PgConn, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
+        if c.busy {
+            return Err(RecycleError::message("a statement was cancelled mid-flight"));
+        }
+        if metrics.age() > self.max_lifetime {
+            return Err(RecycleError::message("connection reached its lifetime"));
+        }
+        if c.in_tx {
+            sqlx::query("ROLLBACK").execute(&mut c.conn).await.map_err(RecycleError::Backend)?;
+            c.in_tx = false;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+pub struct PgDb {
+    pool: Pool<PgManager>,
+}
+
+impl PgDb {
+    pub async fn connect(url: &str, config: &PoolConfig) -> Result<PgDb, DbError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| DbError::Other(format!("invalid DATABASE_URL: {e}")))?
+            .application_name("m")
+            .disable_statement_logging();
+        let manager = PgManager { options, max_lifetime: config.max_lifetime };
+        let pool = Pool::builder(manager)
+            .max_size(config.max_connections.max(1))
+            .wait_timeout(Some(config.acquire_timeout))
+            .create_timeout(Some(config.acquire_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Other(e.to_string()))?;
+        let db = PgDb { pool };
+        // Connect once now, so a bad URL or a down server fails at startup with a clear message.
+        drop(db.get().await?);
+        Ok(db)
+    }
+
+    pub async fn get(&self) -> Result<PgConnGuard, DbError> {
+        self.pool.get().await.map(PgConnGuard).map_err(|e| match e {
+            managed::PoolError::Backend(b) => DbError::from(b),
+            other => DbError::Unavailable(other.to_string()),
+        })
+    }
+}
+
+pub struct PgConnGuard(Object<PgManager>);
+
+impl PgConnGuard {
+    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+        let args = bind_all(binds)?;
+        let c = &mut *self.0;
+        c.busy = true;
+        let rows = sqlx::query_with(sql, args).fetch_all(&mut c.conn).await?;
+        c.busy = false;
+        rows.iter().map(|r| decode_row(r, kinds)).collect()
+    }
+
+    pub async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
+        let args = bind_all(binds)?;
+        let c = &mut *self.0;
+        c.busy = true;
+        let done = sqlx::query_with(sql, args).execute(&mut c.conn).await?;
+        c.busy = false;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn begin(&mut self) -> Result<(), DbError> {
+        self.execute("BEGIN", Vec::new()).await?;
+        self.0.in_tx = true;
+        Ok(())
+    }
+
+    pub async fn finish(&mut self, commit: bool) -> Result<(), DbError> {
+        self.execute(if commit { "COMMIT" } else { "ROLLBACK" }, Vec::new()).await?;
+        self.0.in_tx = false;
+        Ok(())
+    }
+
+    /// Close the underlying connection (used when the pool should not keep it).
+    pub async fn close(self) {
+        let conn = Object::take(self.0);
+        let _ = conn.conn.close().await;
+    }
+}
+
+fn mismatch(kind: FieldKind, v: &Value) -> DbError {
+    DbError::Other(format!("cannot bind {v:?} to a {} column", kind.as_str()))
+}
+
+fn bind_all(binds: Binds) -> Result<PgArguments, DbError> {
+    let mut args = PgArguments::default();
+    for (kind, v) in binds {
+        bind(&mut args, kind, v)?;
+    }
+    Ok(args)
+}
+
+fn bind(args: &mut PgArguments, kind: FieldKind, v: Value) -> Result<(), DbError> {
+    use FieldKind as K;
+    let r = match (kind, v) {
+        (K::Int, Value::Int(i)) => args.add(i32::try_from(i).map_err(|_| DbError::Other("Int out of range".into()))?),
+        (K::Int, Value::Null) => args.add(None::<i32>),
+        (K::BigInt, Value::Int(i)) => args.add(i),
+        (K::BigInt, Value::Null) => args.add(None::<i64>),
+        (K::Float, Value::Float(f)) => args.add(f),
+        (K::Float, Value::Int(i)) => args.add(i as f64),
+        (K::Float, Value::Null) => args.add(None::<f64>),
+        (K::Currency | K::Decimal, Value::Decimal(d)) => args.add(d),
+        (K::Currency | K::Decimal, Value::Null) => args.add(None::<Decimal>),
+        (K::Check, Value::Bool(b)) => args.add(b),
+        (K::Check, Value::Null) => args.add(None::<bool>),
+        (K::Date, Value::Date(d)) => args.add(d),
+        (K::Date, Value::Null) => args.add(None::<chrono::NaiveDate>),
+        (K::Datetime, Value::Datetime(t)) => args.add(t),
+        (K::Datetime, Value::Null) => args.add(None::<chrono::DateTime<chrono::Utc>>),
+        (K::Time, Value::Time(t)) => args.add(t),
+        (K::Time, Value::Null) => args.add(None::<chrono::NaiveTime>),
+        (K::Json, Value::Json(j)) => args.add(sqlx::types::Json(j)),
+        (K::Json, Value::Null) => args.add(None::<sqlx::types::Json<serde_json::Value>>),
+        (K::Uuid, Value::Uuid(u)) => args.add(u),
+        (K::Uuid, Value::Null) => args.add(None::<uuid::Uuid>),
+        (k, Value::Str(s)) if k.is_string() => args.add(s),
+        (k, Value::Null) if k.is_string() => args.add(None::<String>),
+        (k, v) => return Err(mismatch(k, &v)),
+    };
+    r.map_err(|e| DbError::Other(e.to_string()))
+}
+
+fn decode_row(row: &PgRow, kinds: &[FieldKind]) -> Result<Row, DbError> {
+    use FieldKind as K;
+    let mut out = Vec::with_capacity(kinds.len());
+    for (i, kind) in kinds.iter().enumerate() {
+        let v = match kind {
+            K::Int => row.try_get::<Option<i32>, _>(i)?.map(|x| Value::Int(x.into())),
+            K::BigInt => row.try_get::<Option<i64>, _>(i)?.map(Value::Int),
+            K::Float => row.try_get::<Option<f64>, _>(i)?.map(Value::Float),
+            K::Currency | K::Decimal => row.try_get::<Option<Decimal>, _>(i)?.map(Value::Decimal),
+            K::Check => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
+            K::Date => row.try_get::<Option<chrono::NaiveDate>, _>(i)?.map(Value::Date),
+            K::Datetime => row.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>(i)?.map(Value::Datetime),
+            K::Time => row.try_get::<Option<chrono::NaiveTime>, _>(i)?.map(Value::Time),
+            K::Json => row.try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>(i)?.map(|j| Value::Json(j.0)),
+            K::Uuid => row.try_get::<Option<uuid::Uuid>, _>(i)?.map(Value::Uuid),
+            K::Table => None,
+            _ => row.try_get::<Option<String>, _>(i)?.map(Value::Str),
+        };
+        out.push(v.unwrap_or(Value::Null));
+    }
+    Ok(out)
+}

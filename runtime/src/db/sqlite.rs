@@ -1,0 +1,214 @@
+//! SQLite: WAL, one writer connection (writes take it and run `BEGIN IMMEDIATE`, so they never
+//! fail with SQLITE_BUSY on upgrade) and a small pool of read-only readers.
+//!
+//! Storage forms: Decimal and Currency as exact decimal text, dates and times as ISO text
+//! (date-times fixed-width UTC, so text order is time order), Check as 0/1, UUID and JSON as text.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, Object, Pool, RecycleError, RecycleResult};
+use rust_decimal::Decimal;
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous};
+use sqlx::{Arguments, ConnectOptions, Row as _};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::{Binds, DbError, PoolConfig, Row};
+use crate::meta::FieldKind;
+use crate::value::{Value, parse_datetime, sqlite_datetime};
+
+pub struct LiteConn {
+    conn: SqliteConnection,
+    busy: bool,
+    in_tx: bool,
+}
+
+impl LiteConn {
+    async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+        let args = bind_all(binds)?;
+        self.busy = true;
+        let rows = sqlx::query_with(sql, args).fetch_all(&mut self.conn).await?;
+        self.busy = false;
+        rows.iter().map(|r| decode_row(r, kinds)).collect()
+    }
+
+    async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
+        let args = bind_all(binds)?;
+        self.busy = true;
+        let done = sqlx::query_with(sql, args).execute(&mut self.conn).await?;
+        self.busy = false;
+        Ok(done.rows_affected())
+    }
+
+    /// Undo what a dropped transaction or a cancelled statement left behind.
+    async fn reset(&mut self) -> Result<(), DbError> {
+        if self.busy || self.in_tx {
+            // Not in a transaction is fine: ROLLBACK then fails harmlessly.
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+            self.busy = false;
+            self.in_tx = false;
+        }
+        Ok(())
+    }
+}
+
+pub struct ReaderManager {
+    options: SqliteConnectOptions,
+}
+
+impl managed::Manager for ReaderManager {
+    type Type = LiteConn;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<LiteConn, sqlx::Error> {
+        let conn = self.options.connect().await?;
+        Ok(LiteConn { conn, busy: false, in_tx: false })
+    }
+
+    async fn recycle(&self, c: &mut LiteConn, _: &Metrics) -> RecycleResult<sqlx::Error> {
+        if c.busy {
+            return Err(RecycleError::message("a statement was cancelled mid-flight"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+pub struct SqliteDb {
+    writer: Arc<Mutex<LiteConn>>,
+    readers: Pool<ReaderManager>,
+    acquire_timeout: Duration,
+}
+
+impl SqliteDb {
+    pub async fn open(path: &str, config: &PoolConfig) -> Result<SqliteDb, DbError> {
+        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| DbError::Other(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let base = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(|e| DbError::Other(format!("invalid DATABASE_URL: {e}")))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5))
+            .disable_statement_logging();
+        let writer = base.clone().create_if_missing(true).connect().await?;
+        let readers = Pool::builder(ReaderManager { options: base.read_only(true) })
+            .max_size(config.sqlite_readers.max(1))
+            .wait_timeout(Some(config.acquire_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Other(e.to_string()))?;
+        Ok(SqliteDb {
+            writer: Arc::new(Mutex::new(LiteConn { conn: writer, busy: false, in_tx: false })),
+            readers,
+            acquire_timeout: config.acquire_timeout,
+        })
+    }
+
+    pub async fn reader(&self) -> Result<ReaderGuard, DbError> {
+        self.readers.get().await.map(ReaderGuard).map_err(|e| match e {
+            managed::PoolError::Backend(b) => DbError::from(b),
+            other => DbError::Unavailable(other.to_string()),
+        })
+    }
+
+    pub async fn writer(&self) -> Result<WriterGuard, DbError> {
+        let guard = tokio::time::timeout(self.acquire_timeout, self.writer.clone().lock_owned())
+            .await
+            .map_err(|_| DbError::Unavailable("timed out waiting for the SQLite writer".into()))?;
+        let mut w = WriterGuard(guard);
+        w.0.reset().await?;
+        Ok(w)
+    }
+}
+
+pub struct ReaderGuard(Object<ReaderManager>);
+
+impl ReaderGuard {
+    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+        self.0.fetch(sql, binds, kinds).await
+    }
+
+    pub async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
+        self.0.execute(sql, binds).await
+    }
+}
+
+pub struct WriterGuard(OwnedMutexGuard<LiteConn>);
+
+impl WriterGuard {
+    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+        self.0.fetch(sql, binds, kinds).await
+    }
+
+    pub async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
+        self.0.execute(sql, binds).await
+    }
+
+    pub async fn begin(&mut self) -> Result<(), DbError> {
+        self.0.execute("BEGIN IMMEDIATE", Vec::new()).await?;
+        self.0.in_tx = true;
+        Ok(())
+    }
+
+    pub async fn finish(&mut self, commit: bool) -> Result<(), DbError> {
+        self.0.execute(if commit { "COMMIT" } else { "ROLLBACK" }, Vec::new()).await?;
+        self.0.in_tx = false;
+        Ok(())
+    }
+}
+
+fn bind_all(binds: Binds) -> Result<SqliteArguments<'static>, DbError> {
+    let mut args = SqliteArguments::default();
+    for (kind, v) in binds {
+        let r = match v {
+            Value::Null => args.add(None::<String>),
+            Value::Str(s) => args.add(s),
+            Value::Int(i) => args.add(i),
+            Value::Float(f) => args.add(f),
+            Value::Decimal(d) => args.add(d.to_string()),
+            Value::Bool(b) => args.add(i64::from(b)),
+            Value::Date(d) => args.add(d.format("%Y-%m-%d").to_string()),
+            Value::Datetime(t) => args.add(sqlite_datetime(&t)),
+            Value::Time(t) => args.add(t.format("%H:%M:%S%.f").to_string()),
+            Value::Json(j) => args.add(j.to_string()),
+            Value::Uuid(u) => args.add(u.to_string()),
+        };
+        r.map_err(|e| DbError::Other(format!("cannot bind a {} value: {e}", kind.as_str())))?;
+    }
+    Ok(args)
+}
+
+fn bad(kind: FieldKind, text: &str) -> DbError {
+    DbError::Other(format!("stored value `{text}` is not a valid {}", kind.as_str()))
+}
+
+fn decode_row(row: &SqliteRow, kinds: &[FieldKind]) -> Result<Row, DbError> {
+    use FieldKind as K;
+    let mut out = Vec::with_capacity(kinds.len());
+    for (i, kind) in kinds.iter().enumerate() {
+        let v = match kind {
+            K::Int | K::BigInt => row.try_get_unchecked::<Option<i64>, _>(i)?.map(Value::Int),
+            K::Float => row.try_get_unchecked::<Option<f64>, _>(i)?.map(Value::Float),
+            K::Check => row.try_get_unchecked::<Option<i64>, _>(i)?.map(|b| Value::Bool(b != 0)),
+            K::Table => None,
+            _ => match row.try_get_unchecked::<Option<String>, _>(i)? {
+                None => None,
+                Some(s) => Some(match kind {
+                    K::Currency | K::Decimal => Value::Decimal(Decimal::from_str(&s).or_else(|_| Decimal::from_scientific(&s)).map_err(|_| bad(*kind, &s))?),
+                    K::Date => Value::Date(chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| bad(*kind, &s))?),
+                    K::Datetime => Value::Datetime(parse_datetime(&s).ok_or_else(|| bad(*kind, &s))?),
+                    K::Time => Value::Time(chrono::NaiveTime::parse_from_str(&s, "%H:%M:%S%.f").map_err(|_| bad(*kind, &s))?),
+                    K::Json => Value::Json(serde_json::from_str(&s).map_err(|_| bad(*kind, &s))?),
+                    K::Uuid => Value::Uuid(uuid::Uuid::parse_str(&s).map_err(|_| bad(*kind, &s))?),
+                    _ => Value::Str(s),
+                }),
+            },
+        };
+        out.push(v.unwrap_or(Value::Null));
+    }
+    Ok(out)
+}

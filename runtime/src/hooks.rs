@@ -1,0 +1,106 @@
+//! Hand-written behaviour per DocType. An application implements [`Hooks`] for a generated struct
+//! in `src/hooks/<table>.rs`; the build finds the file and the runtime calls the hooks around
+//! every write.
+//!
+//! Order: `validate` and `before_save` run before the write transaction (they may read other
+//! documents through [`HookCtx`]); `after_save`, `on_submit` and `on_cancel` run after the change
+//! is committed; `before_delete` runs before the delete and can refuse it.
+
+use std::future::Future;
+
+pub use crate::meta::BoxFuture;
+use crate::repo::Repo;
+use crate::value::Value;
+
+/// When a hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookEvent {
+    Validate,
+    BeforeSave,
+    AfterSave,
+    BeforeDelete,
+    OnSubmit,
+    OnCancel,
+}
+
+/// A hook's failure. `Validation` is shown to the client (422); `Internal` is logged and the
+/// client sees a 500 without the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    #[error("{message}")]
+    Validation { field: Option<String>, message: String },
+    #[error("hook failed: {0}")]
+    Internal(String),
+}
+
+impl HookError {
+    /// A 422 about one field.
+    pub fn field(field: &str, message: impl Into<String>) -> HookError {
+        HookError::Validation { field: Some(field.to_string()), message: message.into() }
+    }
+
+    /// A 422 about the document as a whole.
+    pub fn invalid(message: impl Into<String>) -> HookError {
+        HookError::Validation { field: None, message: message.into() }
+    }
+}
+
+/// What a hook can see: the acting user, whether the document is new, and read access to other
+/// documents.
+pub struct HookCtx {
+    pub(crate) repo: Repo,
+    pub(crate) user: String,
+    pub(crate) is_new: bool,
+}
+
+impl HookCtx {
+    /// The acting user's `name`.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// True when the document is being created.
+    pub fn is_new(&self) -> bool {
+        self.is_new
+    }
+
+    /// One field of another document by DocType and `name` (Null when the document does not
+    /// exist). Reads bypass the caller's row scope: hooks are application code.
+    pub async fn get_value(&self, doctype: &str, name: &str, field: &str) -> Result<Value, HookError> {
+        self.repo.get_value_system(doctype, name, field).await.map_err(|e| HookError::Internal(e.to_string()))
+    }
+}
+
+/// Hooks of one DocType; every method has a no-op default.
+pub trait Hooks: Send {
+    fn validate(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+        async { Ok(()) }
+    }
+    fn before_save(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+        async { Ok(()) }
+    }
+    fn after_save(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+        async { Ok(()) }
+    }
+    fn before_delete(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+        async { Ok(()) }
+    }
+    fn on_submit(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+        async { Ok(()) }
+    }
+    fn on_cancel(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// Call the hook for `event`; used by the derive macro's generated hook function.
+pub async fn dispatch<T: Hooks>(this: &mut T, event: HookEvent, ctx: &HookCtx) -> Result<(), HookError> {
+    match event {
+        HookEvent::Validate => this.validate(ctx).await,
+        HookEvent::BeforeSave => this.before_save(ctx).await,
+        HookEvent::AfterSave => this.after_save(ctx).await,
+        HookEvent::BeforeDelete => this.before_delete(ctx).await,
+        HookEvent::OnSubmit => this.on_submit(ctx).await,
+        HookEvent::OnCancel => this.on_cancel(ctx).await,
+    }
+}

@@ -1,0 +1,103 @@
+//! The one error shape of the API (DESIGN.md §3):
+//! `{"error": {"code", "message", "request_id", "details"}}`. Building the response has no side
+//! effects; 5xx are logged by the request middleware, which sees the status.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::request_id;
+use crate::auth::AuthError;
+use crate::checks::FieldIssue;
+use crate::list_query::ParamError;
+use crate::repo::RepoError;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: String,
+    request_id: String,
+    #[serde(skip_serializing_if = "<[FieldIssue]>::is_empty")]
+    details: &'a [FieldIssue],
+}
+
+/// The message and code a 5xx carries, kept in the response so the middleware can log it.
+#[derive(Clone, Debug)]
+pub struct InternalDetail(pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let single;
+        let (status, code, message, details): (StatusCode, &str, String, &[FieldIssue]) = match &self {
+            ApiError::Repo(e) => match e {
+                RepoError::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found".into(), &[]),
+                RepoError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", e.to_string(), &[]),
+                RepoError::BadRequest { code, message, field } => {
+                    single = field.iter().map(|f| FieldIssue::new(f.clone(), code, message.clone())).collect::<Vec<_>>();
+                    (StatusCode::BAD_REQUEST, *code, message.clone(), &single)
+                }
+                RepoError::Validation(issues) => {
+                    let message = issues.first().map_or_else(|| "validation failed".to_string(), |i| i.message.clone());
+                    (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message, issues.as_slice())
+                }
+                RepoError::Duplicate { message, field } => {
+                    single = field.iter().map(|f| FieldIssue::new(f.clone(), "duplicate", message.clone())).collect::<Vec<_>>();
+                    (StatusCode::CONFLICT, "duplicate", message.clone(), &single)
+                }
+                RepoError::LinkExists(m) => (StatusCode::CONFLICT, "link_exists", m.clone(), &[]),
+                RepoError::InvalidState(m) => (StatusCode::CONFLICT, "invalid_state", m.clone(), &[]),
+                RepoError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone(), &[]),
+                RepoError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed", e.to_string(), &[]),
+                RepoError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable".into(), &[]),
+                RepoError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into(), &[]),
+            },
+            ApiError::Param(p) => {
+                single = p.field.iter().map(|f| FieldIssue::new(f.clone(), p.code, p.message.clone())).collect::<Vec<_>>();
+                (StatusCode::BAD_REQUEST, p.code, p.message.clone(), &single)
+            }
+            ApiError::Auth(a) => (StatusCode::UNAUTHORIZED, "unauthenticated", a.to_string(), &[]),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone(), &[]),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", self.to_string(), &[]),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found".into(), &[]),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", self.to_string(), &[]),
+        };
+        let body = Body { error: ErrorBody { code, message, request_id: request_id::current(), details } };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut res = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response();
+        if let ApiError::Auth(a) = &self {
+            let value = match a {
+                AuthError::Missing => "Bearer",
+                AuthError::Invalid => "Bearer error=\"invalid_token\"",
+            };
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
+        }
+        if let ApiError::Repo(RepoError::Internal(m) | RepoError::Unavailable(m)) = &self {
+            res.extensions_mut().insert(InternalDetail(m.clone()));
+        }
+        res
+    }
+}

@@ -1,0 +1,242 @@
+//! The HTTP API (DESIGN.md §3). The only module that knows axum: handlers are written once and
+//! dispatch on the DocType named in the path, through the repository.
+
+mod docs;
+mod error;
+mod request_id;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+
+pub use error::ApiError;
+
+use crate::auth::Authenticator;
+use crate::doc::{Doc, DocJson};
+use crate::list_query;
+use crate::perms::{self, Action, Principal};
+use crate::repo::{Expect, Page, Repo, RepoError, etag};
+
+/// Shared state of the router.
+#[derive(Clone)]
+pub struct ApiState {
+    pub repo: Repo,
+    pub auth: Authenticator,
+    pub openapi: Arc<str>,
+    pub max_body_bytes: usize,
+}
+
+/// The whole API.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(docs::openapi))
+        .route("/docs", get(docs::page))
+        .route("/api/meta/{doctype}", get(meta))
+        .route("/api/v1/{doctype}", get(list).post(create))
+        .route("/api/v1/{doctype}/{docref}", get(read).patch(update).put(update).delete(delete))
+        .route("/api/v1/{doctype}/{docref}/{action}", post(lifecycle))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let value = match headers.get(header::AUTHORIZATION) {
+        Some(v) => Some(v.to_str().map_err(|_| crate::auth::AuthError::Invalid)?),
+        None => None,
+    };
+    Ok(state.auth.authenticate(value)?)
+}
+
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response(),
+        Err(e) => ApiError::Repo(RepoError::Internal(format!("serializing a response: {e}"))).into_response(),
+    }
+}
+
+fn doc_response(status: StatusCode, doc: &Doc) -> Response {
+    let mut res = json_response(status, &doc.json(None));
+    if let Ok(v) = HeaderValue::from_str(&etag(doc)) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    res
+}
+
+/// `/api/v1/<DocType>/<name>`, percent-encoded.
+fn location(doctype: &str, name: &str) -> String {
+    let enc = |s: &str| -> String { form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20") };
+    format!("/api/v1/{}/{}", enc(doctype), enc(name))
+}
+
+fn expect(headers: &HeaderMap) -> Expect {
+    Expect { if_match: headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string) }
+}
+
+/// Read a JSON body within the size limit, in our error shape.
+async fn json_body(state: &ApiState, body: Body) -> Result<serde_json::Value, ApiError> {
+    let bytes: Bytes = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| ApiError::PayloadTooLarge(state.max_body_bytes))?;
+    if bytes.is_empty() {
+        return Err(ApiError::BadRequest("the request needs a JSON body".into()));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+}
+
+#[derive(Serialize)]
+struct ListBody<'a> {
+    items: Vec<DocJson<'a>>,
+    total: Option<i64>,
+    limit: u32,
+    offset: u32,
+    has_more: bool,
+}
+
+async fn list(State(state): State<ApiState>, Path(doctype): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap) -> Result<Response, ApiError> {
+    let who = principal(&state, &headers)?;
+    let schema = state.repo.schema(&doctype)?;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
+    let page: Page = state.repo.list(&who, &doctype, &q).await?;
+    let projection = page.projection.as_deref();
+    let body = ListBody {
+        items: page.rows.iter().map(|d| d.json(projection)).collect(),
+        total: page.total,
+        limit: page.limit,
+        offset: page.offset,
+        has_more: page.has_more,
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+async fn create(State(state): State<ApiState>, Path(doctype): Path<String>, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
+    let who = principal(&state, &headers)?;
+    state.repo.schema(&doctype)?;
+    let body = json_body(&state, req.into_body()).await?;
+    let doc = state.repo.create(&who, &doctype, &body).await?;
+    let mut res = doc_response(StatusCode::CREATED, &doc);
+    if let Ok(v) = HeaderValue::from_str(&location(&doctype, doc.name())) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+async fn read(State(state): State<ApiState>, Path((doctype, docref)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let who = principal(&state, &headers)?;
+    let doc = state.repo.get(&who, &doctype, &docref).await?;
+    Ok(doc_response(StatusCode::OK, &doc))
+}
+
+async fn update(State(state): State<ApiState>, Path((doctype, docref)): Path<(String, String)>, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
+    let who = principal(&state, &headers)?;
+    state.repo.schema(&doctype)?;
+    let body = json_body(&state, req.into_body()).await?;
+    let doc = state.repo.update(&who, &doctype, &docref, &body, &expect(&headers)).await?;
+    Ok(doc_response(StatusCode::OK, &doc))
+}
+
+async fn delete(State(state): State<ApiState>, Path((doctype, docref)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let who = principal(&state, &headers)?;
+    state.repo.delete(&who, &doctype, &docref, &expect(&headers)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn lifecycle(State(state): State<ApiState>, Path((doctype, docref, action)): Path<(String, String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let who = principal(&state, &headers)?;
+    let expect = expect(&headers);
+    match action.as_str() {
+        "submit" => Ok(doc_response(StatusCode::OK, &state.repo.transition(&who, &doctype, &docref, Action::Submit, &expect).await?)),
+        "cancel" => Ok(doc_response(StatusCode::OK, &state.repo.transition(&who, &doctype, &docref, Action::Cancel, &expect).await?)),
+        "amend" => {
+            let doc = state.repo.amend(&who, &doctype, &docref, &expect).await?;
+            let mut res = doc_response(StatusCode::CREATED, &doc);
+            if let Ok(v) = HeaderValue::from_str(&location(&doctype, doc.name())) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(res)
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+#[derive(Serialize)]
+struct FieldInfo {
+    name: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'static str>,
+    required: bool,
+    unique: bool,
+    read_only: bool,
+    hidden: bool,
+    standard: bool,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    options: &'static [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_length: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'static str>,
+}
+
+async fn meta(State(state): State<ApiState>, Path(doctype): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let who = principal(&state, &headers)?;
+    let schema = state.repo.schema(&doctype)?;
+    let actions = perms::allowed_actions(schema.meta, &who);
+    if !actions.contains(&"read") {
+        return Err(RepoError::Forbidden { doctype: doctype.clone(), action: "read" }.into());
+    }
+    let info = |name, kind: crate::meta::FieldKind, f: Option<&'static crate::meta::FieldMeta>| FieldInfo {
+        name,
+        kind: kind.as_str(),
+        to: f.and_then(|f| f.to),
+        required: f.is_some_and(|f| f.required),
+        unique: f.is_some_and(|f| f.unique),
+        read_only: f.is_none_or(|f| f.read_only),
+        hidden: f.is_some_and(|f| f.hidden),
+        standard: f.is_none(),
+        options: f.map_or(&[], |f| f.options),
+        max_length: f.and_then(|f| f.max_length),
+        description: f.and_then(|f| f.description),
+    };
+    let mut fields: Vec<FieldInfo> = schema.columns.iter().map(|c| info(c.name, c.kind, c.field)).collect();
+    fields.extend(schema.tables.iter().map(|t| info(t.name, crate::meta::FieldKind::Table, Some(t.field))));
+    let m = schema.meta;
+    let naming = match m.naming {
+        crate::meta::Naming::Uuid => "uuid".to_string(),
+        crate::meta::Naming::Hash => "hash".to_string(),
+        crate::meta::Naming::Field(f) => format!("field:{f}"),
+        crate::meta::Naming::Series(p) => format!("series:{p}"),
+    };
+    let body = serde_json::json!({
+        "name": m.name,
+        "table": m.table,
+        "naming": naming,
+        "title_field": m.title_field,
+        "submittable": m.submittable,
+        "concurrency": if m.optimistic { "optimistic" } else { "none" },
+        "description": m.description,
+        "fields": fields,
+        "permissions": actions,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}

@@ -1,0 +1,49 @@
+//! Request ids: taken from `X-Request-Id` when it is well-formed, else generated; echoed in the
+//! response header and in error bodies (through a task-local the error response reads).
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::error::InternalDetail;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The current request's id ("" outside a request).
+pub fn current() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+fn well_formed(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// Middleware: assign the id, run the request inside its scope, log one line per request.
+pub async fn middleware(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| well_formed(v))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let mut res = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let status = res.status();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
+        tracing::error!(request_id = %id, %method, path, status = status.as_u16(), duration_ms = ms, error = %detail, "request failed");
+    } else {
+        tracing::info!(request_id = %id, %method, path, status = status.as_u16(), duration_ms = ms, "request");
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    res
+}

@@ -1,0 +1,169 @@
+//! Static metadata of a DocType, as the derive macro emits it. Everything the runtime does for a
+//! DocType is driven by these tables; there is no per-DocType handler code.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::doc::Doc;
+use crate::hooks::{HookCtx, HookError, HookEvent};
+
+/// A field's type; the same names as the TOML types (DESIGN.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldKind {
+    Data,
+    Email,
+    Phone,
+    Url,
+    Text,
+    Int,
+    BigInt,
+    Float,
+    Currency,
+    Decimal,
+    Check,
+    Date,
+    Datetime,
+    Time,
+    Select,
+    Link,
+    Table,
+    Json,
+    Uuid,
+}
+
+impl FieldKind {
+    /// The TOML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldKind::Data => "Data",
+            FieldKind::Email => "Email",
+            FieldKind::Phone => "Phone",
+            FieldKind::Url => "URL",
+            FieldKind::Text => "Text",
+            FieldKind::Int => "Int",
+            FieldKind::BigInt => "BigInt",
+            FieldKind::Float => "Float",
+            FieldKind::Currency => "Currency",
+            FieldKind::Decimal => "Decimal",
+            FieldKind::Check => "Check",
+            FieldKind::Date => "Date",
+            FieldKind::Datetime => "Datetime",
+            FieldKind::Time => "Time",
+            FieldKind::Select => "Select",
+            FieldKind::Link => "Link",
+            FieldKind::Table => "Table",
+            FieldKind::Json => "JSON",
+            FieldKind::Uuid => "UUID",
+        }
+    }
+
+    pub fn is_string(self) -> bool {
+        matches!(
+            self,
+            FieldKind::Data
+                | FieldKind::Email
+                | FieldKind::Phone
+                | FieldKind::Url
+                | FieldKind::Text
+                | FieldKind::Select
+                | FieldKind::Link
+        )
+    }
+
+    pub fn is_decimal(self) -> bool {
+        matches!(self, FieldKind::Currency | FieldKind::Decimal)
+    }
+
+    /// Can be compared with `<`/`>` and sorted meaningfully.
+    pub fn is_ordered(self) -> bool {
+        !matches!(self, FieldKind::Json | FieldKind::Table)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    Uuid,
+    Hash,
+    Field(&'static str),
+    Series(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DefaultValue {
+    Today,
+    Now,
+    Str(&'static str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// One declared field (standard fields are not listed; see [`crate::doc::DocSchema`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FieldMeta {
+    pub name: &'static str,
+    pub kind: FieldKind,
+    pub to: Option<&'static str>,
+    pub required: bool,
+    pub unique: bool,
+    pub index: bool,
+    pub default: Option<DefaultValue>,
+    pub options: &'static [&'static str],
+    pub max_length: Option<u32>,
+    pub precision: Option<u32>,
+    pub scale: Option<u32>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub regex: Option<&'static str>,
+    pub read_only: bool,
+    pub hidden: bool,
+    pub description: Option<&'static str>,
+}
+
+/// The actions a role may perform on a DocType (`[permissions]`).
+#[derive(Debug, Clone, Copy)]
+pub struct RoleGrant {
+    pub role: &'static str,
+    pub read: bool,
+    pub create: bool,
+    pub write: bool,
+    pub delete: bool,
+    pub submit: bool,
+    pub cancel: bool,
+    pub if_owner: bool,
+}
+
+/// DDL of one table on one dialect, rendered at build time by m-codegen.
+#[derive(Debug, Clone, Copy)]
+pub struct Ddl {
+    pub create: &'static str,
+    pub columns: &'static [(&'static str, &'static str)],
+    pub foreign_keys: &'static [&'static str],
+    pub indexes: &'static [&'static str],
+}
+
+/// A boxed future, the return type of hook functions in [`DocMeta::hooks`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The per-DocType hook entry point the derive macro generates when hooks exist.
+pub type HookFn = for<'a> fn(HookEvent, &'a mut Doc, &'a HookCtx) -> BoxFuture<'a, Result<(), HookError>>;
+
+/// Everything the runtime knows about one DocType.
+#[derive(Debug)]
+pub struct DocMeta {
+    pub name: &'static str,
+    pub table: &'static str,
+    pub naming: Naming,
+    pub title_field: Option<&'static str>,
+    pub submittable: bool,
+    pub optimistic: bool,
+    pub child: bool,
+    pub parent: Option<&'static str>,
+    pub description: Option<&'static str>,
+    pub fields: &'static [FieldMeta],
+    pub permissions: &'static [RoleGrant],
+    pub user_permissions: &'static [&'static str],
+    pub ddl_postgres: Ddl,
+    pub ddl_sqlite: Ddl,
+    pub hooks: Option<HookFn>,
+}

@@ -1,0 +1,100 @@
+//! Identity and type-level permissions (DESIGN.md §4): who is acting, which actions their roles
+//! grant on a DocType, and the row scope that follows from those grants.
+
+use crate::meta::{DocMeta, RoleGrant};
+
+/// The built-in role that may do everything and bypasses row rules.
+pub const SYSTEM_MANAGER: &str = "System Manager";
+/// The built-in administrator user.
+pub const ADMINISTRATOR: &str = "Administrator";
+
+/// The acting user of a request, a CLI command or a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user's `name` (their email, or `Administrator`).
+    pub user: String,
+    pub roles: Vec<String>,
+}
+
+impl Principal {
+    /// The built-in administrator (System Manager).
+    pub fn administrator() -> Principal {
+        Principal { user: ADMINISTRATOR.into(), roles: vec![SYSTEM_MANAGER.into()] }
+    }
+
+    pub fn is_system_manager(&self) -> bool {
+        self.roles.iter().any(|r| r == SYSTEM_MANAGER)
+    }
+}
+
+/// What a request does to a DocType.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Read,
+    Create,
+    Write,
+    Delete,
+    Submit,
+    Cancel,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Create => "create",
+            Action::Write => "write",
+            Action::Delete => "delete",
+            Action::Submit => "submit",
+            Action::Cancel => "cancel",
+        }
+    }
+
+    pub const ALL: [Action; 6] = [Action::Read, Action::Create, Action::Write, Action::Delete, Action::Submit, Action::Cancel];
+
+    fn granted_by(self, g: &RoleGrant) -> bool {
+        match self {
+            Action::Read => g.read,
+            Action::Create => g.create,
+            Action::Write => g.write,
+            Action::Delete => g.delete,
+            Action::Submit => g.submit,
+            Action::Cancel => g.cancel,
+        }
+    }
+}
+
+/// The rows an action may touch: a predicate the query builder ANDs into every statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// Only rows whose `owner` is this user (`if_owner` on every granting role).
+    pub owner: Option<String>,
+}
+
+impl Scope {
+    /// Every row (System Manager, and code acting on the application's behalf).
+    pub fn all() -> Scope {
+        Scope { owner: None }
+    }
+}
+
+/// The caller's scope for `action` on a DocType, or None when no role grants it (a 403).
+pub fn scope(meta: &DocMeta, who: &Principal, action: Action) -> Option<Scope> {
+    if who.is_system_manager() {
+        return Some(Scope::all());
+    }
+    let mut granted = false;
+    let mut owner_only = true;
+    for g in meta.permissions.iter().filter(|g| who.roles.iter().any(|r| r == g.role)) {
+        if action.granted_by(g) {
+            granted = true;
+            owner_only &= g.if_owner;
+        }
+    }
+    granted.then(|| Scope { owner: owner_only.then(|| who.user.clone()) })
+}
+
+/// The actions the caller has on a DocType (for `/api/meta`).
+pub fn allowed_actions(meta: &DocMeta, who: &Principal) -> Vec<&'static str> {
+    Action::ALL.iter().filter(|a| scope(meta, who, **a).is_some()).map(|a| a.as_str()).collect()
+}

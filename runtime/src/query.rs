@@ -1,0 +1,366 @@
+//! The one query builder. Every statement that touches a DocType table is built here, and every
+//! one that reads or changes existing rows takes the caller's [`Scope`] and ANDs it in. Column
+//! names come only from the DocType's metadata; every value is a bound parameter.
+
+use std::fmt::Write as _;
+
+use crate::db::{Binds, Dialect};
+use crate::doc::{DocSchema, Std};
+use crate::list_query::{Cond, CondValue, ListQuery, Op, SortDir};
+use crate::meta::FieldKind;
+use crate::perms::Scope;
+use crate::value::Value;
+
+/// A statement under construction: SQL text plus its binds.
+pub struct Sql {
+    pub text: String,
+    pub binds: Binds,
+    dialect: Dialect,
+}
+
+impl Sql {
+    pub fn new(dialect: Dialect) -> Sql {
+        Sql { text: String::with_capacity(160), binds: Vec::new(), dialect }
+    }
+
+    pub fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    /// A quoted identifier. Identifiers come from static metadata, never from a request.
+    pub fn ident(&mut self, name: &str) -> &mut Self {
+        self.text.push('"');
+        self.text.push_str(name);
+        self.text.push('"');
+        self
+    }
+
+    pub fn bind(&mut self, kind: FieldKind, v: Value) -> &mut Self {
+        self.binds.push((kind, v));
+        match self.dialect {
+            Dialect::Postgres => {
+                let _ = write!(self.text, "${}", self.binds.len());
+            }
+            Dialect::Sqlite => self.text.push('?'),
+        }
+        self
+    }
+
+    /// A column as an expression that compares and sorts by its meaning: SQLite keeps decimals
+    /// as exact text, so they are compared as numbers.
+    fn column_expr(&mut self, name: &str, kind: FieldKind) -> &mut Self {
+        if self.dialect == Dialect::Sqlite && kind.is_decimal() {
+            self.push("CAST(").ident(name).push(" AS REAL)")
+        } else {
+            self.ident(name)
+        }
+    }
+
+    fn bind_expr(&mut self, kind: FieldKind, v: Value) -> &mut Self {
+        if self.dialect == Dialect::Sqlite && kind.is_decimal() {
+            self.push("CAST(").bind(kind, v).push(" AS REAL)")
+        } else {
+            self.bind(kind, v)
+        }
+    }
+
+    /// ` AND <scope>` (nothing when the scope is every row).
+    fn scope(&mut self, scope: &Scope) -> &mut Self {
+        if let Some(owner) = &scope.owner {
+            self.push(" AND ").ident("owner").push(" = ").bind(FieldKind::Data, Value::Str(owner.clone()));
+        }
+        self
+    }
+
+    fn select_columns(&mut self, schema: &DocSchema, cols: &[usize]) -> &mut Self {
+        self.push("SELECT ");
+        for (n, &i) in cols.iter().enumerate() {
+            if n > 0 {
+                self.push(", ");
+            }
+            self.ident(schema.columns[i].name);
+        }
+        self.push(" FROM ").ident(schema.meta.table)
+    }
+}
+
+/// How a request names one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocRef {
+    Id(uuid::Uuid),
+    Name(String),
+    /// A string that parses as a UUID: it may be an `id` or a `name`.
+    IdOrName(uuid::Uuid, String),
+}
+
+impl DocRef {
+    pub fn parse(s: &str) -> DocRef {
+        match uuid::Uuid::parse_str(s) {
+            Ok(u) => DocRef::IdOrName(u, s.to_string()),
+            Err(_) => DocRef::Name(s.to_string()),
+        }
+    }
+}
+
+fn where_ref(sql: &mut Sql, r: &DocRef) {
+    match r {
+        DocRef::Id(u) => {
+            sql.push(" WHERE ").ident("id").push(" = ").bind(FieldKind::Uuid, Value::Uuid(*u));
+        }
+        DocRef::Name(n) => {
+            sql.push(" WHERE ").ident("name").push(" = ").bind(FieldKind::Data, Value::Str(n.clone()));
+        }
+        DocRef::IdOrName(u, n) => {
+            sql.push(" WHERE (").ident("id").push(" = ").bind(FieldKind::Uuid, Value::Uuid(*u));
+            sql.push(" OR ").ident("name").push(" = ").bind(FieldKind::Data, Value::Str(n.clone())).push(")");
+        }
+    }
+}
+
+/// Column kinds, for decoding the rows of a select.
+pub fn kinds(schema: &DocSchema, cols: &[usize]) -> Vec<FieldKind> {
+    cols.iter().map(|&i| schema.columns[i].kind).collect()
+}
+
+/// `SELECT <all columns> FROM t WHERE <ref> AND <scope>`.
+pub fn select_one(schema: &DocSchema, dialect: Dialect, r: &DocRef, scope: &Scope) -> Sql {
+    let cols: Vec<usize> = (0..schema.columns.len()).collect();
+    let mut sql = Sql::new(dialect);
+    sql.select_columns(schema, &cols);
+    where_ref(&mut sql, r);
+    sql.scope(scope);
+    sql
+}
+
+fn push_cond(sql: &mut Sql, schema: &DocSchema, c: &Cond) {
+    let col = &schema.columns[c.column];
+    let (name, kind) = (col.name, col.kind);
+    let dialect = sql.dialect;
+    match (&c.op, &c.value) {
+        (Op::IsNull, CondValue::Flag(is_null)) => {
+            sql.ident(name).push(if *is_null { " IS NULL" } else { " IS NOT NULL" });
+        }
+        (Op::In | Op::NotIn, CondValue::Many(values)) => {
+            let negate = c.op == Op::NotIn;
+            if values.is_empty() {
+                sql.push(if negate { "1 = 1" } else { "1 = 0" });
+                return;
+            }
+            sql.push("(").column_expr(name, kind).push(if negate { " NOT IN (" } else { " IN (" });
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind_expr(kind, v.clone());
+            }
+            sql.push(")");
+            if negate {
+                sql.push(" OR ").ident(name).push(" IS NULL");
+            }
+            sql.push(")");
+        }
+        (Op::Between, CondValue::Two(a, b)) => {
+            sql.column_expr(name, kind).push(" BETWEEN ").bind_expr(kind, a.clone()).push(" AND ").bind_expr(kind, b.clone());
+        }
+        (Op::Like, CondValue::One(v)) => {
+            let op = if dialect == Dialect::Postgres { " ILIKE " } else { " LIKE " };
+            sql.ident(name).push(op).bind(FieldKind::Text, v.clone());
+        }
+        (Op::Ne, CondValue::One(v)) => {
+            // Null-safe: a NULL is "not equal" to a value, as users expect.
+            let op = if dialect == Dialect::Postgres { " IS DISTINCT FROM " } else { " IS NOT " };
+            sql.column_expr(name, kind).push(op).bind_expr(kind, v.clone());
+        }
+        (op, CondValue::One(v)) => {
+            let sym = match op {
+                Op::Eq => " = ",
+                Op::Lt => " < ",
+                Op::Lte => " <= ",
+                Op::Gt => " > ",
+                _ => " >= ",
+            };
+            sql.column_expr(name, kind).push(sym).bind_expr(kind, v.clone());
+        }
+        // The parser pairs every operator with its value shape; anything else matches nothing.
+        _ => {
+            sql.push("1 = 0");
+        }
+    }
+}
+
+fn push_where(sql: &mut Sql, schema: &DocSchema, q: &ListQuery, scope: &Scope) {
+    sql.push(" WHERE 1 = 1");
+    sql.scope(scope);
+    for c in &q.filters {
+        sql.push(" AND ");
+        push_cond(sql, schema, c);
+    }
+    if !q.or_filters.is_empty() {
+        sql.push(" AND (");
+        for (i, c) in q.or_filters.iter().enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            push_cond(sql, schema, c);
+        }
+        sql.push(")");
+    }
+}
+
+/// The page of a list: `limit + 1` rows, so the caller learns `has_more` without counting.
+pub fn select_list(schema: &DocSchema, dialect: Dialect, q: &ListQuery, cols: &[usize], scope: &Scope) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.select_columns(schema, cols);
+    push_where(&mut sql, schema, q, scope);
+    sql.push(" ORDER BY ");
+    for (i, (col, dir)) in q.order_by.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        let c = &schema.columns[*col];
+        sql.column_expr(c.name, c.kind).push(if *dir == SortDir::Asc { " ASC" } else { " DESC" });
+    }
+    // A unique tie-breaker keeps pages stable when the sort keys repeat.
+    if !q.order_by.iter().any(|(c, _)| schema.columns[*c].standard == Some(Std::Id)) {
+        sql.push(if q.order_by.is_empty() { "" } else { ", " }).ident("id");
+    }
+    sql.push(" LIMIT ").bind(FieldKind::BigInt, Value::Int(i64::from(q.limit) + 1));
+    sql.push(" OFFSET ").bind(FieldKind::BigInt, Value::Int(i64::from(q.offset)));
+    sql
+}
+
+/// `SELECT count(*)` over the same conditions and scope as the list.
+pub fn count(schema: &DocSchema, dialect: Dialect, q: &ListQuery, scope: &Scope) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT count(*) FROM ").ident(schema.meta.table);
+    push_where(&mut sql, schema, q, scope);
+    sql
+}
+
+/// `INSERT` of every column of a document (creation has no row scope: the type-level `create`
+/// grant is the check).
+pub fn insert(schema: &DocSchema, dialect: Dialect, values: &[Value]) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO ").ident(schema.meta.table).push(" (");
+    for (i, c) in schema.columns.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.ident(c.name);
+    }
+    sql.push(") VALUES (");
+    for (i, (c, v)) in schema.columns.iter().zip(values).enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(c.kind, v.clone());
+    }
+    sql.push(")");
+    sql
+}
+
+/// `UPDATE` every column but `id` of one document in scope, optionally only at an expected
+/// `_version` (optimistic concurrency).
+pub fn update(schema: &DocSchema, dialect: Dialect, values: &[Value], scope: &Scope, expect_version: Option<i64>) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("UPDATE ").ident(schema.meta.table).push(" SET ");
+    let mut first = true;
+    let mut id = Value::Null;
+    for (c, v) in schema.columns.iter().zip(values) {
+        if c.standard == Some(Std::Id) {
+            id = v.clone();
+            continue;
+        }
+        if !first {
+            sql.push(", ");
+        }
+        first = false;
+        sql.ident(c.name).push(" = ").bind(c.kind, v.clone());
+    }
+    sql.push(" WHERE ").ident("id").push(" = ").bind(FieldKind::Uuid, id);
+    sql.scope(scope);
+    if let Some(v) = expect_version {
+        sql.push(" AND ").ident("_version").push(" = ").bind(FieldKind::BigInt, Value::Int(v));
+    }
+    sql
+}
+
+/// `DELETE` one document in scope.
+pub fn delete(schema: &DocSchema, dialect: Dialect, id: uuid::Uuid, scope: &Scope) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("DELETE FROM ").ident(schema.meta.table).push(" WHERE ").ident("id").push(" = ").bind(FieldKind::Uuid, Value::Uuid(id));
+    sql.scope(scope);
+    sql
+}
+
+/// The rows of one Table field of a parent in scope, in order.
+pub fn select_children(child: &DocSchema, parent: &DocSchema, dialect: Dialect, parent_name: &str, field: &str, scope: &Scope) -> Sql {
+    let cols: Vec<usize> = (0..child.columns.len()).collect();
+    let mut sql = Sql::new(dialect);
+    sql.select_columns(child, &cols);
+    sql.push(" WHERE ").ident("parentfield").push(" = ").bind(FieldKind::Data, Value::Str(field.to_string()));
+    sql.push(" AND ").ident("parent").push(" IN (SELECT ").ident("name").push(" FROM ").ident(parent.meta.table);
+    sql.push(" WHERE ").ident("name").push(" = ").bind(FieldKind::Data, Value::Str(parent_name.to_string()));
+    sql.scope(scope);
+    sql.push(") ORDER BY ").ident("idx");
+    sql
+}
+
+/// Delete the child rows of a parent's Table field that are not in `keep` (ids).
+pub fn delete_children_except(child: &DocSchema, dialect: Dialect, parent_name: &str, field: &str, keep: &[uuid::Uuid]) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("DELETE FROM ").ident(child.meta.table).push(" WHERE ").ident("parent").push(" = ").bind(FieldKind::Data, Value::Str(parent_name.to_string()));
+    sql.push(" AND ").ident("parentfield").push(" = ").bind(FieldKind::Data, Value::Str(field.to_string()));
+    if !keep.is_empty() {
+        sql.push(" AND ").ident("id").push(" NOT IN (");
+        for (i, id) in keep.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(FieldKind::Uuid, Value::Uuid(*id));
+        }
+        sql.push(")");
+    }
+    sql
+}
+
+/// Does a row with this `name` (or `id`) exist in the caller's scope? Returns its `name`.
+pub fn find_name(schema: &DocSchema, dialect: Dialect, r: &DocRef, scope: &Scope) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ").ident("name").push(" FROM ").ident(schema.meta.table);
+    where_ref(&mut sql, r);
+    sql.scope(scope);
+    sql
+}
+
+/// Names starting with `prefix` (for amendments `<name>-N`), any scope: names are unique
+/// across all rows.
+pub fn names_like(schema: &DocSchema, dialect: Dialect, prefix: &str) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ").ident("name").push(" FROM ").ident(schema.meta.table).push(" WHERE ").ident("name").push(" LIKE ");
+    let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    sql.bind(FieldKind::Data, Value::Str(format!("{escaped}-%"))).push(" ESCAPE '\\'");
+    sql
+}
+
+/// Next value of a naming-series counter, atomically, inside the write transaction.
+pub fn next_series(dialect: Dialect, key: &str) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO m_series (prefix, current) VALUES (").bind(FieldKind::Data, Value::Str(key.to_string()));
+    sql.push(", 1) ON CONFLICT (prefix) DO UPDATE SET current = m_series.current + 1 RETURNING current");
+    sql
+}
+
+/// Internal tables of the runtime (not DocTypes).
+pub fn internal_tables(dialect: Dialect) -> Vec<String> {
+    let text = match dialect {
+        Dialect::Postgres => "varchar(140)",
+        Dialect::Sqlite => "TEXT",
+    };
+    let int = match dialect {
+        Dialect::Postgres => "bigint",
+        Dialect::Sqlite => "INTEGER",
+    };
+    vec![format!("CREATE TABLE IF NOT EXISTS m_series (prefix {text} PRIMARY KEY, current {int} NOT NULL)")]
+}

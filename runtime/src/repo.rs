@@ -1,0 +1,727 @@
+//! Document operations: list, get, create, update, delete, submit, cancel, amend. Used by the
+//! HTTP handlers, the CLI and (later) jobs; it knows nothing of HTTP. Every statement comes from
+//! [`crate::query`] with the caller's scope.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::checks::{FieldIssue, check_doc};
+use crate::db::{Db, DbError, Dialect, Tx};
+use crate::doc::{Doc, DocSchema, FieldRef, Std};
+use crate::hooks::{HookCtx, HookError, HookEvent};
+use crate::list_query::{ListLimits, ListQuery};
+use crate::meta::{DefaultValue, FieldKind, Naming};
+use crate::naming;
+use crate::perms::{self, Action, Principal, Scope};
+use crate::query::{self, DocRef, Sql};
+use crate::value::{InputError, Value};
+
+/// Why a document operation failed. Each variant maps to one HTTP status in the http module.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("not found")]
+    NotFound,
+    #[error("not permitted to {action} {doctype}")]
+    Forbidden { doctype: String, action: &'static str },
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String, field: Option<String> },
+    #[error("validation failed")]
+    Validation(Vec<FieldIssue>),
+    #[error("{message}")]
+    Duplicate { message: String, field: Option<String> },
+    #[error("{0}")]
+    LinkExists(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the document has changed (If-Match does not match its ETag)")]
+    PreconditionFailed,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<DbError> for RepoError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(m) => RepoError::Unavailable(m),
+            other => RepoError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<HookError> for RepoError {
+    fn from(e: HookError) -> Self {
+        match e {
+            HookError::Validation { field, message } => {
+                RepoError::Validation(vec![FieldIssue::new(field.unwrap_or_default(), "hook", message)])
+            }
+            HookError::Internal(m) => RepoError::Internal(m),
+        }
+    }
+}
+
+type Result<T, E = RepoError> = std::result::Result<T, E>;
+
+/// A page of a list.
+pub struct Page {
+    pub rows: Vec<Doc>,
+    /// The projected columns, when `fields` was given.
+    pub projection: Option<Vec<usize>>,
+    pub total: Option<i64>,
+    pub has_more: bool,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// Preconditions a client sends with a change.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// The `If-Match` header.
+    pub if_match: Option<String>,
+}
+
+/// Document operations over one application and one database.
+#[derive(Clone)]
+pub struct Repo {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    app: App,
+    db: Db,
+    limits: ListLimits,
+}
+
+/// The current time at the database's precision (microseconds), so a document returned by a
+/// write equals the one read back, ETag included.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// The ETag of a document: from `_version` on optimistic DocTypes, else from `modified`.
+pub fn etag(doc: &Doc) -> String {
+    match (doc.get_std(Std::Version), doc.get_std(Std::Modified)) {
+        (Value::Int(v), _) => format!("\"v{v}\""),
+        (_, Value::Datetime(t)) => format!("\"m{}\"", t.timestamp_micros()),
+        _ => "\"0\"".to_string(),
+    }
+}
+
+fn if_match_ok(header: &str, tag: &str) -> bool {
+    header.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t == tag)
+}
+
+fn bad_field(field: &str, message: String) -> RepoError {
+    RepoError::BadRequest { code: "bad_request", message, field: Some(field.to_string()) }
+}
+
+fn docstatus(doc: &Doc) -> i64 {
+    match doc.get_std(Std::Docstatus) {
+        Value::Int(i) => *i,
+        _ => 0,
+    }
+}
+
+impl Repo {
+    pub fn new(app: App, db: Db, limits: ListLimits) -> Repo {
+        Repo { inner: Arc::new(Inner { app, db, limits }) }
+    }
+
+    pub fn app(&self) -> &App {
+        &self.inner.app
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn limits(&self) -> &ListLimits {
+        &self.inner.limits
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.inner.db.dialect()
+    }
+
+    /// A routable DocType, or a 404 (the same as a missing document).
+    pub fn schema(&self, doctype: &str) -> Result<Arc<DocSchema>> {
+        self.inner.app.routable(doctype).cloned().ok_or(RepoError::NotFound)
+    }
+
+    fn scope(&self, schema: &DocSchema, who: &Principal, action: Action) -> Result<Scope> {
+        perms::scope(schema.meta, who, action)
+            .ok_or_else(|| RepoError::Forbidden { doctype: schema.name().to_string(), action: action.as_str() })
+    }
+
+    fn row_to_doc(schema: &Arc<DocSchema>, cols: &[usize], row: Vec<Value>) -> Doc {
+        let mut doc = Doc::empty(schema.clone());
+        for (&i, v) in cols.iter().zip(row) {
+            doc.values[i] = v;
+        }
+        doc
+    }
+
+    // ----- reads -------------------------------------------------------------------------
+
+    pub async fn list(&self, who: &Principal, doctype: &str, q: &ListQuery) -> Result<Page> {
+        let schema = self.schema(doctype)?;
+        let scope = self.scope(&schema, who, Action::Read)?;
+        let cols: Vec<usize> = q.fields.clone().unwrap_or_else(|| (0..schema.columns.len()).collect());
+        let sql = query::select_list(&schema, self.dialect(), q, &cols, &scope);
+        let mut conn = self.inner.db.reader().await?;
+        let mut rows = conn.fetch(&sql.text, sql.binds, &query::kinds(&schema, &cols)).await?;
+        let has_more = rows.len() > q.limit as usize;
+        rows.truncate(q.limit as usize);
+        let total = if q.total {
+            let sql = query::count(&schema, self.dialect(), q, &scope);
+            let counted = conn.fetch(&sql.text, sql.binds, &[FieldKind::BigInt]).await?;
+            match counted.first().and_then(|r| r.first()) {
+                Some(Value::Int(n)) => Some(*n),
+                _ => Some(0),
+            }
+        } else {
+            None
+        };
+        let rows = rows.into_iter().map(|r| Self::row_to_doc(&schema, &cols, r)).collect();
+        Ok(Page { rows, projection: q.fields.clone(), total, has_more, limit: q.limit, offset: q.offset })
+    }
+
+    pub async fn get(&self, who: &Principal, doctype: &str, r: &str) -> Result<Doc> {
+        let schema = self.schema(doctype)?;
+        let scope = self.scope(&schema, who, Action::Read)?;
+        let mut conn = self.inner.db.reader().await?;
+        let r = DocRef::parse(r);
+        let sql = query::select_one(&schema, self.dialect(), &r, &scope);
+        let all: Vec<usize> = (0..schema.columns.len()).collect();
+        let row = conn.fetch(&sql.text, sql.binds, &query::kinds(&schema, &all)).await?.into_iter().next();
+        let mut doc = Self::row_to_doc(&schema, &all, row.ok_or(RepoError::NotFound)?);
+        for (i, t) in schema.tables.iter().enumerate() {
+            let sql = query::select_children(&t.child, &schema, self.dialect(), doc.name(), t.name, &scope);
+            let child_cols: Vec<usize> = (0..t.child.columns.len()).collect();
+            let rows = conn.fetch(&sql.text, sql.binds, &query::kinds(&t.child, &child_cols)).await?;
+            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, &child_cols, r)).collect();
+        }
+        Ok(doc)
+    }
+
+    /// Load a document with its child rows inside a write transaction, locking it on PostgreSQL.
+    async fn load_for_write(&self, tx: &mut Tx, schema: &Arc<DocSchema>, r: &str, scope: &Scope) -> Result<Doc> {
+        let r = DocRef::parse(r);
+        let mut sql = query::select_one(schema, self.dialect(), &r, scope);
+        if self.dialect() == Dialect::Postgres {
+            sql.push(" FOR UPDATE");
+        }
+        let all: Vec<usize> = (0..schema.columns.len()).collect();
+        let row = tx.fetch(&sql.text, sql.binds, &query::kinds(schema, &all)).await?.into_iter().next();
+        let mut doc = Self::row_to_doc(schema, &all, row.ok_or(RepoError::NotFound)?);
+        for (i, t) in schema.tables.iter().enumerate() {
+            let sql = query::select_children(&t.child, schema, self.dialect(), doc.name(), t.name, scope);
+            let child_cols: Vec<usize> = (0..t.child.columns.len()).collect();
+            let rows = tx.fetch(&sql.text, sql.binds, &query::kinds(&t.child, &child_cols)).await?;
+            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, &child_cols, r)).collect();
+        }
+        Ok(doc)
+    }
+
+    /// One field of a document by name, ignoring row scope (for hooks).
+    pub async fn get_value_system(&self, doctype: &str, name: &str, field: &str) -> Result<Value> {
+        let schema = self.inner.app.get(doctype).cloned().ok_or(RepoError::NotFound)?;
+        let col = schema.column(field).ok_or_else(|| RepoError::Internal(format!("{doctype} has no field `{field}`")))?;
+        let sql = query::select_one(&schema, self.dialect(), &DocRef::Name(name.to_string()), &Scope::all());
+        let all: Vec<usize> = (0..schema.columns.len()).collect();
+        let row = self.inner.db.fetch(&sql.text, sql.binds, &query::kinds(&schema, &all)).await?.into_iter().next();
+        Ok(row.and_then(|mut r| r.get_mut(col).map(std::mem::take)).unwrap_or(Value::Null))
+    }
+
+    // ----- writes ------------------------------------------------------------------------
+
+    pub async fn create(&self, who: &Principal, doctype: &str, body: &Json) -> Result<Doc> {
+        let schema = self.schema(doctype)?;
+        self.scope(&schema, who, Action::Create)?;
+        let mut doc = Doc::empty(schema.clone());
+        apply_body(&mut doc, body)?;
+        apply_defaults(&mut doc);
+        self.insert_new(who, doc, None).await
+    }
+
+    /// Stamp, run hooks, validate, name and insert a new document with its child rows.
+    async fn insert_new(&self, who: &Principal, mut doc: Doc, name: Option<String>) -> Result<Doc> {
+        let schema = doc.schema.clone();
+        let t = now();
+        let id = Uuid::now_v7();
+        doc.set_std(Std::Id, Value::Uuid(id));
+        doc.set_std(Std::Owner, Value::Str(who.user.clone()));
+        doc.set_std(Std::ModifiedBy, Value::Str(who.user.clone()));
+        doc.set_std(Std::Creation, Value::Datetime(t));
+        doc.set_std(Std::Modified, Value::Datetime(t));
+        doc.set_std(Std::Docstatus, Value::Int(0));
+        doc.set_std(Std::Version, Value::Int(1));
+        let ctx = HookCtx { repo: self.clone(), user: who.user.clone(), is_new: true };
+        self.run_hook(HookEvent::Validate, &mut doc, &ctx).await?;
+        self.run_hook(HookEvent::BeforeSave, &mut doc, &ctx).await?;
+        validate(&doc)?;
+
+        let mut tx = self.inner.db.begin().await?;
+        self.resolve_links(&mut tx, who, &mut doc).await?;
+        let name = match name {
+            Some(n) => n,
+            None => self.next_name(&mut tx, &doc).await?,
+        };
+        doc.set_std(Std::Name, Value::Str(name.clone()));
+        let sql = query::insert(&schema, self.dialect(), &doc.values);
+        self.write(&mut tx, &schema, sql, WriteKind::Insert).await?;
+        self.write_children(&mut tx, &mut doc, &[]).await?;
+        self.run_hook(HookEvent::AfterSave, &mut doc, &ctx).await?;
+        tx.commit().await?;
+        Ok(doc)
+    }
+
+    pub async fn update(&self, who: &Principal, doctype: &str, r: &str, body: &Json, expect: &Expect) -> Result<Doc> {
+        let schema = self.schema(doctype)?;
+        let scope = self.scope(&schema, who, Action::Write)?;
+        let mut tx = self.inner.db.begin().await?;
+        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope).await?;
+        check_if_match(&doc, expect)?;
+        if docstatus(&doc) != 0 {
+            return Err(RepoError::InvalidState(format!("{} {} is not a draft; only drafts can be changed", schema.name(), doc.name())));
+        }
+        let old_children: Vec<Vec<Uuid>> = doc.tables.iter().map(|rows| rows.iter().filter_map(Doc::id).collect()).collect();
+        let body_version = apply_body(&mut doc, body)?;
+        let current_version = match doc.get_std(Std::Version) {
+            Value::Int(v) => Some(*v),
+            _ => None,
+        };
+        if let (Some(expected), Some(current)) = (body_version, current_version) {
+            if expected != current {
+                return Err(RepoError::Conflict(format!("stale _version {expected}: the document is at version {current}")));
+            }
+        }
+        apply_defaults_to_children(&mut doc);
+        self.stamp_modified(&mut doc, who);
+        let ctx = HookCtx { repo: self.clone(), user: who.user.clone(), is_new: false };
+        self.run_hook(HookEvent::Validate, &mut doc, &ctx).await?;
+        self.run_hook(HookEvent::BeforeSave, &mut doc, &ctx).await?;
+        validate(&doc)?;
+        self.resolve_links(&mut tx, who, &mut doc).await?;
+        self.save_existing(&mut tx, &mut doc, &scope, current_version, &old_children).await?;
+        self.run_hook(HookEvent::AfterSave, &mut doc, &ctx).await?;
+        tx.commit().await?;
+        Ok(doc)
+    }
+
+    pub async fn delete(&self, who: &Principal, doctype: &str, r: &str, expect: &Expect) -> Result<()> {
+        let schema = self.schema(doctype)?;
+        let scope = self.scope(&schema, who, Action::Delete)?;
+        let mut tx = self.inner.db.begin().await?;
+        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope).await?;
+        check_if_match(&doc, expect)?;
+        if docstatus(&doc) != 0 {
+            return Err(RepoError::InvalidState(format!("{} {} is not a draft; only drafts can be deleted", schema.name(), doc.name())));
+        }
+        let ctx = HookCtx { repo: self.clone(), user: who.user.clone(), is_new: false };
+        self.run_hook(HookEvent::BeforeDelete, &mut doc, &ctx).await?;
+        let id = doc.id().ok_or(RepoError::NotFound)?;
+        let sql = query::delete(&schema, self.dialect(), id, &scope);
+        let n = self.write(&mut tx, &schema, sql, WriteKind::Delete).await?;
+        if n == 0 {
+            return Err(RepoError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Submit (docstatus 0 -> 1) or cancel (1 -> 2).
+    pub async fn transition(&self, who: &Principal, doctype: &str, r: &str, action: Action, expect: &Expect) -> Result<Doc> {
+        let schema = self.schema(doctype)?;
+        if !schema.meta.submittable {
+            return Err(RepoError::NotFound);
+        }
+        let scope = self.scope(&schema, who, action)?;
+        let (from, to, event) = match action {
+            Action::Submit => (0, 1, HookEvent::OnSubmit),
+            _ => (1, 2, HookEvent::OnCancel),
+        };
+        let mut tx = self.inner.db.begin().await?;
+        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope).await?;
+        check_if_match(&doc, expect)?;
+        let status = docstatus(&doc);
+        if status != from {
+            let what = match action {
+                Action::Submit => "only drafts can be submitted",
+                _ => "only submitted documents can be cancelled",
+            };
+            return Err(RepoError::InvalidState(format!("{} {} has docstatus {status}; {what}", schema.name(), doc.name())));
+        }
+        let version = match doc.get_std(Std::Version) {
+            Value::Int(v) => Some(*v),
+            _ => None,
+        };
+        let ctx = HookCtx { repo: self.clone(), user: who.user.clone(), is_new: false };
+        if action == Action::Submit {
+            self.run_hook(HookEvent::Validate, &mut doc, &ctx).await?;
+            validate(&doc)?;
+        }
+        doc.set_std(Std::Docstatus, Value::Int(to));
+        self.stamp_modified(&mut doc, who);
+        let sql = query::update(&schema, self.dialect(), &doc.values, &scope, version);
+        if self.write(&mut tx, &schema, sql, WriteKind::Update).await? == 0 {
+            return Err(RepoError::Conflict("the document changed while it was being saved".into()));
+        }
+        self.run_hook(event, &mut doc, &ctx).await?;
+        tx.commit().await?;
+        Ok(doc)
+    }
+
+    /// A new draft copying a cancelled document, named `<name>-N`, with `amended_from`.
+    pub async fn amend(&self, who: &Principal, doctype: &str, r: &str, expect: &Expect) -> Result<Doc> {
+        let schema = self.schema(doctype)?;
+        if !schema.meta.submittable {
+            return Err(RepoError::NotFound);
+        }
+        self.scope(&schema, who, Action::Create)?;
+        let source = self.get(who, doctype, r).await?;
+        check_if_match(&source, expect)?;
+        if docstatus(&source) != 2 {
+            return Err(RepoError::InvalidState(format!("{} {} is not cancelled; only cancelled documents can be amended", schema.name(), source.name())));
+        }
+        // `INV-0001-1` amends to `INV-0001-2`, not `INV-0001-1-1`.
+        let original = match (source.get_std(Std::AmendedFrom), source.name().rsplit_once('-')) {
+            (Value::Str(_), Some((base, n))) if n.chars().all(|c| c.is_ascii_digit()) => base.to_string(),
+            _ => source.name().to_string(),
+        };
+        let sql = query::names_like(&schema, self.dialect(), &original);
+        let taken = self.inner.db.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?;
+        let next = taken
+            .iter()
+            .filter_map(|r| r.first().and_then(Value::as_str))
+            .filter_map(|n| n.strip_prefix(&format!("{original}-")).and_then(|s| s.parse::<u64>().ok()))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let mut doc = Doc::empty(schema.clone());
+        for (i, c) in schema.columns.iter().enumerate() {
+            if c.standard.is_none() {
+                doc.values[i] = source.values[i].clone();
+            }
+        }
+        for (i, rows) in source.tables.iter().enumerate() {
+            doc.tables[i] = rows
+                .iter()
+                .map(|row| {
+                    let mut copy = row.clone();
+                    copy.set_std(Std::Id, Value::Uuid(Uuid::now_v7()));
+                    copy
+                })
+                .collect();
+        }
+        doc.set_std(Std::AmendedFrom, Value::Str(source.name().to_string()));
+        self.insert_new(who, doc, Some(format!("{original}-{next}"))).await
+    }
+
+    // ----- helpers -----------------------------------------------------------------------
+
+    fn stamp_modified(&self, doc: &mut Doc, who: &Principal) {
+        doc.set_std(Std::Modified, Value::Datetime(now()));
+        doc.set_std(Std::ModifiedBy, Value::Str(who.user.clone()));
+        if let Value::Int(v) = doc.get_std(Std::Version) {
+            let next = v + 1;
+            doc.set_std(Std::Version, Value::Int(next));
+        }
+    }
+
+    async fn run_hook(&self, event: HookEvent, doc: &mut Doc, ctx: &HookCtx) -> Result<()> {
+        if let Some(hook) = doc.schema.meta.hooks {
+            hook(event, doc, ctx).await?;
+        }
+        Ok(())
+    }
+
+    async fn next_name(&self, tx: &mut Tx, doc: &Doc) -> Result<String> {
+        Ok(match doc.schema.meta.naming {
+            Naming::Uuid => doc.id().map(|u| u.to_string()).unwrap_or_default(),
+            Naming::Hash => naming::hash_name(),
+            Naming::Field(f) => match doc.get(f) {
+                Value::Str(s) if !s.is_empty() => s.clone(),
+                _ => return Err(RepoError::Validation(vec![FieldIssue::new(f, "required", format!("{f} is required (it names the document)"))])),
+            },
+            Naming::Series(pattern) => {
+                let series = naming::parse_series(pattern);
+                let sql = query::next_series(self.dialect(), &series.prefix);
+                let rows = tx.fetch(&sql.text, sql.binds, &[FieldKind::BigInt]).await?;
+                let n = match rows.first().and_then(|r| r.first()) {
+                    Some(Value::Int(n)) => *n,
+                    _ => return Err(RepoError::Internal("naming series returned no value".into())),
+                };
+                series.name(n)
+            }
+        })
+    }
+
+    /// Every Link value must name a document the caller can read (else the same 422 as a missing
+    /// one); a UUID matching a target's `id` is replaced by that target's `name`.
+    async fn resolve_links(&self, tx: &mut Tx, who: &Principal, doc: &mut Doc) -> Result<()> {
+        let mut issues = Vec::new();
+        self.resolve_links_in(tx, who, doc, "", &mut issues).await?;
+        for (i, t) in doc.schema.tables.iter().enumerate() {
+            for (n, row) in doc.tables[i].iter_mut().enumerate() {
+                Box::pin(self.resolve_links_in(tx, who, row, &format!("{}[{n}].", t.name), &mut issues)).await?;
+            }
+        }
+        if issues.is_empty() { Ok(()) } else { Err(RepoError::Validation(issues)) }
+    }
+
+    async fn resolve_links_in(&self, tx: &mut Tx, who: &Principal, doc: &mut Doc, prefix: &str, issues: &mut Vec<FieldIssue>) -> Result<()> {
+        let schema = doc.schema.clone();
+        for (i, c) in schema.columns.iter().enumerate() {
+            let (Some(f), FieldKind::Link) = (c.field, c.kind) else { continue };
+            let Value::Str(value) = &doc.values[i] else { continue };
+            if value.is_empty() {
+                doc.values[i] = Value::Null;
+                continue;
+            }
+            let target_name = f.to.unwrap_or_default();
+            let missing = || FieldIssue::new(format!("{prefix}{}", f.name), "link", format!("{target_name} `{value}` not found"));
+            let Some(target) = self.inner.app.get(target_name) else {
+                issues.push(missing());
+                continue;
+            };
+            let Some(scope) = perms::scope(target.meta, who, Action::Read) else {
+                issues.push(missing());
+                continue;
+            };
+            let sql = query::find_name(target, self.dialect(), &DocRef::parse(value), &scope);
+            let rows = tx.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?;
+            match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+                Some(Value::Str(name)) => doc.values[i] = Value::Str(name),
+                _ => issues.push(missing()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Update the parent row (in scope, at the expected version) and sync its child rows.
+    async fn save_existing(&self, tx: &mut Tx, doc: &mut Doc, scope: &Scope, version: Option<i64>, old_children: &[Vec<Uuid>]) -> Result<()> {
+        let schema = doc.schema.clone();
+        let sql = query::update(&schema, self.dialect(), &doc.values, scope, version);
+        if self.write(tx, &schema, sql, WriteKind::Update).await? == 0 {
+            return Err(RepoError::Conflict("the document changed while it was being saved".into()));
+        }
+        self.write_children(tx, doc, old_children).await
+    }
+
+    /// Replace-the-set: delete rows left out, update rows that existed, insert the others.
+    async fn write_children(&self, tx: &mut Tx, doc: &mut Doc, old_children: &[Vec<Uuid>]) -> Result<()> {
+        let parent_name = doc.name().to_string();
+        let schema = doc.schema.clone();
+        for (i, t) in schema.tables.iter().enumerate() {
+            let rows = &mut doc.tables[i];
+            let keep: Vec<Uuid> = rows.iter().filter_map(Doc::id).collect();
+            let existed = old_children.get(i).cloned().unwrap_or_default();
+            if !existed.is_empty() {
+                let sql = query::delete_children_except(&t.child, self.dialect(), &parent_name, t.name, &keep);
+                self.write(tx, &t.child, sql, WriteKind::Delete).await?;
+            }
+            for (idx, row) in rows.iter_mut().enumerate() {
+                row.set_std(Std::Idx, Value::Int(idx as i64));
+                row.set_std(Std::Parent, Value::Str(parent_name.clone()));
+                row.set_std(Std::Parentfield, Value::Str(t.name.to_string()));
+                let is_old = row.id().is_some_and(|id| existed.contains(&id));
+                if !is_old && row.id().is_none() {
+                    row.set_std(Std::Id, Value::Uuid(Uuid::now_v7()));
+                }
+                // Child rows follow the parent, whose scope this transaction already checked.
+                let sql = if is_old {
+                    query::update(&t.child, self.dialect(), &row.values, &Scope::all(), None)
+                } else {
+                    query::insert(&t.child, self.dialect(), &row.values)
+                };
+                self.write(tx, &t.child, sql, if is_old { WriteKind::Update } else { WriteKind::Insert }).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Execute a write and turn constraint violations into the statuses of DESIGN.md §3.
+    async fn write(&self, tx: &mut Tx, schema: &DocSchema, sql: Sql, kind: WriteKind) -> Result<u64> {
+        match tx.execute(&sql.text, sql.binds).await {
+            Ok(n) => Ok(n),
+            Err(DbError::Unique { constraint }) => {
+                let field = unique_field(schema, &constraint);
+                let message = match &field {
+                    Some(f) if f == "name" => format!("{} with this name already exists", schema.name()),
+                    Some(f) => format!("another {} has the same {f}", schema.name()),
+                    None => format!("a unique constraint of {} was violated", schema.name()),
+                };
+                Err(RepoError::Duplicate { message, field })
+            }
+            Err(DbError::ForeignKey) => match kind {
+                WriteKind::Delete => Err(RepoError::LinkExists(format!("other documents link to this {}; delete or change them first", schema.name()))),
+                _ => Err(RepoError::Validation(vec![FieldIssue::new("", "link", "a linked document does not exist")])),
+            },
+            Err(DbError::NotNull { .. }) => Err(RepoError::Validation(vec![FieldIssue::new("", "required", "a required value is missing")])),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum WriteKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// The field a unique-constraint violation is about: PostgreSQL names the constraint
+/// (`<table>_<column>_key`), SQLite the columns (`UNIQUE constraint failed: t.c`).
+fn unique_field(schema: &DocSchema, constraint: &str) -> Option<String> {
+    let table = schema.meta.table;
+    if let Some(cols) = constraint.strip_prefix("UNIQUE constraint failed: ") {
+        let first = cols.split(',').next()?.trim();
+        return first.split_once('.').map(|(_, c)| c.to_string());
+    }
+    let inner = constraint.strip_prefix(table)?.strip_prefix('_')?.strip_suffix("_key")?;
+    schema.column(inner).map(|_| inner.to_string())
+}
+
+fn check_if_match(doc: &Doc, expect: &Expect) -> Result<()> {
+    match &expect.if_match {
+        Some(h) if !if_match_ok(h, &etag(doc)) => Err(RepoError::PreconditionFailed),
+        _ => Ok(()),
+    }
+}
+
+fn validate(doc: &Doc) -> Result<()> {
+    let mut issues = Vec::new();
+    check_doc(doc, "", &mut issues);
+    if issues.is_empty() { Ok(()) } else { Err(RepoError::Validation(issues)) }
+}
+
+/// Apply a JSON body to a document: declared, writable fields only (standard and read-only
+/// fields are server-set and ignored); Table arrays replace the set of rows. Returns `_version`
+/// when the body carries one.
+fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
+    let Json::Object(map) = body else {
+        return Err(RepoError::BadRequest { code: "bad_request", message: "the body must be a JSON object".into(), field: None });
+    };
+    let schema = doc.schema.clone();
+    let mut version = None;
+    let mut issues = Vec::new();
+    for (key, value) in map {
+        match schema.lookup(key) {
+            None => {
+                return Err(RepoError::BadRequest { code: "unknown_field", message: format!("`{key}` is not a field of {}", schema.name()), field: Some(key.clone()) });
+            }
+            Some(FieldRef::Column(i)) => {
+                let col = schema.columns[i];
+                match (col.standard, col.field) {
+                    (Some(Std::Version), _) => {
+                        version = Some(value.as_i64().ok_or_else(|| bad_field(key, "`_version` must be an integer".into()))?);
+                    }
+                    (Some(_), _) => {}
+                    (None, Some(f)) if f.read_only => {}
+                    (None, _) => match Value::from_json(col.kind, value) {
+                        Ok(v) => doc.values[i] = v,
+                        Err(InputError::WrongType(t)) => return Err(bad_field(key, format!("`{key}` must be {t}"))),
+                        Err(InputError::Invalid(m)) => issues.push(FieldIssue::new(key.clone(), "invalid", m)),
+                    },
+                }
+            }
+            Some(FieldRef::Table(t)) => {
+                let field = &schema.tables[t];
+                let Json::Array(items) = value else {
+                    return Err(bad_field(key, format!("`{key}` must be an array of rows")));
+                };
+                let old = std::mem::take(&mut doc.tables[t]);
+                let mut rows = Vec::with_capacity(items.len());
+                for (n, item) in items.iter().enumerate() {
+                    let Json::Object(obj) = item else {
+                        return Err(bad_field(key, format!("`{key}[{n}]` must be an object")));
+                    };
+                    let mut row = match obj.get("id") {
+                        Some(Json::String(s)) => {
+                            let found = Uuid::parse_str(s).ok().and_then(|id| old.iter().find(|r| r.id() == Some(id)));
+                            match found {
+                                Some(existing) => existing.clone(),
+                                None => {
+                                    issues.push(FieldIssue::new(format!("{key}[{n}].id"), "unknown_row", format!("no row `{s}` in {key} of this document")));
+                                    continue;
+                                }
+                            }
+                        }
+                        Some(Json::Null) | None => Doc::empty(field.child.clone()),
+                        Some(_) => return Err(bad_field(key, format!("`{key}[{n}].id` must be a string"))),
+                    };
+                    let patch: serde_json::Map<String, Json> = obj.iter().filter(|(k, _)| *k != "id").map(|(k, v)| (k.clone(), v.clone())).collect();
+                    match apply_body(&mut row, &Json::Object(patch)) {
+                        Ok(_) => {}
+                        Err(RepoError::BadRequest { code, message, field }) => {
+                            return Err(RepoError::BadRequest { code, message: format!("{key}[{n}]: {message}"), field: field.map(|f| format!("{key}[{n}].{f}")) });
+                        }
+                        Err(RepoError::Validation(mut v)) => {
+                            for i in &mut v {
+                                i.field = format!("{key}[{n}].{}", i.field);
+                            }
+                            issues.append(&mut v);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    rows.push(row);
+                }
+                doc.tables[t] = rows;
+            }
+        }
+    }
+    if issues.is_empty() { Ok(version) } else { Err(RepoError::Validation(issues)) }
+}
+
+/// Defaults of DESIGN.md §2 for fields left out (and `false` for Check), on a new document and
+/// its rows.
+fn apply_defaults(doc: &mut Doc) {
+    let schema = doc.schema.clone();
+    for (i, c) in schema.columns.iter().enumerate() {
+        let Some(f) = c.field else { continue };
+        if !doc.values[i].is_null() {
+            continue;
+        }
+        doc.values[i] = match f.default {
+            Some(d) => default_value(c.kind, d),
+            None if c.kind == FieldKind::Check => Value::Bool(false),
+            None => Value::Null,
+        };
+    }
+    apply_defaults_to_children(doc);
+}
+
+/// Defaults for child rows that are new (no `id` yet).
+fn apply_defaults_to_children(doc: &mut Doc) {
+    for rows in &mut doc.tables {
+        for row in rows.iter_mut().filter(|r| r.id().is_none()) {
+            apply_defaults(row);
+        }
+    }
+}
+
+fn default_value(kind: FieldKind, d: DefaultValue) -> Value {
+    match d {
+        DefaultValue::Today => Value::Date(Utc::now().date_naive()),
+        DefaultValue::Now => Value::Datetime(now()),
+        DefaultValue::Str(s) => Value::parse_text(kind, s).unwrap_or(Value::Null),
+        DefaultValue::Bool(b) => Value::Bool(b),
+        DefaultValue::Int(i) => match kind {
+            FieldKind::Float => Value::Float(i as f64),
+            FieldKind::Currency | FieldKind::Decimal => Value::Decimal(i.into()),
+            _ => Value::Int(i),
+        },
+        DefaultValue::Float(x) => match kind {
+            FieldKind::Currency | FieldKind::Decimal => Value::parse_text(kind, &x.to_string()).unwrap_or(Value::Null),
+            _ => Value::Float(x),
+        },
+    }
+}

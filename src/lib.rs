@@ -1,0 +1,23 @@
+//! The example application: DocTypes in `doctypes/`, hooks in `src/hooks/`. Everything else is
+//! generated at build time or lives in m-runtime.
+
+/// The generated DocType structs and the table the runtime serves.
+pub mod doctypes {
+    include!(concat!(env!("OUT_DIR"), "/doctypes.rs"));
+}
+
+// Hand-written hooks: one file per DocType in src/hooks/, picked up by the build.
+mod hooks {
+    include!(concat!(env!("OUT_DIR"), "/hooks.rs"));
+}
+
+/// What `m` serves: this application's name, version and DocTypes.
+pub fn app_info() -> m_runtime::cli::AppInfo {
+    m_runtime::cli::AppInfo {
+        name: env!("CARGO_PKG_NAME"),
+        version: env!("CARGO_PKG_VERSION"),
+        git: option_env!("M_GIT_DESCRIBE"),
+        doctypes: doctypes::doctypes(),
+        openapi: doctypes::OPENAPI,
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    m_runtime::cli::main(m::app_info())
+}
