@@ -62,6 +62,8 @@ pub struct Config {
     pub db_acquire_timeout_secs: u64,
     pub db_max_lifetime_secs: u64,
     pub sqlite_readers: usize,
+    /// PostgreSQL statement timeout in seconds (`M_STATEMENT_TIMEOUT_SECS`).
+    pub statement_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             db_acquire_timeout_secs: 30,
             db_max_lifetime_secs: 3600,
             sqlite_readers: 4,
+            statement_timeout_secs: 10,
         }
     }
 }
@@ -132,6 +135,7 @@ impl Config {
             sqlite_readers: self.sqlite_readers,
             acquire_timeout: std::time::Duration::from_secs(self.db_acquire_timeout_secs),
             max_lifetime: std::time::Duration::from_secs(self.db_max_lifetime_secs),
+            statement_timeout: std::time::Duration::from_secs(self.statement_timeout_secs),
         }
     }
 }

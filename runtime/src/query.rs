@@ -220,6 +220,10 @@ pub fn select_list(schema: &DocSchema, dialect: Dialect, q: &ListQuery, cols: &[
         }
         let c = &schema.columns[*col];
         sql.column_expr(c.name, c.kind).push(if *dir == SortDir::Asc { " ASC" } else { " DESC" });
+        // NULL sorts as the smallest value on both dialects (SQLite's rule, and Frappe's).
+        if dialect == Dialect::Postgres {
+            sql.push(if *dir == SortDir::Asc { " NULLS FIRST" } else { " NULLS LAST" });
+        }
     }
     // A unique tie-breaker keeps pages stable when the sort keys repeat.
     if !q.order_by.iter().any(|(c, _)| schema.columns[*c].standard == Some(Std::Id)) {

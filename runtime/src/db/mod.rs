@@ -56,6 +56,10 @@ impl From<sqlx::Error> for DbError {
                     }
                     sqlx::error::ErrorKind::ForeignKeyViolation => DbError::ForeignKey,
                     sqlx::error::ErrorKind::NotNullViolation => DbError::NotNull { column: message },
+                    // SQLite reports some constraint failures only through the message.
+                    _ if message.starts_with("FOREIGN KEY constraint failed") => DbError::ForeignKey,
+                    _ if message.starts_with("UNIQUE constraint failed") => DbError::Unique { constraint: message },
+                    _ if message.starts_with("NOT NULL constraint failed") => DbError::NotNull { column: message },
                     _ => DbError::Other(message),
                 }
             }
@@ -79,6 +83,8 @@ pub struct PoolConfig {
     pub acquire_timeout: Duration,
     /// A connection older than this is closed when it comes back.
     pub max_lifetime: Duration,
+    /// PostgreSQL `statement_timeout` of every connection.
+    pub statement_timeout: Duration,
 }
 
 impl Default for PoolConfig {
@@ -89,6 +95,7 @@ impl Default for PoolConfig {
             sqlite_readers: 4,
             acquire_timeout: Duration::from_secs(30),
             max_lifetime: Duration::from_secs(3600),
+            statement_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -134,7 +141,7 @@ impl Db {
             Db::Sqlite(s) => Conn::SqliteWrite(s.writer().await?),
         };
         conn.begin().await?;
-        Ok(Tx { conn })
+        Ok(Tx { conn: Some(conn) })
     }
 
     /// Read rows with a fresh reader connection.
@@ -200,30 +207,48 @@ impl Conn {
     }
 }
 
-/// A write transaction. Dropped without [`Tx::commit`], it is rolled back before its connection
-/// is used again.
+/// A write transaction. Dropped without [`Tx::commit`] (an error returned early, a cancelled
+/// request), it is rolled back at once on a background task, so its locks are released without
+/// waiting for the connection's next use.
 pub struct Tx {
-    conn: Conn,
+    conn: Option<Conn>,
 }
 
 impl Tx {
-    pub fn dialect(&self) -> Dialect {
-        self.conn.dialect()
+    fn conn(&mut self) -> Result<&mut Conn, DbError> {
+        self.conn.as_mut().ok_or_else(|| DbError::Other("transaction already finished".into()))
     }
 
     pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
-        self.conn.fetch(sql, binds, kinds).await
+        self.conn()?.fetch(sql, binds, kinds).await
     }
 
     pub async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
-        self.conn.execute(sql, binds).await
+        self.conn()?.execute(sql, binds).await
     }
 
     pub async fn commit(mut self) -> Result<(), DbError> {
-        self.conn.finish(true).await
+        self.conn()?.finish(true).await?;
+        self.conn = None;
+        Ok(())
     }
 
     pub async fn rollback(mut self) -> Result<(), DbError> {
-        self.conn.finish(false).await
+        self.conn()?.finish(false).await?;
+        self.conn = None;
+        Ok(())
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                // A failed rollback leaves the connection marked in-transaction; the pool then
+                // rolls back (or discards it) before handing it out again.
+                let _ = conn.finish(false).await;
+            });
+        }
     }
 }

@@ -60,6 +60,7 @@ impl PgDb {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| DbError::Other(format!("invalid DATABASE_URL: {e}")))?
             .application_name("m")
+            .options([("statement_timeout", format!("{}ms", config.statement_timeout.as_millis()))])
             .disable_statement_logging();
         let manager = PgManager { options, max_lifetime: config.max_lifetime };
         let pool = Pool::builder(manager)

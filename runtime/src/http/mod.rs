@@ -117,9 +117,11 @@ async fn list(State(state): State<ApiState>, Path(doctype): Path<String>, RawQue
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
     let page: Page = state.repo.list(&who, &doctype, &q).await?;
-    let projection = page.projection.as_deref();
+    // Lists never carry child rows: project every column when `fields` is absent.
+    let all: Vec<usize> = (0..schema.columns.len()).collect();
+    let projection = page.projection.as_deref().unwrap_or(&all);
     let body = ListBody {
-        items: page.rows.iter().map(|d| d.json(projection)).collect(),
+        items: page.rows.iter().map(|d| d.json(Some(projection))).collect(),
         total: page.total,
         limit: page.limit,
         offset: page.offset,

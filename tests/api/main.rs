@@ -1,0 +1,10 @@
+//! HTTP and database tests: every behaviour runs on SQLite and on PostgreSQL (`M_TEST_PG_URL`).
+
+mod support;
+
+mod artifacts;
+mod crud;
+mod lifecycle;
+mod list;
+mod permissions;
+mod regenerate;

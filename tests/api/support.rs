@@ -1,0 +1,377 @@
+//! Test harness: the example application (plus a test DocType with every field type) served by
+//! an in-process router on a fresh SQLite file or a fresh PostgreSQL database.
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use m_runtime::auth::{Claims, sign_hs256};
+use m_runtime::config::{Config, Secret};
+use m_runtime::server::Server;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// A DocType with every field type, for list and validation tests. Written by hand with the
+/// derive macro, the way an application can define a DocType in Rust.
+#[derive(Debug, Clone, Default, m_runtime::DocType)]
+#[doctype(
+    source = "tests/api/support.rs",
+    toml = r#"
+name = "Gadget"
+naming = "field:code"
+
+[fields.code]
+type = "Data"
+required = true
+max_length = 20
+regex = "^[A-Z0-9-]+$"
+
+[fields.label]
+type = "Text"
+
+[fields.email]
+type = "Email"
+
+[fields.site]
+type = "URL"
+
+[fields.count]
+type = "Int"
+min = 0
+max = 1000
+
+[fields.big]
+type = "BigInt"
+
+[fields.weight]
+type = "Float"
+
+[fields.price]
+type = "Currency"
+
+[fields.ratio]
+type = "Decimal"
+precision = 10
+scale = 4
+
+[fields.active]
+type = "Check"
+
+[fields.made_on]
+type = "Date"
+
+[fields.seen_at]
+type = "Datetime"
+
+[fields.opens]
+type = "Time"
+
+[fields.color]
+type = "Select"
+options = ["Red", "Green", "Blue"]
+
+[fields.extra]
+type = "JSON"
+
+[fields.token]
+type = "UUID"
+
+[fields.territory]
+type = "Link"
+to = "Territory"
+
+[permissions]
+"Gadget User" = { read = true, create = true, write = true, delete = true, if_owner = true }
+"Gadget Reader" = { read = true }
+"#
+)]
+pub struct Gadget {
+    pub code: Option<String>,
+    pub label: Option<String>,
+    pub email: Option<String>,
+    pub site: Option<String>,
+    pub count: Option<i32>,
+    pub big: Option<i64>,
+    pub weight: Option<f64>,
+    pub price: Option<m_runtime::types::Decimal>,
+    pub ratio: Option<m_runtime::types::Decimal>,
+    pub active: bool,
+    pub made_on: Option<m_runtime::types::NaiveDate>,
+    pub seen_at: Option<m_runtime::types::DateTime<m_runtime::types::Utc>>,
+    pub opens: Option<m_runtime::types::NaiveTime>,
+    pub color: Option<String>,
+    pub extra: Option<m_runtime::types::JsonValue>,
+    pub token: Option<m_runtime::types::Uuid>,
+    pub territory: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running application with its own database, removed on drop.
+pub struct TestApp {
+    router: axum::Router,
+    cleanup: Option<Cleanup>,
+}
+
+enum Cleanup {
+    Dir(PathBuf),
+    PgDatabase { admin_url: String, name: String },
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        match self.cleanup.take() {
+            Some(Cleanup::Dir(d)) => {
+                let _ = std::fs::remove_dir_all(d);
+            }
+            Some(Cleanup::PgDatabase { admin_url, name }) => {
+                // Drop runs inside the test's runtime: use a thread with its own runtime.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cleanup runtime");
+                    rt.block_on(async {
+                        use sqlx::Connection;
+                        if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
+                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut c).await;
+                        }
+                    });
+                })
+                .join();
+            }
+            None => {}
+        }
+    }
+}
+
+/// The PostgreSQL server for tests, or None (the test then prints that it skipped; under
+/// `CI=true` a missing server fails).
+pub fn pg_url() -> Option<String> {
+    match std::env::var("M_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "M_TEST_PG_URL is required when CI=true");
+            None
+        }
+    }
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    format!("{host_part}/{db}{query}")
+}
+
+pub fn doctypes() -> Vec<&'static m_runtime::meta::DocMeta> {
+    let mut all = m::doctypes::doctypes();
+    all.push(<Gadget as m_runtime::DocType>::meta());
+    all
+}
+
+impl TestApp {
+    /// Start the application on a fresh database; None when the backend is not available here.
+    pub async fn start(backend: Backend) -> Option<TestApp> {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let (url, cleanup) = match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("m-test-{unique}"));
+                (format!("sqlite://{}/m.db", dir.display()), Cleanup::Dir(dir))
+            }
+            Backend::Postgres => {
+                let admin = pg_url()?;
+                let name = format!("m_test_{unique}");
+                {
+                    use sqlx::Connection;
+                    let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect to M_TEST_PG_URL");
+                    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut c).await.expect("create test database");
+                }
+                (with_database(&admin, &name), Cleanup::PgDatabase { admin_url: admin, name })
+            }
+        };
+        let config = Config {
+            database_url: Secret::new(url),
+            jwt_secret: Some(Secret::new(SECRET)),
+            port: 0,
+            db_max_connections: 8,
+            db_min_connections: 1,
+            ..Config::default()
+        };
+        let app = m_runtime::app::App::new("m", "0.1.0", doctypes()).expect("valid application");
+        let mut test = TestApp { router: axum::Router::new(), cleanup: Some(cleanup) };
+        let server = Server::build(&config, app, m::doctypes::OPENAPI).await.expect("server starts");
+        test.router = server.router();
+        Some(test)
+    }
+
+    /// A bearer token for `user` with `roles`.
+    pub fn token(user: &str, roles: &[&str]) -> String {
+        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 3600;
+        let claims = Claims { sub: user.into(), exp, roles: roles.iter().map(|r| r.to_string()).collect(), iat: None, nbf: None };
+        sign_hs256(SECRET.as_bytes(), &claims).expect("sign token")
+    }
+
+    pub fn admin() -> String {
+        Self::token("admin@example.com", &["System Manager"])
+    }
+
+    pub fn req(&self, method: &str, path: &str) -> Req {
+        Req { router: self.router.clone(), method: method.to_string(), path: path.to_string(), headers: Vec::new(), body: None, token: Some(Self::admin()) }
+    }
+
+    pub fn get(&self, path: &str) -> Req {
+        self.req("GET", path)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Req {
+        self.req("POST", path).json(body)
+    }
+
+    pub fn patch(&self, path: &str, body: Value) -> Req {
+        self.req("PATCH", path).json(body)
+    }
+
+    pub fn delete(&self, path: &str) -> Req {
+        self.req("DELETE", path)
+    }
+}
+
+pub struct Req {
+    router: axum::Router,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    token: Option<String>,
+}
+
+impl Req {
+    pub fn json(mut self, body: Value) -> Req {
+        self.body = Some(serde_json::to_vec(&body).expect("json"));
+        self
+    }
+
+    pub fn raw(mut self, body: &str) -> Req {
+        self.body = Some(body.as_bytes().to_vec());
+        self
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Req {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    pub fn as_user(mut self, token: String) -> Req {
+        self.token = Some(token);
+        self
+    }
+
+    pub fn anonymous(mut self) -> Req {
+        self.token = None;
+        self
+    }
+
+    pub async fn send(self) -> Resp {
+        // Clients send `field[op]=v` with raw brackets; the URI type wants them encoded.
+        let uri = self.path.replace('[', "%5B").replace(']', "%5D").replace(' ', "%20");
+        let mut b = axum::http::Request::builder().method(self.method.as_str()).uri(uri);
+        if let Some(t) = &self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if self.body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        for (k, v) in &self.headers {
+            b = b.header(k, v);
+        }
+        let req = b.body(Body::from(self.body.unwrap_or_default())).expect("request");
+        let res = self.router.oneshot(req).await.expect("infallible");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned())) };
+        Resp { status, headers, json }
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
+    pub json: Value,
+}
+
+impl Resp {
+    /// Assert the status, showing the body on failure.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Resp {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.json);
+        self
+    }
+
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Resp {
+        let r = self.expect(status);
+        assert_eq!(r.json["error"]["code"], code, "unexpected error code; body: {}", r.json);
+        assert!(r.json["error"]["request_id"].as_str().is_some_and(|s| !s.is_empty()), "error without request_id: {}", r.json);
+        r
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    }
+}
+
+/// Run a test body on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! both {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($app: $crate::support::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::support::TestApp::start($crate::support::Backend::Sqlite).await.expect("sqlite");
+                run(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match $crate::support::TestApp::start($crate::support::Backend::Postgres).await {
+                    Some(app) => run(app).await,
+                    None => eprintln!("skipped: M_TEST_PG_URL is not set"),
+                }
+            }
+        }
+    };
+}
+
+/// Shared fixtures: a territory, a customer in it, and an invoice with two rows.
+pub async fn seed(app: &TestApp) -> (String, String) {
+    app.post("/api/v1/Territory", serde_json::json!({"territory_name": "North"})).send().await.expect(201);
+    let c = app.post("/api/v1/Customer", serde_json::json!({"customer_name": "Acme", "territory": "North", "credit_limit": "5000"})).send().await.expect(201);
+    let customer = c.json["name"].as_str().expect("customer name").to_string();
+    let i = app
+        .post(
+            "/api/v1/Invoice",
+            serde_json::json!({"customer": customer, "items": [{"item_code": "A", "qty": 2, "rate": "10.50"}, {"item_code": "B", "qty": 1, "rate": 4}]}),
+        )
+        .send()
+        .await
+        .expect(201);
+    let invoice = i.json["name"].as_str().expect("invoice name").to_string();
+    (customer, invoice)
+}
