@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS "customer" (
     "email" varchar(140),
     "territory" varchar(140),
     "credit_limit" numeric(18,6),
-    CONSTRAINT "customer_name_key" UNIQUE ("name")
+    CONSTRAINT "customer__name_key" UNIQUE ("name")
 );
 
 CREATE TABLE IF NOT EXISTS "invoice" (
@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS "invoice" (
     "posting_date" date,
     "status" varchar,
     "grand_total" numeric(18,6),
-    CONSTRAINT "invoice_name_key" UNIQUE ("name")
+    CONSTRAINT "invoice__name_key" UNIQUE ("name")
 );
 
 CREATE TABLE IF NOT EXISTS "invoice_item" (
@@ -51,24 +51,24 @@ CREATE TABLE IF NOT EXISTS "territory" (
     "creation" timestamptz NOT NULL,
     "modified" timestamptz NOT NULL,
     "territory_name" varchar(140) NOT NULL,
-    CONSTRAINT "territory_name_key" UNIQUE ("name"),
-    CONSTRAINT "territory_territory_name_key" UNIQUE ("territory_name")
+    CONSTRAINT "territory__name_key" UNIQUE ("name"),
+    CONSTRAINT "territory__territory_name_key" UNIQUE ("territory_name")
 );
-ALTER TABLE "customer" ADD CONSTRAINT "customer_territory_fkey" FOREIGN KEY ("territory") REFERENCES "territory" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
-CREATE INDEX IF NOT EXISTS "customer_owner_idx" ON "customer" ("owner");
-CREATE INDEX IF NOT EXISTS "customer_modified_idx" ON "customer" ("modified");
-CREATE INDEX IF NOT EXISTS "customer_owner_modified_idx" ON "customer" ("owner", "modified");
-CREATE INDEX IF NOT EXISTS "customer_territory_idx" ON "customer" ("territory");
-ALTER TABLE "invoice" ADD CONSTRAINT "invoice_amended_from_fkey" FOREIGN KEY ("amended_from") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
-ALTER TABLE "invoice" ADD CONSTRAINT "invoice_customer_fkey" FOREIGN KEY ("customer") REFERENCES "customer" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
-CREATE INDEX IF NOT EXISTS "invoice_owner_idx" ON "invoice" ("owner");
-CREATE INDEX IF NOT EXISTS "invoice_modified_idx" ON "invoice" ("modified");
-CREATE INDEX IF NOT EXISTS "invoice_owner_modified_idx" ON "invoice" ("owner", "modified");
-CREATE INDEX IF NOT EXISTS "invoice_amended_from_idx" ON "invoice" ("amended_from");
-CREATE INDEX IF NOT EXISTS "invoice_customer_idx" ON "invoice" ("customer");
-CREATE INDEX IF NOT EXISTS "invoice_customer_posting_date_idx" ON "invoice" ("customer", "posting_date");
-ALTER TABLE "invoice_item" ADD CONSTRAINT "invoice_item_parent_fkey" FOREIGN KEY ("parent") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE CASCADE;
-CREATE INDEX IF NOT EXISTS "invoice_item_parent_idx_idx" ON "invoice_item" ("parent", "idx");
-CREATE INDEX IF NOT EXISTS "territory_owner_idx" ON "territory" ("owner");
-CREATE INDEX IF NOT EXISTS "territory_modified_idx" ON "territory" ("modified");
-CREATE INDEX IF NOT EXISTS "territory_owner_modified_idx" ON "territory" ("owner", "modified");
+ALTER TABLE "customer" ADD CONSTRAINT "customer__territory_fkey" FOREIGN KEY ("territory") REFERENCES "territory" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
+CREATE INDEX IF NOT EXISTS "customer__owner_idx" ON "customer" ("owner");
+CREATE INDEX IF NOT EXISTS "customer__modified_idx" ON "customer" ("modified");
+CREATE INDEX IF NOT EXISTS "customer__owner__modified_idx" ON "customer" ("owner", "modified");
+CREATE INDEX IF NOT EXISTS "customer__territory_idx" ON "customer" ("territory");
+ALTER TABLE "invoice" ADD CONSTRAINT "invoice__amended_from_fkey" FOREIGN KEY ("amended_from") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
+ALTER TABLE "invoice" ADD CONSTRAINT "invoice__customer_fkey" FOREIGN KEY ("customer") REFERENCES "customer" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
+CREATE INDEX IF NOT EXISTS "invoice__owner_idx" ON "invoice" ("owner");
+CREATE INDEX IF NOT EXISTS "invoice__modified_idx" ON "invoice" ("modified");
+CREATE INDEX IF NOT EXISTS "invoice__owner__modified_idx" ON "invoice" ("owner", "modified");
+CREATE INDEX IF NOT EXISTS "invoice__amended_from_idx" ON "invoice" ("amended_from");
+CREATE INDEX IF NOT EXISTS "invoice__customer_idx" ON "invoice" ("customer");
+CREATE INDEX IF NOT EXISTS "invoice__customer__posting_date_idx" ON "invoice" ("customer", "posting_date");
+ALTER TABLE "invoice_item" ADD CONSTRAINT "invoice_item__parent_fkey" FOREIGN KEY ("parent") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE CASCADE;
+CREATE INDEX IF NOT EXISTS "invoice_item__parent__idx_idx" ON "invoice_item" ("parent", "idx");
+CREATE INDEX IF NOT EXISTS "territory__owner_idx" ON "territory" ("owner");
+CREATE INDEX IF NOT EXISTS "territory__modified_idx" ON "territory" ("modified");
+CREATE INDEX IF NOT EXISTS "territory__owner__modified_idx" ON "territory" ("owner", "modified");

@@ -11,8 +11,8 @@ CREATE TABLE IF NOT EXISTS "customer" (
     "email" TEXT,
     "territory" TEXT,
     "credit_limit" TEXT,
-    CONSTRAINT "customer_name_key" UNIQUE ("name"),
-    CONSTRAINT "customer_territory_fkey" FOREIGN KEY ("territory") REFERENCES "territory" ("name") ON UPDATE CASCADE ON DELETE RESTRICT
+    CONSTRAINT "customer__name_key" UNIQUE ("name"),
+    CONSTRAINT "customer__territory_fkey" FOREIGN KEY ("territory") REFERENCES "territory" ("name") ON UPDATE CASCADE ON DELETE RESTRICT
 );
 
 CREATE TABLE IF NOT EXISTS "invoice" (
@@ -30,9 +30,9 @@ CREATE TABLE IF NOT EXISTS "invoice" (
     "posting_date" TEXT,
     "status" TEXT,
     "grand_total" TEXT,
-    CONSTRAINT "invoice_name_key" UNIQUE ("name"),
-    CONSTRAINT "invoice_amended_from_fkey" FOREIGN KEY ("amended_from") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE RESTRICT,
-    CONSTRAINT "invoice_customer_fkey" FOREIGN KEY ("customer") REFERENCES "customer" ("name") ON UPDATE CASCADE ON DELETE RESTRICT
+    CONSTRAINT "invoice__name_key" UNIQUE ("name"),
+    CONSTRAINT "invoice__amended_from_fkey" FOREIGN KEY ("amended_from") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE RESTRICT,
+    CONSTRAINT "invoice__customer_fkey" FOREIGN KEY ("customer") REFERENCES "customer" ("name") ON UPDATE CASCADE ON DELETE RESTRICT
 );
 
 CREATE TABLE IF NOT EXISTS "invoice_item" (
@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS "invoice_item" (
     "qty" REAL,
     "rate" TEXT,
     "amount" TEXT,
-    CONSTRAINT "invoice_item_parent_fkey" FOREIGN KEY ("parent") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE CASCADE
+    CONSTRAINT "invoice_item__parent_fkey" FOREIGN KEY ("parent") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE CASCADE
 );
 
 CREATE TABLE IF NOT EXISTS "territory" (
@@ -55,20 +55,20 @@ CREATE TABLE IF NOT EXISTS "territory" (
     "creation" TEXT NOT NULL,
     "modified" TEXT NOT NULL,
     "territory_name" TEXT NOT NULL,
-    CONSTRAINT "territory_name_key" UNIQUE ("name"),
-    CONSTRAINT "territory_territory_name_key" UNIQUE ("territory_name")
+    CONSTRAINT "territory__name_key" UNIQUE ("name"),
+    CONSTRAINT "territory__territory_name_key" UNIQUE ("territory_name")
 );
-CREATE INDEX IF NOT EXISTS "customer_owner_idx" ON "customer" ("owner");
-CREATE INDEX IF NOT EXISTS "customer_modified_idx" ON "customer" ("modified");
-CREATE INDEX IF NOT EXISTS "customer_owner_modified_idx" ON "customer" ("owner", "modified");
-CREATE INDEX IF NOT EXISTS "customer_territory_idx" ON "customer" ("territory");
-CREATE INDEX IF NOT EXISTS "invoice_owner_idx" ON "invoice" ("owner");
-CREATE INDEX IF NOT EXISTS "invoice_modified_idx" ON "invoice" ("modified");
-CREATE INDEX IF NOT EXISTS "invoice_owner_modified_idx" ON "invoice" ("owner", "modified");
-CREATE INDEX IF NOT EXISTS "invoice_amended_from_idx" ON "invoice" ("amended_from");
-CREATE INDEX IF NOT EXISTS "invoice_customer_idx" ON "invoice" ("customer");
-CREATE INDEX IF NOT EXISTS "invoice_customer_posting_date_idx" ON "invoice" ("customer", "posting_date");
-CREATE INDEX IF NOT EXISTS "invoice_item_parent_idx_idx" ON "invoice_item" ("parent", "idx");
-CREATE INDEX IF NOT EXISTS "territory_owner_idx" ON "territory" ("owner");
-CREATE INDEX IF NOT EXISTS "territory_modified_idx" ON "territory" ("modified");
-CREATE INDEX IF NOT EXISTS "territory_owner_modified_idx" ON "territory" ("owner", "modified");
+CREATE INDEX IF NOT EXISTS "customer__owner_idx" ON "customer" ("owner");
+CREATE INDEX IF NOT EXISTS "customer__modified_idx" ON "customer" ("modified");
+CREATE INDEX IF NOT EXISTS "customer__owner__modified_idx" ON "customer" ("owner", "modified");
+CREATE INDEX IF NOT EXISTS "customer__territory_idx" ON "customer" ("territory");
+CREATE INDEX IF NOT EXISTS "invoice__owner_idx" ON "invoice" ("owner");
+CREATE INDEX IF NOT EXISTS "invoice__modified_idx" ON "invoice" ("modified");
+CREATE INDEX IF NOT EXISTS "invoice__owner__modified_idx" ON "invoice" ("owner", "modified");
+CREATE INDEX IF NOT EXISTS "invoice__amended_from_idx" ON "invoice" ("amended_from");
+CREATE INDEX IF NOT EXISTS "invoice__customer_idx" ON "invoice" ("customer");
+CREATE INDEX IF NOT EXISTS "invoice__customer__posting_date_idx" ON "invoice" ("customer", "posting_date");
+CREATE INDEX IF NOT EXISTS "invoice_item__parent__idx_idx" ON "invoice_item" ("parent", "idx");
+CREATE INDEX IF NOT EXISTS "territory__owner_idx" ON "territory" ("owner");
+CREATE INDEX IF NOT EXISTS "territory__modified_idx" ON "territory" ("modified");
+CREATE INDEX IF NOT EXISTS "territory__owner__modified_idx" ON "territory" ("owner", "modified");

@@ -35,7 +35,8 @@ pub fn build_app() {
 
 /// Generate into `out`; returns warnings, or the rendered diagnostics.
 pub fn generate(doctypes_dir: &Path, hooks_dir: &Path, out: &Path) -> Result<Vec<String>, String> {
-    let (sources, paths) = load_dir(doctypes_dir, "doctypes").map_err(|e| format!("error: cannot read {}: {e}", doctypes_dir.display()))?;
+    let (sources, paths) = load_dir(doctypes_dir, "doctypes")
+        .map_err(|e| format!("error: cannot read {}: {e}", doctypes_dir.display()))?;
     for p in &paths {
         println!("cargo:rerun-if-changed={}", p.display());
     }
@@ -51,7 +52,8 @@ pub fn generate(doctypes_dir: &Path, hooks_dir: &Path, out: &Path) -> Result<Vec
     // compares `generated/` with these copies.
     let title = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "m".into());
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_else(|_| "0.0.0".into());
-    std::fs::create_dir_all(out.join("generated")).map_err(|e| format!("error: cannot create {}: {e}", out.display()))?;
+    std::fs::create_dir_all(out.join("generated"))
+        .map_err(|e| format!("error: cannot create {}: {e}", out.display()))?;
     for (path, content) in artifacts(&project, &title, &version) {
         files.push(GeneratedFile { name: path, content });
     }
@@ -98,7 +100,8 @@ fn hook_modules(project: &Project, hooks_dir: &Path) -> (Vec<(String, String)>, 
         if project.doctypes.iter().any(|d| d.table() == stem) {
             mods.push((stem, p.display().to_string()));
         } else {
-            warnings.push(format!("src/hooks/{stem}.rs: no DocType has the table `{stem}`; these hooks are not compiled"));
+            warnings
+                .push(format!("src/hooks/{stem}.rs: no DocType has the table `{stem}`; these hooks are not compiled"));
         }
     }
     (mods, warnings)

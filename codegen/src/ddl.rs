@@ -105,10 +105,16 @@ pub fn table_ddl(d: &DocType, dialect: Dialect) -> TableDdl {
         };
         lines.push(format!("    {} {ty}{constraint}", q(c.name())));
         match c {
-            StandardColumn::AmendedFrom => fks.push(ForeignKey { column: c.name().into(), target_table: table.clone(), on_delete: "RESTRICT" }),
+            StandardColumn::AmendedFrom => {
+                fks.push(ForeignKey { column: c.name().into(), target_table: table.clone(), on_delete: "RESTRICT" })
+            }
             StandardColumn::Parent => {
                 if let Some(parent) = d.parent.as_deref() {
-                    fks.push(ForeignKey { column: c.name().into(), target_table: snake_case(parent), on_delete: "CASCADE" });
+                    fks.push(ForeignKey {
+                        column: c.name().into(),
+                        target_table: snake_case(parent),
+                        on_delete: "CASCADE",
+                    });
                 }
             }
             _ => {}
@@ -125,10 +131,10 @@ pub fn table_ddl(d: &DocType, dialect: Dialect) -> TableDdl {
             line.push_str(&format!(" CHECK ({} IN (0, 1))", q(&f.name)));
         }
         lines.push(line);
-        if f.ty == FieldType::Link {
-            if let Some(target) = f.to.as_deref() {
-                fks.push(ForeignKey { column: f.name.clone(), target_table: snake_case(target), on_delete: "RESTRICT" });
-            }
+        if f.ty == FieldType::Link
+            && let Some(target) = f.to.as_deref()
+        {
+            fks.push(ForeignKey { column: f.name.clone(), target_table: snake_case(target), on_delete: "RESTRICT" });
         }
     }
 
@@ -136,7 +142,11 @@ pub fn table_ddl(d: &DocType, dialect: Dialect) -> TableDdl {
         lines.push(format!("    CONSTRAINT {} UNIQUE (\"name\")", q(&constraint_name(&table, &["name"], "key"))));
     }
     for f in d.fields.iter().filter(|f| f.unique && f.ty != FieldType::Table) {
-        lines.push(format!("    CONSTRAINT {} UNIQUE ({})", q(&constraint_name(&table, &[&f.name], "key")), q(&f.name)));
+        lines.push(format!(
+            "    CONSTRAINT {} UNIQUE ({})",
+            q(&constraint_name(&table, &[&f.name], "key")),
+            q(&f.name)
+        ));
     }
 
     let fk_clause = |fk: &ForeignKey| {
@@ -152,17 +162,19 @@ pub fn table_ddl(d: &DocType, dialect: Dialect) -> TableDdl {
         let name = q(&constraint_name(&table, &[&fk.column], "fkey"));
         match dialect {
             Dialect::Sqlite => lines.push(format!("    CONSTRAINT {name} {}", fk_clause(fk))),
-            Dialect::Postgres => foreign_keys.push(format!("ALTER TABLE {} ADD CONSTRAINT {name} {}", q(&table), fk_clause(fk))),
+            Dialect::Postgres => {
+                foreign_keys.push(format!("ALTER TABLE {} ADD CONSTRAINT {name} {}", q(&table), fk_clause(fk)))
+            }
         }
     }
 
     let create = format!("CREATE TABLE IF NOT EXISTS {} (\n{}\n)", q(&table), lines.join(",\n"));
 
     let mut index_cols: Vec<(Vec<String>, bool)> = Vec::new();
-    let mut add = |cols: Vec<String>, unique: bool| {
-        if !index_cols.iter().any(|(c, _)| *c == cols) {
-            index_cols.push((cols, unique));
-        }
+    let mut add = |cols: Vec<String>, unique: bool| match index_cols.iter_mut().find(|(c, _)| *c == cols) {
+        // A declared unique index on the columns of an automatic one makes that one unique.
+        Some(existing) => existing.1 |= unique,
+        None => index_cols.push((cols, unique)),
     };
     if d.child {
         add(vec!["parent".into(), "idx".into()], false);

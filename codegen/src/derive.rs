@@ -60,7 +60,8 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let attr = parse_attr(input)?;
     let file = attr.source.clone().unwrap_or_else(|| format!("#[doctype] on {}", input.ident));
     let mut d = parse_doctype(&file, &attr.toml.value()).map_err(|diags| {
-        let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        // rustc prefixes "error: " itself.
+        let text: Vec<String> = diags.iter().map(|d| d.to_string().trim_start_matches("error: ").to_string()).collect();
         syn::Error::new(attr.toml.span(), text.join("\n"))
     })?;
     if let Some(parent) = &attr.parent {
@@ -98,13 +99,19 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 from.push(quote! { #ident: ::m_runtime::doc::FieldValue::from_value(doc.get(#lit), #lit)? });
             }
             None => {
-                return Err(syn::Error::new_spanned(ident, format!("`{name}` is not a field of DocType {} (nor a standard field)", d.name)));
+                return Err(syn::Error::new_spanned(
+                    ident,
+                    format!("`{name}` is not a field of DocType {} (nor a standard field)", d.name),
+                ));
             }
         }
     }
     for field in &d.fields {
         if !named.named.iter().any(|f| f.ident.as_ref().is_some_and(|i| *i == field.name)) {
-            return Err(syn::Error::new_spanned(&input.ident, format!("struct is missing field `{}` of DocType {}", field.name, d.name)));
+            return Err(syn::Error::new_spanned(
+                &input.ident,
+                format!("struct is missing field `{}` of DocType {}", field.name, d.name),
+            ));
         }
     }
 

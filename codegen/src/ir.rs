@@ -104,10 +104,7 @@ impl FieldType {
     }
 
     pub fn is_numeric(self) -> bool {
-        matches!(
-            self,
-            FieldType::Int | FieldType::BigInt | FieldType::Float | FieldType::Currency | FieldType::Decimal
-        )
+        matches!(self, FieldType::Int | FieldType::BigInt | FieldType::Float | FieldType::Currency | FieldType::Decimal)
     }
 
     pub fn is_decimal(self) -> bool {
@@ -215,6 +212,8 @@ pub struct DocType {
     pub user_permissions: Vec<String>,
     /// Byte span of `name` in the source file, for cross-DocType diagnostics.
     pub name_span: std::ops::Range<usize>,
+    /// Whether the file sets `naming` (a child may not).
+    pub naming_declared: bool,
 }
 
 impl DocType {
@@ -274,8 +273,19 @@ pub enum StandardColumn {
 impl StandardColumn {
     /// Every standard column name; a declared field may not use one.
     pub const RESERVED: &'static [&'static str] = &[
-        "id", "name", "owner", "modified_by", "creation", "modified", "docstatus", "amended_from",
-        "_version", "idx", "parent", "parentfield", "parenttype",
+        "id",
+        "name",
+        "owner",
+        "modified_by",
+        "creation",
+        "modified",
+        "docstatus",
+        "amended_from",
+        "_version",
+        "idx",
+        "parent",
+        "parentfield",
+        "parenttype",
     ];
 
     pub fn name(self) -> &'static str {

@@ -30,11 +30,13 @@ pub fn struct_name(name: &str) -> String {
         .collect()
 }
 
-/// A field name: lowercase ASCII letter first, then lowercase letters, digits and `_`.
+/// A field name: lowercase ASCII letter first, then lowercase letters, digits and single `_`
+/// (a double underscore is the separator in constraint names).
 pub fn is_field_ident(name: &str) -> bool {
     let mut cs = name.chars();
     matches!(cs.next(), Some('a'..='z'))
         && cs.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.contains("__")
         && !RUST_KEYWORDS.contains(&name)
 }
 
@@ -49,17 +51,18 @@ pub fn is_doctype_name(name: &str) -> bool {
 
 /// Keywords that cannot be struct field names in generated Rust.
 const RUST_KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
-    "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
-    "ref", "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use",
-    "where", "while", "abstract", "become", "box", "do", "final", "macro", "override", "priv",
-    "typeof", "unsized", "virtual", "yield", "try", "gen",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
+    "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static",
+    "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do",
+    "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
 ];
 
-/// Deterministic, PostgreSQL-safe (<= 63 bytes) name for a constraint or index. Long names keep a
-/// readable prefix and end in a short hash of the full name, so two long names never collide.
+/// Deterministic, PostgreSQL-safe (<= 63 bytes) name for a constraint or index:
+/// `<table>__<col>[__<col>…]_<suffix>`. Table and field names never contain `__`, so the double
+/// underscore keeps `sales` + `order_name` apart from `sales_order` + `name`. Long names keep a
+/// readable prefix and end in a short hash of the full name.
 pub fn constraint_name(table: &str, columns: &[&str], suffix: &str) -> String {
-    let full = format!("{table}_{}_{suffix}", columns.join("_"));
+    let full = format!("{table}__{}_{suffix}", columns.join("__"));
     if full.len() <= 63 {
         return full;
     }
@@ -127,6 +130,8 @@ mod tests {
         assert!(n1.len() <= 63);
         assert!(n1.ends_with("_fkey"));
         assert_ne!(n1, constraint_name(&long, &["customes"], "fkey"));
+        assert_ne!(constraint_name("sales", &["order_name"], "key"), constraint_name("sales_order", &["name"], "key"));
+        assert_ne!(constraint_name("t", &["a_b", "c"], "idx"), constraint_name("t", &["a", "b_c"], "idx"));
     }
 
     #[test]

@@ -46,9 +46,16 @@ fn field_schema(ty: FieldType, f: Option<&Field>) -> Value {
         if f.read_only {
             obj.insert("readOnly".into(), json!(true));
         }
-        if let Some(to) = &f.to {
-            if f.ty == FieldType::Link {
-                obj.insert("description".into(), json!(format!("The `name` of a {to}")));
+        if let (Some(to), FieldType::Link) = (&f.to, f.ty) {
+            obj.entry("description").or_insert_with(|| json!(format!("The `name` of a {to}")));
+        }
+        // An optional field's column is nullable, and responses carry its null.
+        if !f.required && f.ty != FieldType::Table && f.ty != FieldType::Json {
+            if let Some(Value::String(t)) = obj.get("type").cloned() {
+                obj.insert("type".into(), json!([t, "null"]));
+            } else if let Some(Value::Array(mut ts)) = obj.get("type").cloned() {
+                ts.push(json!("null"));
+                obj.insert("type".into(), Value::Array(ts));
             }
         }
     }
@@ -59,7 +66,10 @@ fn doctype_schema(d: &DocType) -> Value {
     let mut props = serde_json::Map::new();
     for c in d.standard_columns() {
         let mut s = field_schema(c.ty(), None);
-        if let Some(obj) = s.as_object_mut() {
+        // Clients send `_version` (optimistic concurrency) and a child row's `id` (to update that
+        // row); every other standard field is set by the server.
+        let client_sent = c == StandardColumn::Version || (d.child && c == StandardColumn::Id);
+        if let Some(obj) = s.as_object_mut().filter(|_| !client_sent) {
             obj.insert("readOnly".into(), json!(true));
         }
         if c == StandardColumn::Docstatus {
@@ -91,16 +101,23 @@ pub fn document(project: &Project, title: &str, version: &str) -> String {
     let mut schemas = serde_json::Map::new();
     for d in &project.doctypes {
         let s = d.struct_name();
-        schemas.insert(s.clone(), doctype_schema(d));
+        let schema = doctype_schema(d);
+        if !d.child {
+            // PATCH and PUT are partial: the same fields, none required.
+            let mut patch = schema.clone();
+            if let Some(obj) = patch.as_object_mut() {
+                obj.remove("required");
+            }
+            schemas.insert(format!("{s}Patch"), patch);
+        }
+        schemas.insert(s.clone(), schema);
         if d.child {
             continue;
         }
-        let base = format!("/api/v1/{}", d.name);
+        let base = format!("/api/v1/{}", d.name.replace(' ', "%20"));
         let doc_ref = json!({"$ref": format!("#/components/schemas/{s}")});
         let doc_body = json!({"required": true, "content": {"application/json": {"schema": doc_ref}}});
-        let one = |status: &str, desc: &str| {
-            json!({status: {"description": desc, "content": {"application/json": {"schema": doc_ref}}}})
-        };
+        let one = |status: &str, desc: &str| json!({status: {"description": desc, "content": {"application/json": {"schema": doc_ref}}}});
         let merge = |mut a: Value, b: serde_json::Map<String, Value>| {
             if let Some(obj) = a.as_object_mut() {
                 obj.extend(b);
@@ -134,10 +151,11 @@ pub fn document(project: &Project, title: &str, version: &str) -> String {
         }));
         let ref_param = json!({"name": "ref", "in": "path", "required": true, "description": "`id` or `name`", "schema": {"type": "string"}});
         let if_match = json!({"name": "If-Match", "in": "header", "required": false, "schema": {"type": "string"}});
+        let patch_body = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{s}Patch")}}}});
         let update = json!({
             "tags": [d.name], "summary": format!("Update {} (partial)", d.name),
             "parameters": [if_match],
-            "requestBody": doc_body,
+            "requestBody": patch_body,
             "responses": merge(one("200", "Updated"), error_responses(&["400", "401", "403", "404", "409", "412", "422"])),
         });
         let item = json!({
@@ -156,7 +174,11 @@ pub fn document(project: &Project, title: &str, version: &str) -> String {
         });
         paths.insert(format!("{base}/{{ref}}"), item);
         if d.submittable {
-            for (action, status, what) in [("submit", "200", "Submitted (docstatus 1)"), ("cancel", "200", "Cancelled (docstatus 2)"), ("amend", "201", "A new draft amending a cancelled document")] {
+            for (action, status, what) in [
+                ("submit", "200", "Submitted (docstatus 1)"),
+                ("cancel", "200", "Cancelled (docstatus 2)"),
+                ("amend", "201", "A new draft amending a cancelled document"),
+            ] {
                 paths.insert(format!("{base}/{{ref}}/{action}"), json!({
                     "parameters": [ref_param],
                     "post": {
@@ -176,16 +198,27 @@ pub fn document(project: &Project, title: &str, version: &str) -> String {
     }}));
     paths.insert("/health".into(), json!({"get": {"tags": ["ops"], "summary": "Liveness", "operationId": "health", "security": [], "responses": {"200": {"description": "The process is up"}}}}));
 
-    schemas.insert("Error".into(), json!({
-        "type": "object", "required": ["error"],
-        "properties": {"error": {"type": "object", "required": ["code", "message", "request_id"], "properties": {
-            "code": {"type": "string"}, "message": {"type": "string"}, "request_id": {"type": "string"},
-            "details": {"type": "array", "items": {"type": "object", "properties": {
-                "field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}}}}
-        }}}
-    }));
+    schemas.insert(
+        "Error".into(),
+        json!({
+            "type": "object", "required": ["error"],
+            "properties": {"error": {"type": "object", "required": ["code", "message", "request_id"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}, "request_id": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object", "properties": {
+                    "field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}}}}
+            }}}
+        }),
+    );
     let mut responses = serde_json::Map::new();
-    for (code, desc) in [("400", "Bad request"), ("401", "Unauthenticated"), ("403", "Forbidden"), ("404", "Not found"), ("409", "Conflict"), ("412", "Precondition failed"), ("422", "Validation failed")] {
+    for (code, desc) in [
+        ("400", "Bad request"),
+        ("401", "Unauthenticated"),
+        ("403", "Forbidden"),
+        ("404", "Not found"),
+        ("409", "Conflict"),
+        ("412", "Precondition failed"),
+        ("422", "Validation failed"),
+    ] {
         responses.insert(format!("E{code}"), json!({"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
     }
     let doc = json!({

@@ -21,9 +21,12 @@ impl Project {
     }
 }
 
+/// `(file name as diagnostics show it, TOML text)` of each DocType file.
+pub type Sources = Vec<(String, String)>;
+
 /// Read every `*.toml` of `dir` (sorted by file name). `display_prefix` is how diagnostics name
 /// the directory (e.g. `doctypes`). Returns the files read, for `rerun-if-changed`.
-pub fn load_dir(dir: &Path, display_prefix: &str) -> std::io::Result<(Vec<(String, String)>, Vec<std::path::PathBuf>)> {
+pub fn load_dir(dir: &Path, display_prefix: &str) -> std::io::Result<(Sources, Vec<std::path::PathBuf>)> {
     let mut paths: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -51,57 +54,98 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<Project, Vec<Diagnos
     }
     let source_of: HashMap<&str, &str> = sources.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
     let at = |d: &DocType, span: std::ops::Range<usize>, msg: String, hint: &str| {
-        Diagnostic::at(&d.source, source_of.get(d.source.as_str()).copied().unwrap_or(""), Some(span), msg).with_hint(hint)
+        Diagnostic::at(&d.source, source_of.get(d.source.as_str()).copied().unwrap_or(""), Some(span), msg)
+            .with_hint(hint)
     };
 
     // Unique names and tables.
     let mut seen: BTreeMap<String, &DocType> = BTreeMap::new();
     for d in &doctypes {
         if let Some(first) = seen.insert(d.table(), d) {
-            diags.push(at(d, d.name_span.clone(), format!("DocType `{}` has the same table `{}` as `{}` in {}", d.name, d.table(), first.name, first.source), "rename one of them"));
+            diags.push(at(
+                d,
+                d.name_span.clone(),
+                format!(
+                    "DocType `{}` has the same table `{}` as `{}` in {}",
+                    d.name,
+                    d.table(),
+                    first.name,
+                    first.source
+                ),
+                "rename one of them",
+            ));
         }
     }
 
-    // Links and Tables point to DocTypes that exist; children get their parent.
+    // Which DocTypes are children: every Table target (decided first, so the checks below see
+    // implicit children too).
     let by_name: HashMap<String, usize> = doctypes.iter().enumerate().map(|(i, d)| (d.name.clone(), i)).collect();
     let mut parents: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for d in &doctypes {
-        for f in &d.fields {
-            let (Some(to), Some(span)) = (&f.to, &f.to_span) else { continue };
-            match by_name.get(to) {
-                None => {
-                    let hint = match names::closest(to, doctypes.iter().map(|x| x.name.as_str())) {
-                        Some(c) => format!("did you mean \"{c}\"?"),
-                        None => "add doctypes/<name>.toml for it, or fix the name".to_string(),
-                    };
-                    diags.push(at(d, span.clone(), format!("{} field `{}` points to `{to}`, which is not a DocType", f.ty.as_str(), f.name), &hint));
-                }
-                Some(&i) => {
-                    let target = &doctypes[i];
-                    if f.ty == FieldType::Table {
-                        if d.child {
-                            diags.push(at(d, span.clone(), format!("child DocType {} cannot have a Table field", d.name), "nesting children is not supported; link instead"));
-                        }
-                        let list = parents.entry(to.clone()).or_default();
-                        if !list.contains(&d.name) {
-                            list.push(d.name.clone());
-                        }
-                    } else if target.child {
-                        diags.push(at(d, span.clone(), format!("Link field `{}` points to child DocType {to}", f.name), "child rows have no routes or names of their own; link to the parent"));
-                    }
+        for f in d.fields.iter().filter(|f| f.ty == FieldType::Table) {
+            if let Some(to) = f.to.as_ref().filter(|t| by_name.contains_key(*t)) {
+                let list = parents.entry(to.clone()).or_default();
+                if !list.contains(&d.name) {
+                    list.push(d.name.clone());
                 }
             }
         }
     }
-    for (child, ps) in &parents {
-        let i = by_name[child];
-        if ps.len() > 1 {
-            let d = &doctypes[i];
-            diags.push(at(d, d.name_span.clone(), format!("child DocType {child} is used by several parents: {}", ps.join(", ")), "give each parent its own child DocType"));
+    let is_child = |name: &str| parents.contains_key(name);
+
+    // Links and Tables point to DocTypes that exist; children are not linked to and hold no
+    // Tables of their own (which also rules out cycles).
+    for d in &doctypes {
+        for f in &d.fields {
+            let (Some(to), Some(span)) = (&f.to, &f.to_span) else { continue };
+            if !by_name.contains_key(to) {
+                let hint = match names::closest(to, doctypes.iter().map(|x| x.name.as_str())) {
+                    Some(c) => format!("did you mean \"{c}\"?"),
+                    None => "add doctypes/<name>.toml for it, or fix the name".to_string(),
+                };
+                diags.push(at(
+                    d,
+                    span.clone(),
+                    format!("{} field `{}` points to `{to}`, which is not a DocType", f.ty.as_str(), f.name),
+                    &hint,
+                ));
+            } else if f.ty == FieldType::Table && (d.child || is_child(&d.name)) {
+                diags.push(at(
+                    d,
+                    span.clone(),
+                    format!("{} is a child DocType and cannot have a Table field", d.name),
+                    "children cannot nest (and a DocType cannot hold itself); link instead",
+                ));
+            } else if f.ty != FieldType::Table && is_child(to) {
+                diags.push(at(
+                    d,
+                    span.clone(),
+                    format!("Link field `{}` points to child DocType {to}", f.name),
+                    "child rows have no routes or names of their own; link to the parent",
+                ));
+            }
         }
-        if doctypes[i].submittable || doctypes[i].optimistic || !doctypes[i].permissions.is_empty() {
-            let d = &doctypes[i];
-            diags.push(at(d, d.name_span.clone(), format!("{child} is a child (a Table of {}) but declares naming, submittable, concurrency or permissions", ps.join(", ")), "child rows follow their parent; remove those keys"));
+    }
+    for (child, ps) in &parents {
+        let d = &doctypes[by_name[child]];
+        if ps.len() > 1 {
+            diags.push(at(
+                d,
+                d.name_span.clone(),
+                format!("child DocType {child} is used by several parents: {}", ps.join(", ")),
+                "give each parent its own child DocType",
+            ));
+        }
+        if d.submittable || d.optimistic || !d.permissions.is_empty() || d.naming_declared {
+            diags.push(at(
+                d,
+                d.name_span.clone(),
+                format!(
+                    "{child} is a child (a Table of {}) but declares naming, submittable, concurrency or permissions",
+                    ps.join(", ")
+                ),
+                "child rows follow their parent; remove those keys",
+            ));
         }
     }
     for d in &mut doctypes {
@@ -111,7 +155,32 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<Project, Vec<Diagnos
             d.naming = crate::ir::Naming::Uuid;
         } else if d.child {
             let msg = format!("{} is declared `child = true` but no Table field points to it", d.name);
-            diags.push(Diagnostic::at(&d.source, source_of.get(d.source.as_str()).copied().unwrap_or(""), Some(d.name_span.clone()), msg).with_hint("add a Table field to its parent, or remove `child = true`"));
+            diags.push(
+                Diagnostic::at(
+                    &d.source,
+                    source_of.get(d.source.as_str()).copied().unwrap_or(""),
+                    Some(d.name_span.clone()),
+                    msg,
+                )
+                .with_hint("add a Table field to its parent, or remove `child = true`"),
+            );
+        }
+    }
+
+    // Indexes on standard columns name columns this DocType has.
+    for d in &doctypes {
+        let standard: Vec<&str> = d.standard_columns().iter().map(|c| c.name()).collect();
+        for ix in &d.indexes {
+            for f in &ix.fields {
+                if d.field(f).is_none() && !standard.contains(&f.as_str()) {
+                    diags.push(at(
+                        d,
+                        d.name_span.clone(),
+                        format!("index field `{f}` is not a column of {}", d.name),
+                        &format!("{}'s standard columns are {}", d.name, standard.join(", ")),
+                    ));
+                }
+            }
         }
     }
 

@@ -69,7 +69,7 @@ pub fn doctype_file(d: &DocType, toml_text: &str, project: &Project, has_hooks: 
     }
     for f in &d.fields {
         if let Some(desc) = &f.description {
-            let _ = writeln!(s, "    /// {desc}");
+            let _ = writeln!(s, "    #[doc = {desc:?}]");
         }
         let _ = writeln!(s, "    pub {}: {},", f.name, rust_type(f.ty, project, f.to.as_deref()));
     }

@@ -7,14 +7,38 @@ use toml::Spanned;
 
 /// Top-level keys, for hints.
 pub const DOCTYPE_KEYS: &[&str] = &[
-    "name", "naming", "title_field", "submittable", "concurrency", "child", "description", "fields",
-    "indexes", "permissions", "rls",
+    "name",
+    "naming",
+    "title_field",
+    "submittable",
+    "concurrency",
+    "child",
+    "description",
+    "fields",
+    "indexes",
+    "permissions",
+    "rls",
 ];
 
 /// Field keys, for hints.
 pub const FIELD_KEYS: &[&str] = &[
-    "type", "to", "required", "unique", "index", "default", "options", "max_length", "precision",
-    "scale", "min", "max", "regex", "read_only", "hidden", "description", "renamed_from",
+    "type",
+    "to",
+    "required",
+    "unique",
+    "index",
+    "default",
+    "options",
+    "max_length",
+    "precision",
+    "scale",
+    "min",
+    "max",
+    "regex",
+    "read_only",
+    "hidden",
+    "description",
+    "renamed_from",
 ];
 
 /// Permission keys, for hints.

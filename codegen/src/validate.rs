@@ -41,6 +41,13 @@ fn toml_error(file: &str, source: &str, err: &toml::de::Error) -> Diagnostic {
         diag = diag.with_hint("each field and key may appear once per table");
     } else if message.starts_with("missing field") {
         diag = diag.with_hint("add the key; `name` is required at the top and `type` in every field");
+    } else if message.starts_with("invalid type") {
+        diag = diag.with_hint(
+            "give the value the type named above, e.g. `required = true`, `max_length = 80`, `options = [\"A\"]`",
+        );
+    } else {
+        diag = diag
+            .with_hint("fix the TOML syntax here: `key = value`, strings in double quotes, tables as [fields.<name>]");
     }
     diag
 }
@@ -74,7 +81,11 @@ impl Cx<'_> {
                     "auth, meta, the built-in DocTypes (User, User Permission, Role) and names starting with `M ` are reserved; pick another name",
                 );
             } else if table.len() > MAX_IDENT {
-                self.error(raw.name.span(), format!("table name `{table}` is longer than {MAX_IDENT} bytes"), "PostgreSQL truncates longer identifiers; use a shorter name");
+                self.error(
+                    raw.name.span(),
+                    format!("table name `{table}` is longer than {MAX_IDENT} bytes"),
+                    "PostgreSQL truncates longer identifiers; use a shorter name",
+                );
             }
         }
 
@@ -91,7 +102,11 @@ impl Cx<'_> {
                 "optimistic" => true,
                 "none" => false,
                 other => {
-                    self.error(c.span(), format!("unknown concurrency `{other}`"), "use \"optimistic\" (a `_version` column, ETag / If-Match) or \"none\"");
+                    self.error(
+                        c.span(),
+                        format!("unknown concurrency `{other}`"),
+                        "use \"optimistic\" (a `_version` column, ETag / If-Match) or \"none\"",
+                    );
                     false
                 }
             },
@@ -124,10 +139,16 @@ impl Cx<'_> {
             let mut cols = Vec::new();
             for f in &raw_index.fields {
                 let fname = f.get_ref();
+                // Standard columns are checked against this DocType's own in project.rs, once it
+                // is known whether the DocType is a child.
                 let ok = StandardColumn::RESERVED.contains(&fname.as_str())
                     || fields.iter().any(|x| &x.name == fname && x.ty != FieldType::Table);
                 if !ok {
-                    self.error(f.span(), format!("index field `{fname}` is not a column of {name}"), "index fields must be declared fields (not Table) or standard columns such as `modified`");
+                    self.error(
+                        f.span(),
+                        format!("index field `{fname}` is not a column of {name}"),
+                        "index fields must be declared fields (not Table) or standard columns such as `modified`",
+                    );
                 }
                 cols.push(fname.clone());
             }
@@ -150,7 +171,11 @@ impl Cx<'_> {
                 if_owner: g.if_owner,
             };
             if (grant.submit || grant.cancel) && !raw.submittable {
-                self.error(role.span(), format!("role `{}` is granted submit/cancel but {name} is not submittable", role.get_ref()), "set `submittable = true` or remove submit/cancel");
+                self.error(
+                    role.span(),
+                    format!("role `{}` is granted submit/cancel but {name} is not submittable", role.get_ref()),
+                    "set `submittable = true` or remove submit/cancel",
+                );
             }
             permissions.push((role.into_inner(), grant));
         }
@@ -163,10 +188,12 @@ impl Cx<'_> {
             }
         }
 
-        if raw.child {
-            if raw.submittable || optimistic || !permissions.is_empty() || raw.naming.is_some() {
-                self.error(raw.name.span(), format!("child DocType {name} cannot have naming, submittable, concurrency or permissions"), "child rows follow their parent's lifecycle and permissions");
-            }
+        if raw.child && (raw.submittable || optimistic || !permissions.is_empty() || raw.naming.is_some()) {
+            self.error(
+                raw.name.span(),
+                format!("child DocType {name} cannot have naming, submittable, concurrency or permissions"),
+                "child rows follow their parent's lifecycle and permissions",
+            );
         }
 
         DocType {
@@ -184,6 +211,7 @@ impl Cx<'_> {
             permissions,
             user_permissions,
             name_span: raw.name.span(),
+            naming_declared: raw.naming.is_some(),
         }
     }
 
@@ -196,26 +224,50 @@ impl Cx<'_> {
                 match fields.iter().find(|x| x.name == f) {
                     Some(x) if x.ty.has_max_length() || x.ty == FieldType::Select => {
                         if !x.required {
-                            self.error(span.clone(), format!("naming field `{f}` must be required"), format!("add `required = true` to [fields.{f}]"));
+                            self.error(
+                                span.clone(),
+                                format!("naming field `{f}` must be required"),
+                                format!("add `required = true` to [fields.{f}]"),
+                            );
                         }
                         if x.max_length.unwrap_or(140) > 140 {
-                            self.error(span.clone(), format!("naming field `{f}` may be longer than a name (140)"), "set max_length <= 140");
+                            self.error(
+                                span.clone(),
+                                format!("naming field `{f}` may be longer than a name (140)"),
+                                "set max_length <= 140",
+                            );
                         }
                     }
-                    Some(_) => self.error(span.clone(), format!("naming field `{f}` must be a Data, Email, Phone, URL or Select field"), "names are short strings"),
-                    None => self.error(span.clone(), format!("naming field `{f}` does not exist"), "naming = \"field:<a declared field>\""),
+                    Some(_) => self.error(
+                        span.clone(),
+                        format!("naming field `{f}` must be a Data, Email, Phone, URL or Select field"),
+                        "names are short strings",
+                    ),
+                    None => self.error(
+                        span.clone(),
+                        format!("naming field `{f}` does not exist"),
+                        "naming = \"field:<a declared field>\"",
+                    ),
                 }
                 Naming::Field(f.to_string())
             }
             s if s.starts_with("series:") => {
                 let p = &s["series:".len()..];
                 if !p.contains('#') {
-                    self.error(span.clone(), format!("series pattern `{p}` has no `#` counter"), "e.g. \"series:INV-.YYYY.-.####\"");
+                    self.error(
+                        span.clone(),
+                        format!("series pattern `{p}` has no `#` counter"),
+                        "e.g. \"series:INV-.YYYY.-.####\"",
+                    );
                 }
                 Naming::Series(p.to_string())
             }
             other => {
-                self.error(span, format!("unknown naming rule `{other}`"), "use uuid, hash, field:<field> or series:<pattern>");
+                self.error(
+                    span,
+                    format!("unknown naming rule `{other}`"),
+                    "use uuid, hash, field:<field> or series:<pattern>",
+                );
                 return None;
             }
         };
@@ -227,21 +279,38 @@ impl Cx<'_> {
         let kspan = key.span();
         let raw = raw.into_inner();
         if StandardColumn::RESERVED.contains(&name.as_str()) {
-            self.error(kspan.clone(), format!("`{name}` is a reserved name"), format!("standard fields ({}) are set by the server; rename the field", StandardColumn::RESERVED.join(", ")));
+            self.error(
+                kspan.clone(),
+                format!("`{name}` is a reserved name"),
+                format!(
+                    "standard fields ({}) are set by the server; rename the field",
+                    StandardColumn::RESERVED.join(", ")
+                ),
+            );
             return None;
         }
         if !names::is_field_ident(&name) {
-            self.error(kspan.clone(), format!("invalid field name `{name}`"), "use lowercase snake_case starting with a letter, not a Rust keyword");
+            self.error(
+                kspan.clone(),
+                format!("invalid field name `{name}`"),
+                "use lowercase snake_case starting with a letter, single underscores, not a Rust keyword",
+            );
             return None;
         }
         if name.len() > MAX_IDENT {
-            self.error(kspan.clone(), format!("field name `{name}` is longer than {MAX_IDENT} bytes"), "PostgreSQL truncates longer identifiers");
+            self.error(
+                kspan.clone(),
+                format!("field name `{name}` is longer than {MAX_IDENT} bytes"),
+                "PostgreSQL truncates longer identifiers",
+            );
         }
         let ty_str = raw.ty.get_ref();
         let Some(ty) = FieldType::parse(ty_str) else {
             let hint = match names::closest(ty_str, FieldType::ALL.iter().map(|(n, _)| *n)) {
                 Some(c) => format!("did you mean `{c}`?"),
-                None => format!("known types: {}", FieldType::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
+                None => {
+                    format!("known types: {}", FieldType::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))
+                }
             };
             self.error(raw.ty.span(), format!("unknown field type `{ty_str}`"), hint);
             return None;
@@ -249,22 +318,42 @@ impl Cx<'_> {
 
         let needs_to = matches!(ty, FieldType::Link | FieldType::Table);
         match (&raw.to, needs_to) {
-            (None, true) => self.error(raw.ty.span(), format!("{} field `{name}` needs `to`", ty.as_str()), "to = \"<DocType name>\""),
-            (Some(to), false) => self.error(to.span(), format!("`to` is only for Link and Table fields (`{name}` is {})", ty.as_str()), "remove `to`"),
+            (None, true) => self.error(
+                raw.ty.span(),
+                format!("{} field `{name}` needs `to`", ty.as_str()),
+                "to = \"<DocType name>\"",
+            ),
+            (Some(to), false) => self.error(
+                to.span(),
+                format!("`to` is only for Link and Table fields (`{name}` is {})", ty.as_str()),
+                "remove `to`",
+            ),
             _ => {}
         }
 
         let options = raw.options.as_ref().map(|o| o.get_ref().clone()).unwrap_or_default();
         match (&raw.options, ty) {
-            (None, FieldType::Select) => self.error(raw.ty.span(), format!("Select field `{name}` needs `options`"), "options = [\"Draft\", \"Paid\"]"),
-            (Some(o), FieldType::Select) if o.get_ref().is_empty() => self.error(o.span(), "options is empty", "list at least one option"),
-            (Some(o), t) if t != FieldType::Select => self.error(o.span(), "`options` is only for Select fields", "remove `options`"),
+            (None, FieldType::Select) => self.error(
+                raw.ty.span(),
+                format!("Select field `{name}` needs `options`"),
+                "options = [\"Draft\", \"Paid\"]",
+            ),
+            (Some(o), FieldType::Select) if o.get_ref().is_empty() => {
+                self.error(o.span(), "options is empty", "list at least one option")
+            }
+            (Some(o), t) if t != FieldType::Select => {
+                self.error(o.span(), "`options` is only for Select fields", "remove `options`")
+            }
             _ => {}
         }
 
         let max_length = match &raw.max_length {
             Some(m) if !ty.has_max_length() => {
-                self.error(m.span(), "`max_length` is only for Data, Email, Phone and URL", "use Text for unbounded strings");
+                self.error(
+                    m.span(),
+                    "`max_length` is only for Data, Email, Phone and URL",
+                    "use Text for unbounded strings",
+                );
                 None
             }
             Some(m) if !(1..=10_485_760).contains(m.get_ref()) => {
@@ -281,7 +370,11 @@ impl Cx<'_> {
             let s = raw.scale.as_ref().map_or(6, |s| *s.get_ref());
             if !(1..=1000).contains(&p) || s < 0 || s > p {
                 let span = raw.precision.as_ref().or(raw.scale.as_ref()).map_or(kspan.clone(), |x| x.span());
-                self.error(span, format!("invalid precision/scale {p}/{s}"), "need 1 <= precision <= 1000 and 0 <= scale <= precision");
+                self.error(
+                    span,
+                    format!("invalid precision/scale {p}/{s}"),
+                    "need 1 <= precision <= 1000 and 0 <= scale <= precision",
+                );
             }
             (u32::try_from(p).ok(), u32::try_from(s).ok())
         } else {
@@ -296,10 +389,10 @@ impl Cx<'_> {
                 self.error(x.span(), "min and max are only for numeric fields", "remove the key");
             }
         }
-        if let (Some(lo), Some(hi)) = (&raw.min, &raw.max) {
-            if lo.get_ref() > hi.get_ref() {
-                self.error(lo.span(), "min is greater than max", "swap them");
-            }
+        if let (Some(lo), Some(hi)) = (&raw.min, &raw.max)
+            && lo.get_ref() > hi.get_ref()
+        {
+            self.error(lo.span(), "min is greater than max", "swap them");
         }
 
         if let Some(re) = &raw.regex {
@@ -310,17 +403,24 @@ impl Cx<'_> {
             }
         }
 
-        if ty == FieldType::Table {
-            if raw.unique || raw.index || raw.default.is_some() {
-                self.error(kspan.clone(), "a Table field cannot be unique, indexed or have a default", "index the child DocType's fields instead");
-            }
+        if ty == FieldType::Table && (raw.unique || raw.index || raw.default.is_some()) {
+            self.error(
+                kspan.clone(),
+                "a Table field cannot be unique, indexed or have a default",
+                "index the child DocType's fields instead",
+            );
         }
 
         let default = raw.default.as_ref().and_then(|d| self.default_value(&name, ty, d));
-        if let (Some(DefaultValue::Str(s)), FieldType::Select, Some(d)) = (&default, ty, &raw.default) {
-            if !options.contains(s) {
-                self.error(d.span(), format!("default `{s}` is not one of the options of `{name}`"), format!("options: {}", options.join(", ")));
-            }
+        if let (Some(DefaultValue::Str(s)), FieldType::Select, Some(d)) = (&default, ty, &raw.default)
+            && !options.is_empty()
+            && !options.contains(s)
+        {
+            self.error(
+                d.span(),
+                format!("default `{s}` is not one of the options of `{name}`"),
+                format!("options: {}", options.join(", ")),
+            );
         }
 
         Some(Field {
@@ -349,7 +449,11 @@ impl Cx<'_> {
     fn default_value(&mut self, field: &str, ty: FieldType, d: &toml::Spanned<toml::Value>) -> Option<DefaultValue> {
         use toml::Value as V;
         let bad = |cx: &mut Self, expected: &str| {
-            cx.error(d.span(), format!("default of `{field}` does not fit its type {}", ty.as_str()), format!("expected {expected}"));
+            cx.error(
+                d.span(),
+                format!("default of `{field}` does not fit its type {}", ty.as_str()),
+                format!("expected {expected}"),
+            );
             None
         };
         match (ty, d.get_ref()) {
@@ -365,6 +469,9 @@ impl Cx<'_> {
             (FieldType::Int | FieldType::BigInt, V::Integer(i)) => Some(DefaultValue::Int(*i)),
             (FieldType::Float | FieldType::Currency | FieldType::Decimal, V::Integer(i)) => Some(DefaultValue::Int(*i)),
             (FieldType::Float | FieldType::Currency | FieldType::Decimal, V::Float(f)) => Some(DefaultValue::Float(*f)),
+            (FieldType::Currency | FieldType::Decimal, V::String(s)) if is_decimal(s) => {
+                Some(DefaultValue::Str(s.clone()))
+            }
             (FieldType::Check, V::Boolean(b)) => Some(DefaultValue::Bool(*b)),
             (FieldType::Check, V::Integer(i @ (0 | 1))) => Some(DefaultValue::Bool(*i == 1)),
             (t, V::String(s)) if t.is_text() && t != FieldType::Link => Some(DefaultValue::Str(s.clone())),
@@ -377,7 +484,21 @@ impl Cx<'_> {
     }
 }
 
+fn is_decimal(s: &str) -> bool {
+    let t = s.strip_prefix('-').unwrap_or(s);
+    let mut parts = t.splitn(2, '.');
+    let int = parts.next().unwrap_or_default();
+    let frac = parts.next().unwrap_or("0");
+    !int.is_empty()
+        && int.chars().all(|c| c.is_ascii_digit())
+        && !frac.is_empty()
+        && frac.chars().all(|c| c.is_ascii_digit())
+}
+
 fn is_date(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 10 && b[4] == b'-' && b[7] == b'-' && s.chars().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && s.chars().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }

@@ -7,8 +7,8 @@ mod common;
 use proc_macro2::{TokenStream, TokenTree};
 
 fn expand(src: &str) -> TokenStream {
-    let input = syn::parse_str::<syn::DeriveInput>(src)
-        .unwrap_or_else(|e| panic!("test input does not parse: {e}\n{src}"));
+    let input =
+        syn::parse_str::<syn::DeriveInput>(src).unwrap_or_else(|e| panic!("test input does not parse: {e}\n{src}"));
     m_codegen::derive::expand(input)
 }
 
@@ -19,8 +19,7 @@ fn compile_errors(tokens: TokenStream) -> Vec<String> {
     for (i, tt) in tts.iter().enumerate() {
         match tt {
             TokenTree::Ident(id) if id == "compile_error" => {
-                let is_bang =
-                    matches!(tts.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == '!');
+                let is_bang = matches!(tts.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == '!');
                 if let (true, Some(TokenTree::Group(g))) = (is_bang, tts.get(i + 2)) {
                     let lit: syn::LitStr = syn::parse2(g.stream())
                         .unwrap_or_else(|e| panic!("compile_error! without a string literal: {e}"));
@@ -39,19 +38,14 @@ fn assert_error_snapshot(case: &str, src: &str) -> String {
     let tokens = expand(src);
     let text = tokens.to_string();
     let messages = compile_errors(tokens);
-    assert!(
-        !messages.is_empty(),
-        "derive case `{case}` expanded without compile_error:\n{text}"
-    );
+    assert!(!messages.is_empty(), "derive case `{case}` expanded without compile_error:\n{text}");
     assert!(
         !squash(&text).contains("impl::m_runtime::DocTypefor"),
         "derive case `{case}` emitted an impl next to its error"
     );
     let rendered = messages.join("\n---\n");
-    common::settings(&format!(
-        "m_codegen::derive::expand, error case `{case}` (codegen/tests/derive_expand.rs)"
-    ))
-    .bind(|| insta::assert_snapshot!(format!("derive__error__{case}"), rendered));
+    common::settings(&format!("m_codegen::derive::expand, error case `{case}` (codegen/tests/derive_expand.rs)"))
+        .bind(|| insta::assert_snapshot!(format!("derive__error__{case}"), rendered));
     rendered
 }
 
@@ -61,10 +55,7 @@ fn squash(s: &str) -> String {
 }
 
 fn assert_contains(haystack: &str, needle: &str) {
-    assert!(
-        squash(haystack).contains(&squash(needle)),
-        "expansion lacks `{needle}`:\n{haystack}"
-    );
+    assert!(squash(haystack).contains(&squash(needle)), "expansion lacks `{needle}`:\n{haystack}");
 }
 
 const NOTE: &str = r####"
@@ -104,59 +95,29 @@ pub struct Note {
 #[test]
 fn valid_struct_expands_to_the_doctype_impl() {
     let out = expand(NOTE).to_string();
-    assert!(
-        compile_errors(expand(NOTE)).is_empty(),
-        "unexpected compile_error:\n{out}"
-    );
+    assert!(compile_errors(expand(NOTE)).is_empty(), "unexpected compile_error:\n{out}");
     assert_contains(&out, "impl ::m_runtime::DocType for Note");
     assert_contains(&out, "fn meta() -> &'static ::m_runtime::meta::DocMeta");
-    assert_contains(
-        &out,
-        r#"name: "Note", table: "note", naming: ::m_runtime::meta::Naming::Field("code")"#,
-    );
-    assert_contains(
-        &out,
-        r#"title_field: ::core::option::Option::Some("title")"#,
-    );
+    assert_contains(&out, r#"name: "Note", table: "note", naming: ::m_runtime::meta::Naming::Field("code")"#);
+    assert_contains(&out, r#"title_field: ::core::option::Option::Some("title")"#);
     assert_contains(&out, "child: false");
     assert_contains(&out, r#"kind: ::m_runtime::meta::FieldKind::Check"#);
-    assert_contains(
-        &out,
-        "default: ::core::option::Option::Some(::m_runtime::meta::DefaultValue::Bool(true))",
-    );
+    assert_contains(&out, "default: ::core::option::Option::Some(::m_runtime::meta::DefaultValue::Bool(true))");
     assert_contains(&out, "max_length: ::core::option::Option::Some(20u32)");
     // Declared fields are read and written; standard fields are only read; Tables go through rows.
-    assert_contains(
-        &out,
-        r#"code: ::m_runtime::doc::FieldValue::from_value(doc.get("code"), "code")?"#,
-    );
-    assert_contains(
-        &out,
-        r#"doc.set("code", ::m_runtime::doc::FieldValue::into_value(self.code));"#,
-    );
-    assert_contains(
-        &out,
-        r#"modified: ::m_runtime::doc::FieldValue::from_value(doc.get("modified"), "modified")?"#,
-    );
+    assert_contains(&out, r#"code: ::m_runtime::doc::FieldValue::from_value(doc.get("code"), "code")?"#);
+    assert_contains(&out, r#"doc.set("code", ::m_runtime::doc::FieldValue::into_value(self.code));"#);
+    assert_contains(&out, r#"modified: ::m_runtime::doc::FieldValue::from_value(doc.get("modified"), "modified")?"#);
     assert!(
         !squash(&out).contains(&squash(r#"doc.set("modified""#)),
         "standard fields must not be written back:\n{out}"
     );
-    assert_contains(
-        &out,
-        r#"lines: ::m_runtime::doc::rows_from_docs(doc.table("lines"))?"#,
-    );
-    assert_contains(
-        &out,
-        r#"::m_runtime::doc::rows_into_docs(self.lines, doc.table_mut("lines"));"#,
-    );
+    assert_contains(&out, r#"lines: ::m_runtime::doc::rows_from_docs(doc.table("lines"))?"#);
+    assert_contains(&out, r#"::m_runtime::doc::rows_into_docs(self.lines, doc.table_mut("lines"));"#);
     // The DDL strings are the ones ddl.rs renders for this DocType.
     let d = m_codegen::validate::parse_doctype(
         "doctypes/note.toml",
-        NOTE.split("r#\"")
-            .nth(1)
-            .and_then(|s| s.split("\"#").next())
-            .unwrap_or_default(),
+        NOTE.split("r#\"").nth(1).and_then(|s| s.split("\"#").next()).unwrap_or_default(),
     )
     .unwrap_or_else(|e| panic!("{}", m_codegen::diagnostic::render_all(&e)));
     for dialect in m_codegen::ddl::Dialect::ALL {
@@ -183,21 +144,12 @@ type = "Text"
 struct NoteLine { id: Option<Uuid>, idx: Option<i32>, parent: Option<String>, text: Option<String> }
 "####;
     let out = expand(src).to_string();
-    assert!(
-        compile_errors(expand(src)).is_empty(),
-        "unexpected compile_error:\n{out}"
-    );
+    assert!(compile_errors(expand(src)).is_empty(), "unexpected compile_error:\n{out}");
     assert_contains(&out, "impl ::m_runtime::DocType for NoteLine");
-    assert_contains(
-        &out,
-        r#"child: true, parent: ::core::option::Option::Some("Note")"#,
-    );
+    assert_contains(&out, r#"child: true, parent: ::core::option::Option::Some("Note")"#);
     assert_contains(&out, "naming: ::m_runtime::meta::Naming::Uuid");
     assert_contains(&out, "fn __m_hooks<'a>(");
-    assert_contains(
-        &out,
-        "hooks: ::core::option::Option::Some(NoteLine::__m_hooks)",
-    );
+    assert_contains(&out, "hooks: ::core::option::Option::Some(NoteLine::__m_hooks)");
     assert_contains(
         &out,
         r#"FOREIGN KEY (\"parent\") REFERENCES \"note\" (\"name\") ON UPDATE CASCADE ON DELETE CASCADE"#,
@@ -217,10 +169,7 @@ type = "Data"
 struct Note { title: Option<String> }
 "####,
     );
-    assert!(
-        msg.contains("#[doctype] on Note:3:"),
-        "the message names the struct and the line: {msg}"
-    );
+    assert!(msg.contains("#[doctype] on Note:3:"), "the message names the struct and the line: {msg}");
 }
 
 #[test]
@@ -237,10 +186,7 @@ type = "Strng"
 struct Note { title: Option<String> }
 "####,
     );
-    assert!(
-        msg.contains("doctypes/note.toml:"),
-        "the message names the source file: {msg}"
-    );
+    assert!(msg.contains("doctypes/note.toml:"), "the message names the source file: {msg}");
 }
 
 #[test]
@@ -300,15 +246,11 @@ struct Note { title: Option<String>, docstatus: Option<i32> }
 
 #[test]
 fn missing_doctype_attribute() {
-    let msg = assert_error_snapshot(
-        "missing_attribute",
-        "#[derive(DocType)] struct Note { title: Option<String> }",
-    );
+    let msg = assert_error_snapshot("missing_attribute", "#[derive(DocType)] struct Note { title: Option<String> }");
     assert!(msg.contains("#[doctype(toml = "), "{msg}");
     // An attribute without `toml` is the same mistake.
-    let same = compile_errors(expand(
-        r#"#[doctype(source = "doctypes/note.toml")] struct Note { title: Option<String> }"#,
-    ));
+    let same =
+        compile_errors(expand(r#"#[doctype(source = "doctypes/note.toml")] struct Note { title: Option<String> }"#));
     assert_eq!(same, [msg]);
 }
 

@@ -19,27 +19,14 @@ fn generate(sources: &[(String, String)]) -> BTreeMap<String, String> {
 
 fn generate_from(project: &Project, sources: &[(String, String)]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    out.insert(
-        "ddl_postgres".to_string(),
-        ddl::schema_sql(project, Dialect::Postgres),
-    );
-    out.insert(
-        "ddl_sqlite".to_string(),
-        ddl::schema_sql(project, Dialect::Sqlite),
-    );
-    out.insert(
-        "openapi".to_string(),
-        openapi::document(project, "fixture", "0.0.0"),
-    );
+    out.insert("ddl_postgres".to_string(), ddl::schema_sql(project, Dialect::Postgres));
+    out.insert("ddl_sqlite".to_string(), ddl::schema_sql(project, Dialect::Sqlite));
+    out.insert("openapi".to_string(), openapi::document(project, "fixture", "0.0.0"));
     out.insert("erd".to_string(), erd::mermaid(project));
     let module = rust_source::module_file(project);
     out.insert(format!("rust/{}", module.name), module.content);
     for d in &project.doctypes {
-        let text = sources
-            .iter()
-            .find(|(f, _)| *f == d.source)
-            .map(|(_, t)| t.as_str())
-            .unwrap_or_default();
+        let text = sources.iter().find(|(f, _)| *f == d.source).map(|(_, t)| t.as_str()).unwrap_or_default();
         let file = rust_source::doctype_file(d, text, project, false);
         out.insert(format!("rust/{}", file.name), file.content);
     }
@@ -71,12 +58,8 @@ fn append(sources: &[(String, String)], file: &str, extra: &str) -> Vec<(String,
 /// The `CREATE TABLE` statement of `table` in a schema script.
 fn create_table<'a>(sql: &'a str, table: &str) -> &'a str {
     let head = format!("CREATE TABLE IF NOT EXISTS \"{table}\" (");
-    let start = sql
-        .find(&head)
-        .unwrap_or_else(|| panic!("no CREATE TABLE for {table} in:\n{sql}"));
-    let len = sql[start..]
-        .find("\n);")
-        .unwrap_or_else(|| panic!("unterminated CREATE TABLE for {table}"));
+    let start = sql.find(&head).unwrap_or_else(|| panic!("no CREATE TABLE for {table} in:\n{sql}"));
+    let len = sql[start..].find("\n);").unwrap_or_else(|| panic!("unterminated CREATE TABLE for {table}"));
     &sql[start..start + len]
 }
 
@@ -93,37 +76,22 @@ fn generating_twice_is_byte_identical_and_independent_of_file_order() {
 
     let mut reversed = sources.clone();
     reversed.reverse();
-    assert_eq!(
-        first,
-        generate(&reversed),
-        "the output depends on the order the files were read in"
-    );
+    assert_eq!(first, generate(&reversed), "the output depends on the order the files were read in");
 }
 
 #[test]
 fn adding_a_field_changes_ddl_openapi_erd_and_rust() {
     let before_src = example_app();
-    let after_src = append(
-        &before_src,
-        "doctypes/invoice.toml",
-        "\n[fields.due_date]\ntype = \"Date\"\nrequired = true\n",
-    );
+    let after_src =
+        append(&before_src, "doctypes/invoice.toml", "\n[fields.due_date]\ntype = \"Date\"\nrequired = true\n");
     let before = generate(&before_src);
     let after = generate(&after_src);
 
-    for (key, column) in [
-        ("ddl_postgres", "\"due_date\" date NOT NULL"),
-        ("ddl_sqlite", "\"due_date\" TEXT NOT NULL"),
-    ] {
-        assert!(
-            !create_table(&before[key], "invoice").contains("due_date"),
-            "{key}: due_date already present"
-        );
+    for (key, column) in [("ddl_postgres", "\"due_date\" date NOT NULL"), ("ddl_sqlite", "\"due_date\" TEXT NOT NULL")]
+    {
+        assert!(!create_table(&before[key], "invoice").contains("due_date"), "{key}: due_date already present");
         let table = create_table(&after[key], "invoice");
-        assert!(
-            table.contains(column),
-            "{key}: CREATE TABLE invoice lacks `{column}`:\n{table}"
-        );
+        assert!(table.contains(column), "{key}: CREATE TABLE invoice lacks `{column}`:\n{table}");
         // Only the invoice table changed.
         for other in ["customer", "territory", "invoice_item"] {
             assert_eq!(
@@ -136,27 +104,14 @@ fn adding_a_field_changes_ddl_openapi_erd_and_rust() {
 
     let (b, a) = (json(&before["openapi"]), json(&after["openapi"]));
     let invoice = &a["components"]["schemas"]["Invoice"];
-    assert!(
-        b["components"]["schemas"]["Invoice"]["properties"]
-            .get("due_date")
-            .is_none()
-    );
-    assert_eq!(
-        invoice["properties"]["due_date"],
-        serde_json::json!({"type": "string", "format": "date"})
-    );
+    assert!(b["components"]["schemas"]["Invoice"]["properties"].get("due_date").is_none());
+    assert_eq!(invoice["properties"]["due_date"], serde_json::json!({"type": "string", "format": "date"}));
     let required = invoice["required"]
         .as_array()
         .map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>())
         .unwrap_or_default();
-    assert!(
-        required.contains(&"due_date"),
-        "due_date is not required in OpenAPI: {required:?}"
-    );
-    assert_eq!(
-        a["paths"], b["paths"],
-        "adding a field must not change the paths"
-    );
+    assert!(required.contains(&"due_date"), "due_date is not required in OpenAPI: {required:?}");
+    assert_eq!(a["paths"], b["paths"], "adding a field must not change the paths");
 
     assert!(
         after["erd"].contains("        Date due_date\n") && !before["erd"].contains("due_date"),
@@ -165,30 +120,15 @@ fn adding_a_field_changes_ddl_openapi_erd_and_rust() {
     );
 
     let rust = &after["rust/invoice.rs"];
-    assert!(
-        rust.contains("    pub due_date: Option<::m_runtime::types::NaiveDate>,\n"),
-        "invoice.rs:\n{rust}"
-    );
-    assert!(
-        rust.contains("[fields.due_date]"),
-        "invoice.rs does not embed the edited TOML"
-    );
+    assert!(rust.contains("    pub due_date: Option<::m_runtime::types::NaiveDate>,\n"), "invoice.rs:\n{rust}");
+    assert!(rust.contains("[fields.due_date]"), "invoice.rs does not embed the edited TOML");
     assert!(!before["rust/invoice.rs"].contains("due_date"));
 
     // Everything that does not depend on Invoice is untouched (build.rs rewrites only changed files).
-    let changed: Vec<&String> = after
-        .keys()
-        .filter(|k| before.get(*k) != after.get(*k))
-        .collect();
+    let changed: Vec<&String> = after.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
     assert_eq!(
         changed,
-        [
-            "ddl_postgres",
-            "ddl_sqlite",
-            "erd",
-            "openapi",
-            "rust/invoice.rs"
-        ],
+        ["ddl_postgres", "ddl_sqlite", "erd", "openapi", "rust/invoice.rs"],
         "unexpected set of changed outputs"
     );
 }
@@ -200,44 +140,28 @@ fn removing_a_field_drops_its_column_everywhere() {
         .iter()
         .map(|(f, t)| {
             let t = if f == "doctypes/invoice.toml" {
-                t.replace(
-                    "[fields.grand_total]\ntype = \"Currency\"\nread_only = true\n",
-                    "",
-                )
+                t.replace("[fields.grand_total]\ntype = \"Currency\"\nread_only = true\n", "")
             } else {
                 t.clone()
             };
             (f.clone(), t)
         })
         .collect();
-    assert_ne!(
-        before_src, after_src,
-        "the fixture no longer declares grand_total as expected"
-    );
+    assert_ne!(before_src, after_src, "the fixture no longer declares grand_total as expected");
     let (before, after) = (generate(&before_src), generate(&after_src));
     for key in ["ddl_postgres", "ddl_sqlite"] {
         assert!(create_table(&before[key], "invoice").contains("\"grand_total\""));
-        assert!(
-            !create_table(&after[key], "invoice").contains("\"grand_total\""),
-            "{key} still has grand_total"
-        );
+        assert!(!create_table(&after[key], "invoice").contains("\"grand_total\""), "{key} still has grand_total");
     }
-    assert!(
-        json(&after["openapi"])["components"]["schemas"]["Invoice"]["properties"]
-            .get("grand_total")
-            .is_none()
-    );
+    assert!(json(&after["openapi"])["components"]["schemas"]["Invoice"]["properties"].get("grand_total").is_none());
     assert!(!after["rust/invoice.rs"].contains("pub grand_total"));
 }
 
 #[test]
 fn adding_a_doctype_adds_its_table_path_schema_and_struct() {
     let before_src = example_app();
-    let mut after_src = append(
-        &before_src,
-        "doctypes/invoice.toml",
-        "\n[fields.supplier]\ntype = \"Link\"\nto = \"Supplier\"\n",
-    );
+    let mut after_src =
+        append(&before_src, "doctypes/invoice.toml", "\n[fields.supplier]\ntype = \"Link\"\nto = \"Supplier\"\n");
     after_src.push((
         "doctypes/supplier.toml".to_string(),
         "name = \"Supplier\"\nnaming = \"field:supplier_name\"\n\n[fields.supplier_name]\ntype = \"Data\"\nrequired = true\n".to_string(),
@@ -246,28 +170,18 @@ fn adding_a_doctype_adds_its_table_path_schema_and_struct() {
     let after = generate(&after_src);
 
     for (key, ty) in [("ddl_postgres", "varchar(140)"), ("ddl_sqlite", "TEXT")] {
-        assert!(
-            !before[key].contains("\"supplier\""),
-            "{key}: supplier already present"
-        );
+        assert!(!before[key].contains("\"supplier\""), "{key}: supplier already present");
         let table = create_table(&after[key], "supplier");
+        assert!(table.contains(&format!("\"supplier_name\" {ty} NOT NULL")), "{key}:\n{table}");
+        assert!(create_table(&after[key], "invoice").contains(&format!("\"supplier\" {ty}")), "{key}: no Link column");
         assert!(
-            table.contains(&format!("\"supplier_name\" {ty} NOT NULL")),
-            "{key}:\n{table}"
-        );
-        assert!(
-            create_table(&after[key], "invoice").contains(&format!("\"supplier\" {ty}")),
-            "{key}: no Link column"
-        );
-        assert!(
-            after[key].contains("\"invoice_supplier_fkey\" FOREIGN KEY (\"supplier\") REFERENCES \"supplier\" (\"name\")"),
+            after[key]
+                .contains("\"invoice__supplier_fkey\" FOREIGN KEY (\"supplier\") REFERENCES \"supplier\" (\"name\")"),
             "{key}: no foreign key to supplier:\n{}",
             after[key]
         );
         assert!(
-            after[key].contains(
-                "CREATE INDEX IF NOT EXISTS \"invoice_supplier_idx\" ON \"invoice\" (\"supplier\")"
-            ),
+            after[key].contains("CREATE INDEX IF NOT EXISTS \"invoice__supplier_idx\" ON \"invoice\" (\"supplier\")"),
             "{key}: Link not indexed"
         );
     }
@@ -277,37 +191,21 @@ fn adding_a_doctype_adds_its_table_path_schema_and_struct() {
         assert!(b["paths"].get(path).is_none(), "{path} already present");
         assert!(a["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
-    assert_eq!(
-        a["paths"]["/api/v1/Supplier"]["post"]["operationId"],
-        "createSupplier"
-    );
+    assert_eq!(a["paths"]["/api/v1/Supplier"]["post"]["operationId"], "createSupplier");
     assert!(a["components"]["schemas"]["Supplier"]["properties"]["supplier_name"].is_object());
     assert_eq!(
         a["components"]["schemas"]["Invoice"]["properties"]["supplier"]["description"],
         "The `name` of a Supplier"
     );
 
-    assert!(
-        after["erd"].contains("    Invoice }o--o| Supplier : supplier\n"),
-        "ER diagram:\n{}",
-        after["erd"]
-    );
+    assert!(after["erd"].contains("    Invoice }o--o| Supplier : supplier\n"), "ER diagram:\n{}", after["erd"]);
 
     let module = &after["rust/doctypes.rs"];
+    assert!(module.contains("include!(concat!(env!(\"OUT_DIR\"), \"/supplier.rs\"));"), "doctypes.rs:\n{module}");
+    assert!(module.contains("<Supplier as ::m_runtime::DocType>::meta(),"), "doctypes.rs:\n{module}");
+    let supplier = after.get("rust/supplier.rs").unwrap_or_else(|| panic!("no supplier.rs generated"));
     assert!(
-        module.contains("include!(concat!(env!(\"OUT_DIR\"), \"/supplier.rs\"));"),
-        "doctypes.rs:\n{module}"
-    );
-    assert!(
-        module.contains("<Supplier as ::m_runtime::DocType>::meta(),"),
-        "doctypes.rs:\n{module}"
-    );
-    let supplier = after
-        .get("rust/supplier.rs")
-        .unwrap_or_else(|| panic!("no supplier.rs generated"));
-    assert!(
-        supplier.contains("pub struct Supplier {")
-            && supplier.contains("    pub supplier_name: Option<String>,\n"),
+        supplier.contains("pub struct Supplier {") && supplier.contains("    pub supplier_name: Option<String>,\n"),
         "supplier.rs:\n{supplier}"
     );
     assert!(after["rust/invoice.rs"].contains("    pub supplier: Option<String>,\n"));
@@ -318,27 +216,13 @@ fn adding_a_doctype_adds_its_table_path_schema_and_struct() {
 
 #[test]
 fn removing_a_linked_doctype_is_a_located_error() {
-    let sources: Vec<(String, String)> = example_app()
-        .into_iter()
-        .filter(|(f, _)| f != "doctypes/territory.toml")
-        .collect();
+    let sources: Vec<(String, String)> =
+        example_app().into_iter().filter(|(f, _)| f != "doctypes/territory.toml").collect();
     let diags = m_codegen::load_sources(&sources)
         .err()
         .unwrap_or_else(|| panic!("removing Territory must break Customer's Link"));
-    assert_eq!(
-        diags.len(),
-        1,
-        "{}",
-        m_codegen::diagnostic::render_all(&diags)
-    );
+    assert_eq!(diags.len(), 1, "{}", m_codegen::diagnostic::render_all(&diags));
     let d = &diags[0];
-    assert_eq!(
-        (d.file.as_str(), d.line, d.column),
-        ("doctypes/customer.toml", 14, 6),
-        "{d}"
-    );
-    assert!(
-        d.message.contains("`Territory`, which is not a DocType"),
-        "{d}"
-    );
+    assert_eq!((d.file.as_str(), d.line, d.column), ("doctypes/customer.toml", 14, 6), "{d}");
+    assert!(d.message.contains("`Territory`, which is not a DocType"), "{d}");
 }

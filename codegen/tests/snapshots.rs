@@ -21,49 +21,24 @@ use m_codegen::{derive, diagnostic, erd, openapi, rust_source};
 /// Invalid fixtures that m-codegen does not reject yet (each a known validation gap). They must
 /// still load; when one starts failing validation, remove it from this list and accept its
 /// snapshot.
-const KNOWN_MISSED: &[(&str, &str)] = &[
-    (
-        "implicit_child_declares_naming",
-        "project.rs does not reject `naming` on a DocType that becomes a child through a Table field; the naming rule is silently replaced by uuid",
-    ),
-    (
-        "index_on_absent_standard_column",
-        "validate.rs accepts every StandardColumn::RESERVED name in [[indexes]], even columns this DocType does not have (docstatus when not submittable, parenttype never); the DDL then indexes a missing column",
-    ),
-    (
-        "nested_implicit_child",
-        "project.rs checks `child cannot have a Table field` against the raw `child = true` flag only; an implicit child with a Table passes and its own child's FK targets a `name` column that does not exist",
-    ),
-    (
-        "table_to_itself",
-        "a Table field pointing to its own DocType (a child cycle) is accepted; the DocType becomes its own child with an FK to a missing `name` column",
-    ),
-    (
-        "table_to_linked_non_child",
-        "project.rs checks `Link to a child` against the raw `child = true` flag only; a Link to a DocType that becomes a child through a Table gets an FK to a missing `name` column",
-    ),
-];
+const KNOWN_MISSED: &[(&str, &str)] = &[];
 
 /// Invalid fixtures whose diagnostics have no hint yet (DESIGN.md §2: every build error carries a
 /// hint). When one gets a hint, remove it from this list and accept its snapshot.
-const KNOWN_NO_HINT: &[&str] = &[
-    "toml_syntax_error",
-    "toml_unterminated_string",
-    "wrong_value_type",
-];
+const KNOWN_NO_HINT: &[&str] = &[];
 
 /// Valid cases whose generated DDL reuses a relation name (a known bug: `names::constraint_name`
 /// joins table and columns with `_`, which is ambiguous). When fixed, remove the case here.
-const KNOWN_NAME_COLLISIONS: &[&str] = &["constraint_name_collisions"];
+const KNOWN_NAME_COLLISIONS: &[&str] = &[];
 
 /// Valid cases where a declared unique `[[indexes]]` entry is rendered as a plain index (a known
 /// bug in `ddl::table_ddl`: declared indexes are de-duplicated against the automatic ones by
 /// column list, ignoring `unique`). When fixed, remove the case here.
-const KNOWN_LOST_UNIQUE: &[&str] = &["index_variants"];
+const KNOWN_LOST_UNIQUE: &[&str] = &[];
 
 /// Valid cases whose generated Rust source does not parse (a known bug: a multi-line field
 /// description is written as one `///` line). When fixed, remove the case here.
-const KNOWN_BAD_RUST: &[&str] = &["multiline_description"];
+const KNOWN_BAD_RUST: &[&str] = &[];
 
 /// Run `check` on every case, then fail once, naming every case that failed.
 fn for_each_case(kind: &str, cases: &[Case], check: impl Fn(&Case)) {
@@ -73,32 +48,15 @@ fn for_each_case(kind: &str, cases: &[Case], check: impl Fn(&Case)) {
             failed.push(case.name.clone());
         }
     }
-    assert!(
-        failed.is_empty(),
-        "{} {kind} fixture case(s) failed (see above): {}",
-        failed.len(),
-        failed.join(", ")
-    );
+    assert!(failed.is_empty(), "{} {kind} fixture case(s) failed (see above): {}", failed.len(), failed.join(", "));
 }
 
 fn valid_snapshot_names(case: &Case, project: &m_codegen::Project) -> Vec<String> {
-    let mut names: Vec<String> = [
-        "ir",
-        "ddl_postgres",
-        "ddl_sqlite",
-        "openapi",
-        "erd",
-        "rust__mod",
-    ]
-    .iter()
-    .map(|o| format!("valid__{}__{o}", case.name))
-    .collect();
-    names.extend(
-        project
-            .doctypes
-            .iter()
-            .map(|d| format!("valid__{}__rust__{}", case.name, d.table())),
-    );
+    let mut names: Vec<String> = ["ir", "ddl_postgres", "ddl_sqlite", "openapi", "erd", "rust__mod"]
+        .iter()
+        .map(|o| format!("valid__{}__{o}", case.name))
+        .collect();
+    names.extend(project.doctypes.iter().map(|d| format!("valid__{}__rust__{}", case.name, d.table())));
     names
 }
 
@@ -113,52 +71,23 @@ fn valid_fixtures() {
             "valid fixture case `{}`: expected one DocType per file",
             case.name
         );
-        settings(&format!(
-            "fixture: codegen/tests/fixtures/valid/{}/",
-            case.name
-        ))
-        .bind(|| {
+        settings(&format!("fixture: codegen/tests/fixtures/valid/{}/", case.name)).bind(|| {
             let c = &case.name;
-            insta::assert_snapshot!(
-                format!("valid__{c}__ir"),
-                format!("{:#?}", project.doctypes)
-            );
-            insta::assert_snapshot!(
-                format!("valid__{c}__ddl_postgres"),
-                ddl::schema_sql(&project, Dialect::Postgres)
-            );
-            insta::assert_snapshot!(
-                format!("valid__{c}__ddl_sqlite"),
-                ddl::schema_sql(&project, Dialect::Sqlite)
-            );
-            insta::assert_snapshot!(
-                format!("valid__{c}__openapi"),
-                openapi::document(&project, "fixture", "0.0.0")
-            );
+            insta::assert_snapshot!(format!("valid__{c}__ir"), format!("{:#?}", project.doctypes));
+            insta::assert_snapshot!(format!("valid__{c}__ddl_postgres"), ddl::schema_sql(&project, Dialect::Postgres));
+            insta::assert_snapshot!(format!("valid__{c}__ddl_sqlite"), ddl::schema_sql(&project, Dialect::Sqlite));
+            insta::assert_snapshot!(format!("valid__{c}__openapi"), openapi::document(&project, "fixture", "0.0.0"));
             insta::assert_snapshot!(format!("valid__{c}__erd"), erd::mermaid(&project));
-            insta::assert_snapshot!(
-                format!("valid__{c}__rust__mod"),
-                rust_source::module_file(&project).content
-            );
+            insta::assert_snapshot!(format!("valid__{c}__rust__mod"), rust_source::module_file(&project).content);
             for d in &project.doctypes {
                 let text = case
                     .sources
                     .iter()
                     .find(|(f, _)| *f == d.source)
                     .map(|(_, t)| t.as_str())
-                    .unwrap_or_else(|| {
-                        panic!(
-                            "case `{c}`: no source file `{}` for DocType {}",
-                            d.source, d.name
-                        )
-                    });
+                    .unwrap_or_else(|| panic!("case `{c}`: no source file `{}` for DocType {}", d.source, d.name));
                 let file = rust_source::doctype_file(d, text, &project, false);
-                assert_eq!(
-                    file.name,
-                    format!("{}.rs", d.table()),
-                    "case `{c}`: generated file name of {}",
-                    d.name
-                );
+                assert_eq!(file.name, format!("{}.rs", d.table()), "case `{c}`: generated file name of {}", d.name);
                 insta::assert_snapshot!(format!("valid__{c}__rust__{}", d.table()), file.content);
             }
         });
@@ -168,11 +97,7 @@ fn valid_fixtures() {
 #[test]
 fn invalid_fixtures() {
     let cases = invalid_cases();
-    for name in KNOWN_MISSED
-        .iter()
-        .map(|(n, _)| *n)
-        .chain(KNOWN_NO_HINT.iter().copied())
-    {
+    for name in KNOWN_MISSED.iter().map(|(n, _)| *n).chain(KNOWN_NO_HINT.iter().copied()) {
         assert!(
             cases.iter().any(|c| c.name == name),
             "KNOWN_MISSED / KNOWN_NO_HINT name `{name}`, which is not an invalid fixture case"
@@ -198,11 +123,7 @@ fn invalid_fixtures() {
             ),
             Err(diags) => diags,
         };
-        assert!(
-            !diags.is_empty(),
-            "invalid fixture case `{}` returned an empty diagnostic list",
-            case.name
-        );
+        assert!(!diags.is_empty(), "invalid fixture case `{}` returned an empty diagnostic list", case.name);
         let files: BTreeSet<&str> = case.sources.iter().map(|(f, _)| f.as_str()).collect();
         for d in &diags {
             assert!(
@@ -219,11 +140,7 @@ fn invalid_fixtures() {
         }
         let has_hints = diags.iter().all(|d| d.hint.is_some());
         if KNOWN_NO_HINT.contains(&case.name.as_str()) {
-            assert!(
-                !has_hints,
-                "invalid fixture case `{}` now has hints; remove it from KNOWN_NO_HINT",
-                case.name
-            );
+            assert!(!has_hints, "invalid fixture case `{}` now has hints; remove it from KNOWN_NO_HINT", case.name);
         } else {
             assert!(
                 has_hints,
@@ -239,10 +156,7 @@ fn invalid_fixtures() {
             format!("invalid/{}/", case.name)
         };
         settings(&format!("fixture: codegen/tests/fixtures/{fixture}")).bind(|| {
-            insta::assert_snapshot!(
-                format!("invalid__{}", case.name),
-                diagnostic::render_all(&diags)
-            );
+            insta::assert_snapshot!(format!("invalid__{}", case.name), diagnostic::render_all(&diags));
         });
     });
 }
@@ -273,9 +187,7 @@ fn no_stale_fixture_snapshots() {
         let Some(name) = file.strip_suffix(".snap") else {
             continue;
         };
-        if (name.starts_with("valid__") || name.starts_with("invalid__"))
-            && !expected.contains(name)
-        {
+        if (name.starts_with("valid__") || name.starts_with("invalid__")) && !expected.contains(name) {
             stale.push(file);
         }
     }
@@ -321,21 +233,11 @@ fn ddl_identifiers_fit_and_do_not_collide() {
         for line in sql.lines() {
             let name = ident_after(line, "CREATE TABLE IF NOT EXISTS ")
                 .or_else(|| ident_after(line, "INDEX IF NOT EXISTS "))
-                .or_else(|| {
-                    if line.contains(" UNIQUE (") {
-                        ident_after(line, "CONSTRAINT ")
-                    } else {
-                        None
-                    }
-                });
+                .or_else(|| if line.contains(" UNIQUE (") { ident_after(line, "CONSTRAINT ") } else { None });
             relations.extend(name);
         }
         let mut seen = BTreeSet::new();
-        let dups: Vec<&str> = relations
-            .iter()
-            .copied()
-            .filter(|r| !seen.insert(*r))
-            .collect();
+        let dups: Vec<&str> = relations.iter().copied().filter(|r| !seen.insert(*r)).collect();
         if KNOWN_NAME_COLLISIONS.contains(&case.name.as_str()) {
             assert!(
                 !dups.is_empty(),
@@ -367,37 +269,23 @@ fn generated_rust_parses_and_expands_to_the_same_ddl() {
         let project = load_valid(&case.name, &case.sources);
         let mut problems = Vec::new();
         for d in &project.doctypes {
-            let text = case
-                .sources
-                .iter()
-                .find(|(f, _)| *f == d.source)
-                .map(|(_, t)| t.as_str())
-                .unwrap_or_default();
+            let text = case.sources.iter().find(|(f, _)| *f == d.source).map(|(_, t)| t.as_str()).unwrap_or_default();
             let file = rust_source::doctype_file(d, text, &project, false);
             let input = match syn::parse_str::<syn::DeriveInput>(&file.content) {
                 Ok(input) => input,
                 Err(e) => {
-                    problems.push(format!(
-                        "{}: generated Rust does not parse: {e}\n{}",
-                        file.name, file.content
-                    ));
+                    problems.push(format!("{}: generated Rust does not parse: {e}\n{}", file.name, file.content));
                     continue;
                 }
             };
             let expanded = derive::expand(input).to_string();
             if expanded.contains("compile_error") {
-                problems.push(format!(
-                    "{}: derive expansion failed: {expanded}",
-                    file.name
-                ));
+                problems.push(format!("{}: derive expansion failed: {expanded}", file.name));
                 continue;
             }
             for dialect in Dialect::ALL {
                 let t = ddl::table_ddl(d, dialect);
-                for stmt in std::iter::once(&t.create)
-                    .chain(&t.foreign_keys)
-                    .chain(&t.indexes)
-                {
+                for stmt in std::iter::once(&t.create).chain(&t.foreign_keys).chain(&t.indexes) {
                     let lit = proc_macro2::Literal::string(stmt).to_string();
                     if !expanded.contains(&lit) {
                         problems.push(format!(
@@ -416,12 +304,7 @@ fn generated_rust_parses_and_expands_to_the_same_ddl() {
                 case.name
             );
         } else {
-            assert!(
-                problems.is_empty(),
-                "case `{}`:\n{}",
-                case.name,
-                problems.join("\n")
-            );
+            assert!(problems.is_empty(), "case `{}`:\n{}", case.name, problems.join("\n"));
         }
     });
 }
@@ -447,19 +330,11 @@ fn declared_unique_indexes_are_unique() {
                     let cols: Vec<String> = ix.fields.iter().map(|f| format!("\"{f}\"")).collect();
                     let cols = format!("({})", cols.join(", "));
                     let as_index = t.indexes.iter().any(|s| {
-                        s.starts_with("CREATE UNIQUE INDEX")
-                            && s.ends_with(&format!("ON \"{}\" {cols}", t.table))
+                        s.starts_with("CREATE UNIQUE INDEX") && s.ends_with(&format!("ON \"{}\" {cols}", t.table))
                     });
-                    let as_constraint = t
-                        .create
-                        .lines()
-                        .any(|l| l.contains(&format!(" UNIQUE {cols}")));
+                    let as_constraint = t.create.lines().any(|l| l.contains(&format!(" UNIQUE {cols}")));
                     if !as_index && !as_constraint {
-                        lost.push(format!(
-                            "{} ({}): unique index on {cols}",
-                            d.name,
-                            dialect.as_str()
-                        ));
+                        lost.push(format!("{} ({}): unique index on {cols}", d.name, dialect.as_str()));
                     }
                 }
             }
@@ -471,11 +346,7 @@ fn declared_unique_indexes_are_unique() {
                 case.name
             );
         } else {
-            assert!(
-                lost.is_empty(),
-                "case `{}`: declared unique indexes missing from the DDL: {lost:?}",
-                case.name
-            );
+            assert!(lost.is_empty(), "case `{}`: declared unique indexes missing from the DDL: {lost:?}", case.name);
         }
     });
 }

@@ -36,7 +36,7 @@ pub enum Authenticator {
     /// No key (development): every request is the Administrator.
     DevAdministrator,
     /// HS256 with a shared key.
-    Hs256 { decoding: DecodingKey, validation: Validation },
+    Hs256 { decoding: Box<DecodingKey>, validation: Box<Validation> },
 }
 
 impl Authenticator {
@@ -46,7 +46,7 @@ impl Authenticator {
         validation.leeway = 30;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Authenticator::Hs256 { decoding: DecodingKey::from_secret(secret), validation }
+        Authenticator::Hs256 { decoding: Box::new(DecodingKey::from_secret(secret)), validation: Box::new(validation) }
     }
 
     /// The principal for an `Authorization` header value (or its absence).
@@ -66,7 +66,8 @@ impl Authenticator {
                     .map(str::trim)
                     .filter(|t| !t.is_empty())
                     .ok_or(AuthError::Invalid)?;
-                let data = jsonwebtoken::decode::<Claims>(token, decoding, validation).map_err(|_| AuthError::Invalid)?;
+                let data =
+                    jsonwebtoken::decode::<Claims>(token, decoding, validation).map_err(|_| AuthError::Invalid)?;
                 if data.claims.sub.trim().is_empty() {
                     return Err(AuthError::Invalid);
                 }
@@ -93,7 +94,8 @@ mod tests {
     fn tokens_are_checked() {
         let key = b"0123456789abcdef0123456789abcdef";
         let auth = Authenticator::hs256(key);
-        let claims = Claims { sub: "a@x.com".into(), exp: now() + 60, roles: vec!["Sales User".into()], iat: None, nbf: None };
+        let claims =
+            Claims { sub: "a@x.com".into(), exp: now() + 60, roles: vec!["Sales User".into()], iat: None, nbf: None };
         let token = sign_hs256(key, &claims).unwrap();
         let p = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
         assert_eq!(p.user, "a@x.com");

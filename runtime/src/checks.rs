@@ -34,7 +34,11 @@ pub fn check_doc(doc: &Doc, prefix: &str, issues: &mut Vec<FieldIssue>) {
     }
     for (t, rows) in doc.schema.tables.iter().zip(&doc.tables) {
         if t.field.required && rows.is_empty() {
-            issues.push(FieldIssue::new(format!("{prefix}{}", t.name), "required", format!("{} needs at least one row", t.name)));
+            issues.push(FieldIssue::new(
+                format!("{prefix}{}", t.name),
+                "required",
+                format!("{} needs at least one row", t.name),
+            ));
         }
         for (i, row) in rows.iter().enumerate() {
             check_doc(row, &format!("{prefix}{}[{i}].", t.name), issues);
@@ -59,7 +63,11 @@ fn check_field(f: &FieldMeta, v: &Value, path: &str, issues: &mut Vec<FieldIssue
             if let Some(max) = f.max_length {
                 let n = s.chars().count();
                 if n > max as usize {
-                    issues.push(FieldIssue::new(path, "max_length", format!("{} is longer than {max} characters ({n})", f.name)));
+                    issues.push(FieldIssue::new(
+                        path,
+                        "max_length",
+                        format!("{} is longer than {max} characters ({n})", f.name),
+                    ));
                 }
             }
             if f.kind == FieldKind::Select && !f.options.contains(&s.as_str()) {
@@ -71,10 +79,10 @@ fn check_field(f: &FieldMeta, v: &Value, path: &str, issues: &mut Vec<FieldIssue
             if f.kind == FieldKind::Url && !is_url(s) {
                 issues.push(FieldIssue::new(path, "url", format!("`{s}` is not an http(s) URL")));
             }
-            if let Some(pattern) = f.regex {
-                if !regex_matches(pattern, s) {
-                    issues.push(FieldIssue::new(path, "regex", format!("{} does not match {pattern}", f.name)));
-                }
+            if let Some(pattern) = f.regex
+                && !regex_matches(pattern, s)
+            {
+                issues.push(FieldIssue::new(path, "regex", format!("{} does not match {pattern}", f.name)));
             }
         }
         Value::Int(i) => check_range(f, *i as f64, path, issues),
@@ -88,15 +96,15 @@ fn check_field(f: &FieldMeta, v: &Value, path: &str, issues: &mut Vec<FieldIssue
 }
 
 fn check_range(f: &FieldMeta, x: f64, path: &str, issues: &mut Vec<FieldIssue>) {
-    if let Some(min) = f.min {
-        if x < min {
-            issues.push(FieldIssue::new(path, "min", format!("{} must be at least {min}", f.name)));
-        }
+    if let Some(min) = f.min
+        && x < min
+    {
+        issues.push(FieldIssue::new(path, "min", format!("{} must be at least {min}", f.name)));
     }
-    if let Some(max) = f.max {
-        if x > max {
-            issues.push(FieldIssue::new(path, "max", format!("{} must be at most {max}", f.name)));
-        }
+    if let Some(max) = f.max
+        && x > max
+    {
+        issues.push(FieldIssue::new(path, "max", format!("{} must be at most {max}", f.name)));
     }
 }
 
@@ -108,7 +116,11 @@ fn check_decimal(f: &FieldMeta, d: &Decimal, path: &str, issues: &mut Vec<FieldI
     }
     let int_digits = n.trunc().abs().to_string().trim_start_matches('0').len() as u32;
     if int_digits > precision.saturating_sub(scale) {
-        issues.push(FieldIssue::new(path, "precision", format!("{} allows at most {} digits before the decimal point", f.name, precision - scale)));
+        issues.push(FieldIssue::new(
+            path,
+            "precision",
+            format!("{} allows at most {} digits before the decimal point", f.name, precision - scale),
+        ));
     }
 }
 

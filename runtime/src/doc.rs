@@ -121,13 +121,16 @@ impl DocSchema {
                 std_cols.push(Std::Version);
             }
         }
-        let mut columns: Vec<Column> =
-            std_cols.into_iter().map(|s| Column { name: s.name(), kind: s.kind(), field: None, standard: Some(s) }).collect();
+        let mut columns: Vec<Column> = std_cols
+            .into_iter()
+            .map(|s| Column { name: s.name(), kind: s.kind(), field: None, standard: Some(s) })
+            .collect();
         let mut tables = Vec::new();
         for f in meta.fields {
             if f.kind == FieldKind::Table {
                 let target = f.to.unwrap_or_default();
-                let schema = child(target).ok_or_else(|| format!("{}.{}: child DocType `{target}` is not registered", meta.name, f.name))?;
+                let schema = child(target)
+                    .ok_or_else(|| format!("{}.{}: child DocType `{target}` is not registered", meta.name, f.name))?;
                 tables.push(TableField { name: f.name, field: f, child: schema });
             } else {
                 columns.push(Column { name: f.name, kind: f.kind, field: Some(f), standard: None });

@@ -110,7 +110,11 @@ fn bad(message: impl Into<String>) -> ParamError {
 }
 
 fn unknown_field(name: &str, doctype: &str) -> ParamError {
-    ParamError { code: "unknown_field", message: format!("`{name}` is not a field of {doctype}"), field: Some(name.to_string()) }
+    ParamError {
+        code: "unknown_field",
+        message: format!("`{name}` is not a field of {doctype}"),
+        field: Some(name.to_string()),
+    }
 }
 
 /// Parse decoded query-string pairs.
@@ -169,10 +173,8 @@ pub fn parse(schema: &DocSchema, pairs: &[(String, String)], limits: &ListLimits
             return Err(bad(format!("at most {} filter conditions are allowed", limits.max_filters)));
         }
     }
-    if !order_given {
-        if let Some(m) = schema.std(Std::Modified) {
-            q.order_by = vec![(m, SortDir::Desc)];
-        }
+    if !order_given && let Some(m) = schema.std(Std::Modified) {
+        q.order_by = vec![(m, SortDir::Desc)];
     }
     Ok(q)
 }
@@ -186,7 +188,8 @@ fn parse_limit(value: &str, limits: &ListLimits) -> Result<u32, ParamError> {
 }
 
 fn parse_offset(value: &str) -> Result<u32, ParamError> {
-    let n: i64 = value.trim().parse().map_err(|_| bad(format!("`offset` must be a non-negative integer, not `{value}`")))?;
+    let n: i64 =
+        value.trim().parse().map_err(|_| bad(format!("`offset` must be a non-negative integer, not `{value}`")))?;
     if !(0..=(1i64 << 31)).contains(&n) {
         return Err(bad("`offset` must be between 0 and 2147483648"));
     }
@@ -238,7 +241,8 @@ fn parse_order(schema: &DocSchema, value: &str) -> Result<Vec<(usize, SortDir)>,
 
 fn parse_fields(schema: &DocSchema, value: &str, limits: &ListLimits) -> Result<Vec<usize>, ParamError> {
     let names: Vec<String> = if value.trim_start().starts_with('[') {
-        serde_json::from_str::<Vec<String>>(value).map_err(|_| bad("`fields` must be a comma list or a JSON array of field names"))?
+        serde_json::from_str::<Vec<String>>(value)
+            .map_err(|_| bad("`fields` must be a comma list or a JSON array of field names"))?
     } else {
         value.split(',').map(|s| s.trim().to_string()).collect()
     };
@@ -286,7 +290,9 @@ fn value_error(field: &str, e: InputError) -> ParamError {
 fn check_op(schema: &DocSchema, col: usize, op: Op) -> Result<(), ParamError> {
     let c = &schema.columns[col];
     match op {
-        Op::Like if !c.kind.is_string() => Err(bad(format!("`like` needs a text field; `{}` is {}", c.name, c.kind.as_str()))),
+        Op::Like if !c.kind.is_string() => {
+            Err(bad(format!("`like` needs a text field; `{}` is {}", c.name, c.kind.as_str())))
+        }
         Op::Lt | Op::Lte | Op::Gt | Op::Gte | Op::Between | Op::In | Op::NotIn if c.kind == FieldKind::Json => {
             Err(bad(format!("JSON field `{}` supports only eq, ne and is_null", c.name)))
         }
@@ -352,7 +358,11 @@ fn parse_shorthand(schema: &DocSchema, key: &str, value: &str, limits: &ListLimi
         None => (key, "eq"),
     };
     if schema.lookup(field).is_none() {
-        return Err(ParamError { code: "bad_request", message: format!("unknown parameter `{key}`"), field: Some(field.to_string()) });
+        return Err(ParamError {
+            code: "bad_request",
+            message: format!("unknown parameter `{key}`"),
+            field: Some(field.to_string()),
+        });
     }
     condition(schema, field, op, &Json::String(value.to_string()), limits)
 }
@@ -375,11 +385,14 @@ fn parse_filter_json(schema: &DocSchema, text: &str, limits: &ListLimits) -> Res
                     Json::Array(parts) => match parts.as_slice() {
                         [Json::String(f), Json::String(op), v] => condition(schema, f, op, v, limits)?,
                         // Frappe's [doctype, field, op, value].
-                        [Json::String(dt), Json::String(f), Json::String(op), v] if dt == schema.name() => condition(schema, f, op, v, limits)?,
+                        [Json::String(dt), Json::String(f), Json::String(op), v] if dt == schema.name() => {
+                            condition(schema, f, op, v, limits)?
+                        }
                         _ => return Err(bad("each filter is [field, operator, value]")),
                     },
                     Json::Object(o) => {
-                        let (Some(Json::String(f)), Some(Json::String(op))) = (o.get("field"), o.get("operator")) else {
+                        let (Some(Json::String(f)), Some(Json::String(op))) = (o.get("field"), o.get("operator"))
+                        else {
                             return Err(bad("each filter object needs \"field\", \"operator\" and \"value\""));
                         };
                         if o.keys().any(|k| !["field", "operator", "value"].contains(&k.as_str())) {

@@ -50,7 +50,8 @@ impl Action {
         }
     }
 
-    pub const ALL: [Action; 6] = [Action::Read, Action::Create, Action::Write, Action::Delete, Action::Submit, Action::Cancel];
+    pub const ALL: [Action; 6] =
+        [Action::Read, Action::Create, Action::Write, Action::Delete, Action::Submit, Action::Cancel];
 
     fn granted_by(self, g: &RoleGrant) -> bool {
         match self {

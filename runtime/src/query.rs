@@ -161,7 +161,11 @@ fn push_cond(sql: &mut Sql, schema: &DocSchema, c: &Cond) {
             sql.push(")");
         }
         (Op::Between, CondValue::Two(a, b)) => {
-            sql.column_expr(name, kind).push(" BETWEEN ").bind_expr(kind, a.clone()).push(" AND ").bind_expr(kind, b.clone());
+            sql.column_expr(name, kind)
+                .push(" BETWEEN ")
+                .bind_expr(kind, a.clone())
+                .push(" AND ")
+                .bind_expr(kind, b.clone());
         }
         (Op::Like, CondValue::One(v)) => {
             let op = if dialect == Dialect::Postgres { " ILIKE " } else { " LIKE " };
@@ -266,7 +270,13 @@ pub fn insert(schema: &DocSchema, dialect: Dialect, values: &[Value]) -> Sql {
 
 /// `UPDATE` every column but `id` of one document in scope, optionally only at an expected
 /// `_version` (optimistic concurrency).
-pub fn update(schema: &DocSchema, dialect: Dialect, values: &[Value], scope: &Scope, expect_version: Option<i64>) -> Sql {
+pub fn update(
+    schema: &DocSchema,
+    dialect: Dialect,
+    values: &[Value],
+    scope: &Scope,
+    expect_version: Option<i64>,
+) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("UPDATE ").ident(schema.meta.table).push(" SET ");
     let mut first = true;
@@ -293,13 +303,25 @@ pub fn update(schema: &DocSchema, dialect: Dialect, values: &[Value], scope: &Sc
 /// `DELETE` one document in scope.
 pub fn delete(schema: &DocSchema, dialect: Dialect, id: uuid::Uuid, scope: &Scope) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("DELETE FROM ").ident(schema.meta.table).push(" WHERE ").ident("id").push(" = ").bind(FieldKind::Uuid, Value::Uuid(id));
+    sql.push("DELETE FROM ")
+        .ident(schema.meta.table)
+        .push(" WHERE ")
+        .ident("id")
+        .push(" = ")
+        .bind(FieldKind::Uuid, Value::Uuid(id));
     sql.scope(scope);
     sql
 }
 
 /// The rows of one Table field of a parent in scope, in order.
-pub fn select_children(child: &DocSchema, parent: &DocSchema, dialect: Dialect, parent_name: &str, field: &str, scope: &Scope) -> Sql {
+pub fn select_children(
+    child: &DocSchema,
+    parent: &DocSchema,
+    dialect: Dialect,
+    parent_name: &str,
+    field: &str,
+    scope: &Scope,
+) -> Sql {
     let cols: Vec<usize> = (0..child.columns.len()).collect();
     let mut sql = Sql::new(dialect);
     sql.select_columns(child, &cols);
@@ -312,9 +334,20 @@ pub fn select_children(child: &DocSchema, parent: &DocSchema, dialect: Dialect, 
 }
 
 /// Delete the child rows of a parent's Table field that are not in `keep` (ids).
-pub fn delete_children_except(child: &DocSchema, dialect: Dialect, parent_name: &str, field: &str, keep: &[uuid::Uuid]) -> Sql {
+pub fn delete_children_except(
+    child: &DocSchema,
+    dialect: Dialect,
+    parent_name: &str,
+    field: &str,
+    keep: &[uuid::Uuid],
+) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("DELETE FROM ").ident(child.meta.table).push(" WHERE ").ident("parent").push(" = ").bind(FieldKind::Data, Value::Str(parent_name.to_string()));
+    sql.push("DELETE FROM ")
+        .ident(child.meta.table)
+        .push(" WHERE ")
+        .ident("parent")
+        .push(" = ")
+        .bind(FieldKind::Data, Value::Str(parent_name.to_string()));
     sql.push(" AND ").ident("parentfield").push(" = ").bind(FieldKind::Data, Value::Str(field.to_string()));
     if !keep.is_empty() {
         sql.push(" AND ").ident("id").push(" NOT IN (");
@@ -342,7 +375,13 @@ pub fn find_name(schema: &DocSchema, dialect: Dialect, r: &DocRef, scope: &Scope
 /// across all rows.
 pub fn names_like(schema: &DocSchema, dialect: Dialect, prefix: &str) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT ").ident("name").push(" FROM ").ident(schema.meta.table).push(" WHERE ").ident("name").push(" LIKE ");
+    sql.push("SELECT ")
+        .ident("name")
+        .push(" FROM ")
+        .ident(schema.meta.table)
+        .push(" WHERE ")
+        .ident("name")
+        .push(" LIKE ");
     let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     sql.bind(FieldKind::Data, Value::Str(format!("{escaped}-%"))).push(" ESCAPE '\\'");
     sql

@@ -233,7 +233,8 @@ impl Repo {
     /// One field of a document by name, ignoring row scope (for hooks).
     pub async fn get_value_system(&self, doctype: &str, name: &str, field: &str) -> Result<Value> {
         let schema = self.inner.app.get(doctype).cloned().ok_or(RepoError::NotFound)?;
-        let col = schema.column(field).ok_or_else(|| RepoError::Internal(format!("{doctype} has no field `{field}`")))?;
+        let col =
+            schema.column(field).ok_or_else(|| RepoError::Internal(format!("{doctype} has no field `{field}`")))?;
         let sql = query::select_one(&schema, self.dialect(), &DocRef::Name(name.to_string()), &Scope::all());
         let all: Vec<usize> = (0..schema.columns.len()).collect();
         let row = self.inner.db.fetch(&sql.text, sql.binds, &query::kinds(&schema, &all)).await?.into_iter().next();
@@ -290,18 +291,25 @@ impl Repo {
         let mut doc = self.load_for_write(&mut tx, &schema, r, &scope).await?;
         check_if_match(&doc, expect)?;
         if docstatus(&doc) != 0 {
-            return Err(RepoError::InvalidState(format!("{} {} is not a draft; only drafts can be changed", schema.name(), doc.name())));
+            return Err(RepoError::InvalidState(format!(
+                "{} {} is not a draft; only drafts can be changed",
+                schema.name(),
+                doc.name()
+            )));
         }
-        let old_children: Vec<Vec<Uuid>> = doc.tables.iter().map(|rows| rows.iter().filter_map(Doc::id).collect()).collect();
+        let old_children: Vec<Vec<Uuid>> =
+            doc.tables.iter().map(|rows| rows.iter().filter_map(Doc::id).collect()).collect();
         let body_version = apply_body(&mut doc, body)?;
         let current_version = match doc.get_std(Std::Version) {
             Value::Int(v) => Some(*v),
             _ => None,
         };
-        if let (Some(expected), Some(current)) = (body_version, current_version) {
-            if expected != current {
-                return Err(RepoError::Conflict(format!("stale _version {expected}: the document is at version {current}")));
-            }
+        if let (Some(expected), Some(current)) = (body_version, current_version)
+            && expected != current
+        {
+            return Err(RepoError::Conflict(format!(
+                "stale _version {expected}: the document is at version {current}"
+            )));
         }
         apply_defaults_to_children(&mut doc);
         self.stamp_modified(&mut doc, who);
@@ -323,7 +331,11 @@ impl Repo {
         let mut doc = self.load_for_write(&mut tx, &schema, r, &scope).await?;
         check_if_match(&doc, expect)?;
         if docstatus(&doc) != 0 {
-            return Err(RepoError::InvalidState(format!("{} {} is not a draft; only drafts can be deleted", schema.name(), doc.name())));
+            return Err(RepoError::InvalidState(format!(
+                "{} {} is not a draft; only drafts can be deleted",
+                schema.name(),
+                doc.name()
+            )));
         }
         let ctx = HookCtx { repo: self.clone(), user: who.user.clone(), is_new: false };
         self.run_hook(HookEvent::BeforeDelete, &mut doc, &ctx).await?;
@@ -338,7 +350,14 @@ impl Repo {
     }
 
     /// Submit (docstatus 0 -> 1) or cancel (1 -> 2).
-    pub async fn transition(&self, who: &Principal, doctype: &str, r: &str, action: Action, expect: &Expect) -> Result<Doc> {
+    pub async fn transition(
+        &self,
+        who: &Principal,
+        doctype: &str,
+        r: &str,
+        action: Action,
+        expect: &Expect,
+    ) -> Result<Doc> {
         let schema = self.schema(doctype)?;
         if !schema.meta.submittable {
             return Err(RepoError::NotFound);
@@ -357,7 +376,11 @@ impl Repo {
                 Action::Submit => "only drafts can be submitted",
                 _ => "only submitted documents can be cancelled",
             };
-            return Err(RepoError::InvalidState(format!("{} {} has docstatus {status}; {what}", schema.name(), doc.name())));
+            return Err(RepoError::InvalidState(format!(
+                "{} {} has docstatus {status}; {what}",
+                schema.name(),
+                doc.name()
+            )));
         }
         let version = match doc.get_std(Std::Version) {
             Value::Int(v) => Some(*v),
@@ -389,7 +412,11 @@ impl Repo {
         let source = self.get(who, doctype, r).await?;
         check_if_match(&source, expect)?;
         if docstatus(&source) != 2 {
-            return Err(RepoError::InvalidState(format!("{} {} is not cancelled; only cancelled documents can be amended", schema.name(), source.name())));
+            return Err(RepoError::InvalidState(format!(
+                "{} {} is not cancelled; only cancelled documents can be amended",
+                schema.name(),
+                source.name()
+            )));
         }
         // `INV-0001-1` amends to `INV-0001-2`, not `INV-0001-1-1`.
         let original = match (source.get_std(Std::AmendedFrom), source.name().rsplit_once('-')) {
@@ -449,7 +476,13 @@ impl Repo {
             Naming::Hash => naming::hash_name(),
             Naming::Field(f) => match doc.get(f) {
                 Value::Str(s) if !s.is_empty() => s.clone(),
-                _ => return Err(RepoError::Validation(vec![FieldIssue::new(f, "required", format!("{f} is required (it names the document)"))])),
+                _ => {
+                    return Err(RepoError::Validation(vec![FieldIssue::new(
+                        f,
+                        "required",
+                        format!("{f} is required (it names the document)"),
+                    )]));
+                }
             },
             Naming::Series(pattern) => {
                 let series = naming::parse_series(pattern);
@@ -477,7 +510,14 @@ impl Repo {
         if issues.is_empty() { Ok(()) } else { Err(RepoError::Validation(issues)) }
     }
 
-    async fn resolve_links_in(&self, tx: &mut Tx, who: &Principal, doc: &mut Doc, prefix: &str, issues: &mut Vec<FieldIssue>) -> Result<()> {
+    async fn resolve_links_in(
+        &self,
+        tx: &mut Tx,
+        who: &Principal,
+        doc: &mut Doc,
+        prefix: &str,
+        issues: &mut Vec<FieldIssue>,
+    ) -> Result<()> {
         let schema = doc.schema.clone();
         for (i, c) in schema.columns.iter().enumerate() {
             let (Some(f), FieldKind::Link) = (c.field, c.kind) else { continue };
@@ -487,7 +527,8 @@ impl Repo {
                 continue;
             }
             let target_name = f.to.unwrap_or_default();
-            let missing = || FieldIssue::new(format!("{prefix}{}", f.name), "link", format!("{target_name} `{value}` not found"));
+            let missing =
+                || FieldIssue::new(format!("{prefix}{}", f.name), "link", format!("{target_name} `{value}` not found"));
             let Some(target) = self.inner.app.get(target_name) else {
                 issues.push(missing());
                 continue;
@@ -507,7 +548,14 @@ impl Repo {
     }
 
     /// Update the parent row (in scope, at the expected version) and sync its child rows.
-    async fn save_existing(&self, tx: &mut Tx, doc: &mut Doc, scope: &Scope, version: Option<i64>, old_children: &[Vec<Uuid>]) -> Result<()> {
+    async fn save_existing(
+        &self,
+        tx: &mut Tx,
+        doc: &mut Doc,
+        scope: &Scope,
+        version: Option<i64>,
+        old_children: &[Vec<Uuid>],
+    ) -> Result<()> {
         let schema = doc.schema.clone();
         let sql = query::update(&schema, self.dialect(), &doc.values, scope, version);
         if self.write(tx, &schema, sql, WriteKind::Update).await? == 0 {
@@ -562,10 +610,15 @@ impl Repo {
                 Err(RepoError::Duplicate { message, field })
             }
             Err(DbError::ForeignKey) => match kind {
-                WriteKind::Delete => Err(RepoError::LinkExists(format!("other documents link to this {}; delete or change them first", schema.name()))),
+                WriteKind::Delete => Err(RepoError::LinkExists(format!(
+                    "other documents link to this {}; delete or change them first",
+                    schema.name()
+                ))),
                 _ => Err(RepoError::Validation(vec![FieldIssue::new("", "link", "a linked document does not exist")])),
             },
-            Err(DbError::NotNull { .. }) => Err(RepoError::Validation(vec![FieldIssue::new("", "required", "a required value is missing")])),
+            Err(DbError::NotNull { .. }) => {
+                Err(RepoError::Validation(vec![FieldIssue::new("", "required", "a required value is missing")]))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -579,14 +632,14 @@ enum WriteKind {
 }
 
 /// The field a unique-constraint violation is about: PostgreSQL names the constraint
-/// (`<table>_<column>_key`), SQLite the columns (`UNIQUE constraint failed: t.c`).
+/// (`<table>__<column>_key`), SQLite the columns (`UNIQUE constraint failed: t.c`).
 fn unique_field(schema: &DocSchema, constraint: &str) -> Option<String> {
     let table = schema.meta.table;
     if let Some(cols) = constraint.strip_prefix("UNIQUE constraint failed: ") {
         let first = cols.split(',').next()?.trim();
         return first.split_once('.').map(|(_, c)| c.to_string());
     }
-    let inner = constraint.strip_prefix(table)?.strip_prefix('_')?.strip_suffix("_key")?;
+    let inner = constraint.strip_prefix(table)?.strip_prefix("__")?.strip_suffix("_key")?;
     schema.column(inner).map(|_| inner.to_string())
 }
 
@@ -608,7 +661,11 @@ fn validate(doc: &Doc) -> Result<()> {
 /// when the body carries one.
 fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
     let Json::Object(map) = body else {
-        return Err(RepoError::BadRequest { code: "bad_request", message: "the body must be a JSON object".into(), field: None });
+        return Err(RepoError::BadRequest {
+            code: "bad_request",
+            message: "the body must be a JSON object".into(),
+            field: None,
+        });
     };
     let schema = doc.schema.clone();
     let mut version = None;
@@ -616,13 +673,18 @@ fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
     for (key, value) in map {
         match schema.lookup(key) {
             None => {
-                return Err(RepoError::BadRequest { code: "unknown_field", message: format!("`{key}` is not a field of {}", schema.name()), field: Some(key.clone()) });
+                return Err(RepoError::BadRequest {
+                    code: "unknown_field",
+                    message: format!("`{key}` is not a field of {}", schema.name()),
+                    field: Some(key.clone()),
+                });
             }
             Some(FieldRef::Column(i)) => {
                 let col = schema.columns[i];
                 match (col.standard, col.field) {
                     (Some(Std::Version), _) => {
-                        version = Some(value.as_i64().ok_or_else(|| bad_field(key, "`_version` must be an integer".into()))?);
+                        version =
+                            Some(value.as_i64().ok_or_else(|| bad_field(key, "`_version` must be an integer".into()))?);
                     }
                     (Some(_), _) => {}
                     (None, Some(f)) if f.read_only => {}
@@ -650,7 +712,11 @@ fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
                             match found {
                                 Some(existing) => existing.clone(),
                                 None => {
-                                    issues.push(FieldIssue::new(format!("{key}[{n}].id"), "unknown_row", format!("no row `{s}` in {key} of this document")));
+                                    issues.push(FieldIssue::new(
+                                        format!("{key}[{n}].id"),
+                                        "unknown_row",
+                                        format!("no row `{s}` in {key} of this document"),
+                                    ));
                                     continue;
                                 }
                             }
@@ -658,11 +724,16 @@ fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
                         Some(Json::Null) | None => Doc::empty(field.child.clone()),
                         Some(_) => return Err(bad_field(key, format!("`{key}[{n}].id` must be a string"))),
                     };
-                    let patch: serde_json::Map<String, Json> = obj.iter().filter(|(k, _)| *k != "id").map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let patch: serde_json::Map<String, Json> =
+                        obj.iter().filter(|(k, _)| *k != "id").map(|(k, v)| (k.clone(), v.clone())).collect();
                     match apply_body(&mut row, &Json::Object(patch)) {
                         Ok(_) => {}
                         Err(RepoError::BadRequest { code, message, field }) => {
-                            return Err(RepoError::BadRequest { code, message: format!("{key}[{n}]: {message}"), field: field.map(|f| format!("{key}[{n}].{f}")) });
+                            return Err(RepoError::BadRequest {
+                                code,
+                                message: format!("{key}[{n}]: {message}"),
+                                field: field.map(|f| format!("{key}[{n}].{f}")),
+                            });
                         }
                         Err(RepoError::Validation(mut v)) => {
                             for i in &mut v {

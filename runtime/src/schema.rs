@@ -20,7 +20,9 @@ async fn existing_columns(db: &Db, table: &str) -> Result<Vec<String>, DbError> 
             "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
             vec![(FieldKind::Data, Value::Str(table.to_string()))],
         ),
-        Dialect::Sqlite => ("SELECT name FROM pragma_table_info(?)", vec![(FieldKind::Data, Value::Str(table.to_string()))]),
+        Dialect::Sqlite => {
+            ("SELECT name FROM pragma_table_info(?)", vec![(FieldKind::Data, Value::Str(table.to_string()))])
+        }
     };
     let rows = db.fetch(sql, binds, &[FieldKind::Data]).await?;
     Ok(rows.into_iter().filter_map(|r| r.into_iter().next()).filter_map(|v| v.as_str().map(str::to_string)).collect())

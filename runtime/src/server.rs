@@ -25,17 +25,22 @@ pub struct Server {
 impl Server {
     /// Connect, prepare and bind. `openapi` is the application's generated OpenAPI document.
     pub async fn build(config: &Config, app: App, openapi: &str) -> anyhow::Result<Server> {
-        let db = Db::connect(config.database_url.expose(), &config.pool()).await.context("cannot connect to the database")?;
+        let db = Db::connect(config.database_url.expose(), &config.pool())
+            .await
+            .context("cannot connect to the database")?;
         prepare_schema(config, &db, &app).await?;
         let repo = Repo::new(app, db, config.list_limits());
         let auth = match &config.jwt_secret {
             Some(secret) => Authenticator::hs256(secret.expose().as_bytes()),
             None => {
-                tracing::warn!("M_JWT_SECRET is not set: DEVELOPMENT MODE, every request without a token acts as Administrator (System Manager)");
+                tracing::warn!(
+                    "M_JWT_SECRET is not set: DEVELOPMENT MODE, every request without a token acts as Administrator (System Manager)"
+                );
                 Authenticator::DevAdministrator
             }
         };
-        let state = ApiState { repo: repo.clone(), auth, openapi: Arc::from(openapi), max_body_bytes: config.max_body_bytes };
+        let state =
+            ApiState { repo: repo.clone(), auth, openapi: Arc::from(openapi), max_body_bytes: config.max_body_bytes };
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         Ok(Server { listener, router: router(state), repo })

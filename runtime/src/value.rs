@@ -113,8 +113,12 @@ impl Value {
                 "false" | "0" => Ok(Value::Bool(false)),
                 _ => Err(invalid("true/false/1/0")),
             },
-            K::Date => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map(Value::Date).map_err(|_| invalid("a date (YYYY-MM-DD)")),
-            K::Datetime => parse_datetime(s.trim()).map(Value::Datetime).ok_or_else(|| invalid("an RFC 3339 date-time")),
+            K::Date => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                .map(Value::Date)
+                .map_err(|_| invalid("a date (YYYY-MM-DD)")),
+            K::Datetime => {
+                parse_datetime(s.trim()).map(Value::Datetime).ok_or_else(|| invalid("an RFC 3339 date-time"))
+            }
             K::Time => parse_time(s.trim()).map(Value::Time).ok_or_else(|| invalid("a time (HH:MM:SS)")),
             K::Uuid => Uuid::parse_str(s.trim()).map(Value::Uuid).map_err(|_| invalid("a UUID")),
             K::Json => serde_json::from_str(s).map(Value::Json).map_err(|_| invalid("JSON")),

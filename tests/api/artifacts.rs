@@ -25,5 +25,8 @@ fn generated_artifacts_are_fresh() {
             }
         }
     }
-    assert!(!ci || stale.is_empty(), "stale generated artifacts {stale:?}: run `cargo test --test api artifacts` locally and commit generated/");
+    assert!(
+        !ci || stale.is_empty(),
+        "stale generated artifacts {stale:?}: run `cargo test --test api artifacts` locally and commit generated/"
+    );
 }

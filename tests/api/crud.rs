@@ -13,7 +13,10 @@ both!(territory_and_customer_round_trip, |app| {
     assert_eq!(t.json["owner"], "admin@example.com");
 
     let c = app
-        .post("/api/v1/Customer", json!({"customer_name": "Acme", "email": "ops@acme.test", "territory": "North", "credit_limit": 1234.5}))
+        .post(
+            "/api/v1/Customer",
+            json!({"customer_name": "Acme", "email": "ops@acme.test", "territory": "North", "credit_limit": 1234.5}),
+        )
         .send()
         .await
         .expect(201);
@@ -31,7 +34,7 @@ both!(territory_and_customer_round_trip, |app| {
     // Partial update (PATCH and PUT), modified_by from the token.
     let u = app
         .patch(&format!("/api/v1/Customer/{name}"), json!({"credit_limit": "99.99"}))
-        .as_user(crate::support::TestApp::token("boss@example.com", &["System Manager"]))
+        .by(crate::support::TestApp::token("boss@example.com", &["System Manager"]))
         .send()
         .await
         .expect(200);
@@ -43,7 +46,11 @@ both!(territory_and_customer_round_trip, |app| {
     assert_eq!(p.json["email"], json!(null));
 
     // Exact decimals survive the round trip.
-    let d = app.patch(&format!("/api/v1/Customer/{name}"), json!({"credit_limit": "123456789012.123456"})).send().await.expect(200);
+    let d = app
+        .patch(&format!("/api/v1/Customer/{name}"), json!({"credit_limit": "123456789012.123456"}))
+        .send()
+        .await
+        .expect(200);
     assert_eq!(d.json["credit_limit"].to_string(), "123456789012.123456");
     let g = app.get(&format!("/api/v1/Customer/{name}")).send().await.expect(200);
     assert_eq!(g.json["credit_limit"].to_string(), "123456789012.123456");
@@ -74,7 +81,10 @@ both!(invoice_with_child_rows, |app| {
     let first_id = items[0]["id"].as_str().unwrap();
     let second_id = items[1]["id"].as_str().unwrap().to_string();
     let updated = app
-        .patch(&format!("/api/v1/Invoice/{invoice}"), json!({"items": [{"id": first_id, "qty": 3}, {"item_code": "C", "qty": 1, "rate": "0.25"}]}))
+        .patch(
+            &format!("/api/v1/Invoice/{invoice}"),
+            json!({"items": [{"id": first_id, "qty": 3}, {"item_code": "C", "qty": 1, "rate": "0.25"}]}),
+        )
         .send()
         .await
         .expect(200)
@@ -98,7 +108,8 @@ both!(invoice_with_child_rows, |app| {
         .expect_error(422, "validation_failed");
 
     // Updating without `items` keeps the rows; deleting the invoice removes them.
-    let kept = app.patch(&format!("/api/v1/Invoice/{invoice}"), json!({"status": "Unpaid"})).send().await.expect(200).json;
+    let kept =
+        app.patch(&format!("/api/v1/Invoice/{invoice}"), json!({"status": "Unpaid"})).send().await.expect(200).json;
     assert_eq!(kept["items"].as_array().unwrap().len(), 2);
     app.delete(&format!("/api/v1/Invoice/{invoice}")).send().await.expect(204);
     app.get(&format!("/api/v1/Invoice/{invoice}")).send().await.expect_error(404, "not_found");
@@ -127,7 +138,12 @@ both!(every_field_type_round_trips, |app| {
 
     // Check accepts 0/1; Link accepts the target's id and stores its name.
     let west_id = app.get("/api/v1/Territory/West").send().await.expect(200).json["id"].as_str().unwrap().to_string();
-    let g2 = app.post("/api/v1/Gadget", json!({"code": "G-2", "active": 1, "territory": west_id})).send().await.expect(201).json;
+    let g2 = app
+        .post("/api/v1/Gadget", json!({"code": "G-2", "active": 1, "territory": west_id}))
+        .send()
+        .await
+        .expect(201)
+        .json;
     assert_eq!(g2["active"], json!(true));
     assert_eq!(g2["territory"], "West");
     let g3 = app.post("/api/v1/Gadget", json!({"code": "G-3"})).send().await.expect(201).json;
@@ -146,14 +162,27 @@ both!(value_rules_are_422_and_wrong_types_400, |app| {
         .iter()
         .map(|d| (d["field"].as_str().unwrap().to_string(), d["code"].as_str().unwrap().to_string()))
         .collect();
-    for expected in [("code", "regex"), ("count", "max"), ("color", "option"), ("email", "email"), ("site", "url"), ("price", "scale")] {
+    for expected in [
+        ("code", "regex"),
+        ("count", "max"),
+        ("color", "option"),
+        ("email", "email"),
+        ("site", "url"),
+        ("price", "scale"),
+    ] {
         assert!(codes.contains(&(expected.0.to_string(), expected.1.to_string())), "missing {expected:?} in {codes:?}");
     }
-    app.post("/api/v1/Gadget", json!({"code": "TOO-LONG-CODE-1234567890"})).send().await.expect_error(422, "validation_failed");
+    app.post("/api/v1/Gadget", json!({"code": "TOO-LONG-CODE-1234567890"}))
+        .send()
+        .await
+        .expect_error(422, "validation_failed");
     app.post("/api/v1/Customer", json!({})).send().await.expect_error(422, "validation_failed");
     app.post("/api/v1/Gadget", json!({"code": "G-9", "count": "seven"})).send().await.expect_error(400, "bad_request");
     app.post("/api/v1/Gadget", json!({"code": "G-9", "active": "yes"})).send().await.expect_error(400, "bad_request");
-    app.post("/api/v1/Gadget", json!({"code": "G-9", "made_on": "31/01/2026"})).send().await.expect_error(422, "validation_failed");
+    app.post("/api/v1/Gadget", json!({"code": "G-9", "made_on": "31/01/2026"}))
+        .send()
+        .await
+        .expect_error(422, "validation_failed");
     app.post("/api/v1/Gadget", json!({"code": "G-9", "nonsense": 1})).send().await.expect_error(400, "unknown_field");
     app.post("/api/v1/Gadget", json!([1, 2])).send().await.expect_error(400, "bad_request");
     app.req("POST", "/api/v1/Gadget").raw("{not json").send().await.expect_error(400, "bad_request");
@@ -173,7 +202,15 @@ both!(server_set_fields_are_ignored_on_input, |app| {
     assert_ne!(created["id"], "0193a5c0-0000-7000-8000-000000000009");
     assert_ne!(created["creation"], "2000-01-01T00:00:00Z");
     let (_, invoice) = crate::support::seed(&app).await;
-    let doc = app.patch(&format!("/api/v1/Invoice/{invoice}"), json!({"docstatus": 1, "grand_total": 1, "customer_name": "Evil"})).send().await.expect(200).json;
+    let doc = app
+        .patch(
+            &format!("/api/v1/Invoice/{invoice}"),
+            json!({"docstatus": 1, "grand_total": 1, "customer_name": "Evil"}),
+        )
+        .send()
+        .await
+        .expect(200)
+        .json;
     assert_eq!(doc["docstatus"], 0);
     assert_eq!(doc["grand_total"], json!(25), "read_only fields are set by hooks, never by clients");
     assert_eq!(doc["customer_name"], "Acme");
@@ -182,8 +219,12 @@ both!(server_set_fields_are_ignored_on_input, |app| {
 both!(links_and_uniques, |app| {
     let (customer, _invoice) = seed(&app).await;
     app.post("/api/v1/Invoice", json!({"customer": "CUST-99999"})).send().await.expect_error(422, "validation_failed");
-    app.post("/api/v1/Customer", json!({"customer_name": "X", "territory": "Atlantis"})).send().await.expect_error(422, "validation_failed");
-    let dup = app.post("/api/v1/Territory", json!({"territory_name": "North"})).send().await.expect_error(409, "duplicate");
+    app.post("/api/v1/Customer", json!({"customer_name": "X", "territory": "Atlantis"}))
+        .send()
+        .await
+        .expect_error(422, "validation_failed");
+    let dup =
+        app.post("/api/v1/Territory", json!({"territory_name": "North"})).send().await.expect_error(409, "duplicate");
     assert!(dup.json["error"]["details"][0]["field"].is_string());
     app.delete(&format!("/api/v1/Customer/{customer}")).send().await.expect_error(409, "link_exists");
     app.delete("/api/v1/Territory/North").send().await.expect_error(409, "link_exists");

@@ -48,13 +48,25 @@ both!(if_match_and_version, |app| {
     let etag = got.header("etag").unwrap();
     assert_eq!(etag, "\"v1\"");
 
-    app.patch(&path, json!({"status": "Unpaid"})).header("if-match", "\"v0\"").send().await.expect_error(412, "precondition_failed");
+    app.patch(&path, json!({"status": "Unpaid"}))
+        .header("if-match", "\"v0\"")
+        .send()
+        .await
+        .expect_error(412, "precondition_failed");
     let ok = app.patch(&path, json!({"status": "Unpaid"})).header("if-match", &etag).send().await.expect(200);
     assert_eq!(ok.header("etag").as_deref(), Some("\"v2\""));
-    app.patch(&path, json!({"status": "Paid"})).header("if-match", &etag).send().await.expect_error(412, "precondition_failed");
+    app.patch(&path, json!({"status": "Paid"}))
+        .header("if-match", &etag)
+        .send()
+        .await
+        .expect_error(412, "precondition_failed");
     app.patch(&path, json!({"status": "Paid", "_version": 1})).send().await.expect_error(409, "conflict");
     app.patch(&path, json!({"status": "Paid", "_version": 2})).send().await.expect(200);
-    app.req("POST", &format!("{path}/submit")).header("if-match", "\"v2\"").send().await.expect_error(412, "precondition_failed");
+    app.req("POST", &format!("{path}/submit"))
+        .header("if-match", "\"v2\"")
+        .send()
+        .await
+        .expect_error(412, "precondition_failed");
     app.req("POST", &format!("{path}/submit")).header("if-match", "\"v3\"").send().await.expect(200);
 
     // Non-optimistic DocTypes: the ETag comes from `modified`.
@@ -62,6 +74,10 @@ both!(if_match_and_version, |app| {
     let c = app.get(&cpath).send().await.expect(200);
     let tag = c.header("etag").unwrap();
     app.patch(&cpath, json!({"credit_limit": 1})).header("if-match", &tag).send().await.expect(200);
-    app.patch(&cpath, json!({"credit_limit": 2})).header("if-match", &tag).send().await.expect_error(412, "precondition_failed");
+    app.patch(&cpath, json!({"credit_limit": 2}))
+        .header("if-match", &tag)
+        .send()
+        .await
+        .expect_error(412, "precondition_failed");
     app.delete(&cpath).header("if-match", "\"stale\"").send().await.expect_error(412, "precondition_failed");
 });

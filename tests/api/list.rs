@@ -79,16 +79,32 @@ both!(json_filters_or_filters_and_aliases, |app| {
     gadgets(&app).await;
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let cases: Vec<(String, Vec<&str>)> = vec![
-        (format!("filters={}&order_by=name", enc(r#"[["color","in",["Red","Blue"]],["count",">",1]]"#)), vec!["C", "D"]),
-        (format!("filters={}&order_by=name", enc(r#"[{"field":"weight","operator":"between","value":[1,3]}]"#)), vec!["B", "C"]),
+        (
+            format!("filters={}&order_by=name", enc(r#"[["color","in",["Red","Blue"]],["count",">",1]]"#)),
+            vec!["C", "D"],
+        ),
+        (
+            format!("filters={}&order_by=name", enc(r#"[{"field":"weight","operator":"between","value":[1,3]}]"#)),
+            vec!["B", "C"],
+        ),
         (format!("filters={}&order_by=name", enc(r#"[["price",">=","30"],["made_on","<","2026-04-01"]]"#)), vec!["C"]),
         (format!("filters={}&order_by=name", enc(r#"[["count","not in",[1,2]],["count","!=",4]]"#)), vec!["C", "E"]),
         (format!("filters={}&order_by=name", enc(r#"[["count","is","not set"]]"#)), vec!["E"]),
         (format!("filters={}&order_by=name", enc(r#"{"color":"Red"}"#)), vec!["A", "D"]),
         (format!("filters={}&order_by=name", enc(r#"[["Gadget","count","=",3]]"#)), vec!["C"]),
         (format!("or_filters={}&order_by=name", enc(r#"[["color","=","Blue"],["count","<=",1]]"#)), vec!["A", "C"]),
-        (format!("or_filters={}&filters={}&order_by=name", enc(r#"[["color","=","Red"],["color","=","Blue"]]"#), enc(r#"[["active","=",true]]"#)), vec!["A", "C"]),
-        (format!("or_filters={}&count[gte]=3&order_by=name", enc(r#"[["color","=","Red"],["color","=","Blue"]]"#)), vec!["C", "D"]),
+        (
+            format!(
+                "or_filters={}&filters={}&order_by=name",
+                enc(r#"[["color","=","Red"],["color","=","Blue"]]"#),
+                enc(r#"[["active","=",true]]"#)
+            ),
+            vec!["A", "C"],
+        ),
+        (
+            format!("or_filters={}&count[gte]=3&order_by=name", enc(r#"[["color","=","Red"],["color","=","Blue"]]"#)),
+            vec!["C", "D"],
+        ),
     ];
     for (query, expected) in cases {
         assert_eq!(list(&app, &query).await, expected, "query: {query}");

@@ -1,4 +1,5 @@
 //! HTTP and database tests: every behaviour runs on SQLite and on PostgreSQL (`M_TEST_PG_URL`).
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected shapes")]
 
 mod support;
 

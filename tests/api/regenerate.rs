@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from)
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from)
 }
 
 /// Build the fixture app with `dir` as its doctypes/ and return (success, stderr).
@@ -37,7 +38,8 @@ fn editing_toml_changes_the_api() {
     }
     let dir = std::env::temp_dir().join(format!("m-fixture-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("note.toml"), "name = \"Note\"\n\n[fields.title]\ntype = \"Data\"\nrequired = true\n").unwrap();
+    std::fs::write(dir.join("note.toml"), "name = \"Note\"\n\n[fields.title]\ntype = \"Data\"\nrequired = true\n")
+        .unwrap();
 
     let (ok, err) = build(&dir);
     assert!(ok, "fixture build failed:\n{err}");
@@ -46,7 +48,8 @@ fn editing_toml_changes_the_api() {
     assert!(!before.contains("/api/v1/Memo"));
 
     // Add a DocType: new routes, with no Rust written.
-    std::fs::write(dir.join("memo.toml"), "name = \"Memo\"\nsubmittable = true\n\n[fields.body]\ntype = \"Text\"\n").unwrap();
+    std::fs::write(dir.join("memo.toml"), "name = \"Memo\"\nsubmittable = true\n\n[fields.body]\ntype = \"Text\"\n")
+        .unwrap();
     let (ok, err) = build(&dir);
     assert!(ok, "fixture build failed:\n{err}");
     let after = routes();

@@ -133,11 +133,14 @@ impl Drop for TestApp {
             Some(Cleanup::PgDatabase { admin_url, name }) => {
                 // Drop runs inside the test's runtime: use a thread with its own runtime.
                 let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cleanup runtime");
+                    let rt =
+                        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cleanup runtime");
                     rt.block_on(async {
                         use sqlx::Connection;
                         if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
-                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut c).await;
+                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                                .execute(&mut c)
+                                .await;
                         }
                     });
                 })
@@ -194,7 +197,10 @@ impl TestApp {
                 {
                     use sqlx::Connection;
                     let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect to M_TEST_PG_URL");
-                    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut c).await.expect("create test database");
+                    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                        .execute(&mut c)
+                        .await
+                        .expect("create test database");
                 }
                 (with_database(&admin, &name), Cleanup::PgDatabase { admin_url: admin, name })
             }
@@ -216,8 +222,15 @@ impl TestApp {
 
     /// A bearer token for `user` with `roles`.
     pub fn token(user: &str, roles: &[&str]) -> String {
-        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 3600;
-        let claims = Claims { sub: user.into(), exp, roles: roles.iter().map(|r| r.to_string()).collect(), iat: None, nbf: None };
+        let exp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 3600;
+        let claims = Claims {
+            sub: user.into(),
+            exp,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            iat: None,
+            nbf: None,
+        };
         sign_hs256(SECRET.as_bytes(), &claims).expect("sign token")
     }
 
@@ -226,7 +239,14 @@ impl TestApp {
     }
 
     pub fn req(&self, method: &str, path: &str) -> Req {
-        Req { router: self.router.clone(), method: method.to_string(), path: path.to_string(), headers: Vec::new(), body: None, token: Some(Self::admin()) }
+        Req {
+            router: self.router.clone(),
+            method: method.to_string(),
+            path: path.to_string(),
+            headers: Vec::new(),
+            body: None,
+            token: Some(Self::admin()),
+        }
     }
 
     pub fn get(&self, path: &str) -> Req {
@@ -271,7 +291,7 @@ impl Req {
         self
     }
 
-    pub fn as_user(mut self, token: String) -> Req {
+    pub fn by(mut self, token: String) -> Req {
         self.token = Some(token);
         self
     }
@@ -299,7 +319,11 @@ impl Req {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let bytes = res.into_body().collect().await.expect("body").to_bytes();
-        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned())) };
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
         Resp { status, headers, json }
     }
 }
@@ -323,7 +347,11 @@ impl Resp {
     pub fn expect_error(self, status: u16, code: &str) -> Resp {
         let r = self.expect(status);
         assert_eq!(r.json["error"]["code"], code, "unexpected error code; body: {}", r.json);
-        assert!(r.json["error"]["request_id"].as_str().is_some_and(|s| !s.is_empty()), "error without request_id: {}", r.json);
+        assert!(
+            r.json["error"]["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "error without request_id: {}",
+            r.json
+        );
         r
     }
 
@@ -362,7 +390,14 @@ macro_rules! both {
 /// Shared fixtures: a territory, a customer in it, and an invoice with two rows.
 pub async fn seed(app: &TestApp) -> (String, String) {
     app.post("/api/v1/Territory", serde_json::json!({"territory_name": "North"})).send().await.expect(201);
-    let c = app.post("/api/v1/Customer", serde_json::json!({"customer_name": "Acme", "territory": "North", "credit_limit": "5000"})).send().await.expect(201);
+    let c = app
+        .post(
+            "/api/v1/Customer",
+            serde_json::json!({"customer_name": "Acme", "territory": "North", "credit_limit": "5000"}),
+        )
+        .send()
+        .await
+        .expect(201);
     let customer = c.json["name"].as_str().expect("customer name").to_string();
     let i = app
         .post(

@@ -5,17 +5,12 @@ use std::path::{Path, PathBuf};
 
 /// `codegen/tests/fixtures`.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
 }
 
 /// `snapshots/codegen` at the workspace root (where [`settings`] stores snapshots).
 pub fn snapshots_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("snapshots")
-        .join("codegen")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("snapshots").join("codegen")
 }
 
 /// insta settings for every m-codegen snapshot: stored in `snapshots/codegen/` at the workspace
@@ -42,10 +37,7 @@ pub struct Case {
 pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read fixture directory {}: {e}", dir.display()))
-        .map(|e| {
-            e.unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-                .path()
-        })
+        .map(|e| e.unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())).path())
         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
@@ -53,31 +45,21 @@ pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn read(p: &Path) -> String {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", p.display()))
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", p.display()))
 }
 
 /// The cases under `fixtures/<kind>/`, sorted by name. Each entry is either a directory (an
 /// application of several files) or, when `allow_files` is set, a single `*.toml` file.
 /// `prefix(case, file)` is the file name diagnostics and generated output show.
-pub fn cases(
-    kind: &str,
-    allow_files: bool,
-    prefix: impl Fn(&str, &str, bool) -> String,
-) -> Vec<Case> {
+pub fn cases(kind: &str, allow_files: bool, prefix: impl Fn(&str, &str, bool) -> String) -> Vec<Case> {
     let root = fixtures_dir().join(kind);
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", root.display()))
-        .map(|e| {
-            e.unwrap_or_else(|e| panic!("cannot list {}: {e}", root.display()))
-                .path()
-        })
+        .map(|e| e.unwrap_or_else(|e| panic!("cannot list {}: {e}", root.display())).path())
         .collect();
     entries.sort();
     let mut out = Vec::new();
@@ -85,29 +67,13 @@ pub fn cases(
         if p.is_dir() {
             let name = file_name(&p);
             let files = toml_files(&p);
-            assert!(
-                !files.is_empty(),
-                "fixture case {kind}/{name} has no *.toml files"
-            );
-            let sources = files
-                .iter()
-                .map(|f| (prefix(&name, &file_name(f), true), read(f)))
-                .collect();
+            assert!(!files.is_empty(), "fixture case {kind}/{name} has no *.toml files");
+            let sources = files.iter().map(|f| (prefix(&name, &file_name(f), true), read(f))).collect();
             out.push(Case { name, sources });
         } else if p.extension().is_some_and(|e| e == "toml") {
-            assert!(
-                allow_files,
-                "{kind}/ cases must be directories, found {}",
-                p.display()
-            );
-            let name = p
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            out.push(Case {
-                sources: vec![(prefix(&name, &file_name(&p), false), read(&p))],
-                name,
-            });
+            assert!(allow_files, "{kind}/ cases must be directories, found {}", p.display());
+            let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            out.push(Case { sources: vec![(prefix(&name, &file_name(&p), false), read(&p))], name });
         } else {
             panic!("unexpected entry in fixtures/{kind}: {}", p.display());
         }
@@ -125,29 +91,23 @@ pub fn valid_cases() -> Vec<Case> {
 /// The invalid cases: `fixtures/invalid/<case>.toml` or `fixtures/invalid/<case>/*.toml`, named
 /// `invalid/<case>.toml` / `invalid/<case>/<file>` (never an absolute path).
 pub fn invalid_cases() -> Vec<Case> {
-    cases("invalid", true, |case, file, is_dir| {
-        if is_dir {
-            format!("invalid/{case}/{file}")
-        } else {
-            format!("invalid/{file}")
-        }
-    })
+    cases(
+        "invalid",
+        true,
+        |case, file, is_dir| {
+            if is_dir { format!("invalid/{case}/{file}") } else { format!("invalid/{file}") }
+        },
+    )
 }
 
 /// A valid case by name.
 pub fn valid_case(name: &str) -> Case {
-    valid_cases()
-        .into_iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no valid fixture case `{name}`"))
+    valid_cases().into_iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no valid fixture case `{name}`"))
 }
 
 /// Load a case that must be valid, with the rendered diagnostics in the panic message otherwise.
 pub fn load_valid(case_name: &str, sources: &[(String, String)]) -> m_codegen::Project {
     m_codegen::load_sources(sources).unwrap_or_else(|diags| {
-        panic!(
-            "valid fixture case `{case_name}` failed to load:\n{}",
-            m_codegen::diagnostic::render_all(&diags)
-        )
+        panic!("valid fixture case `{case_name}` failed to load:\n{}", m_codegen::diagnostic::render_all(&diags))
     })
 }

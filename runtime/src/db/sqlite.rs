@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, Object, Pool, RecycleError, RecycleResult};
 use rust_decimal::Decimal;
-use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Arguments, ConnectOptions, Row as _};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -85,7 +87,8 @@ pub struct SqliteDb {
 impl SqliteDb {
     pub async fn open(path: &str, config: &PoolConfig) -> Result<SqliteDb, DbError> {
         if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| DbError::Other(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DbError::Other(format!("cannot create {}: {e}", dir.display())))?;
         }
         let base = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(|e| DbError::Other(format!("invalid DATABASE_URL: {e}")))?
@@ -198,10 +201,16 @@ fn decode_row(row: &SqliteRow, kinds: &[FieldKind]) -> Result<Row, DbError> {
             _ => match row.try_get_unchecked::<Option<String>, _>(i)? {
                 None => None,
                 Some(s) => Some(match kind {
-                    K::Currency | K::Decimal => Value::Decimal(Decimal::from_str(&s).or_else(|_| Decimal::from_scientific(&s)).map_err(|_| bad(*kind, &s))?),
-                    K::Date => Value::Date(chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| bad(*kind, &s))?),
+                    K::Currency | K::Decimal => Value::Decimal(
+                        Decimal::from_str(&s).or_else(|_| Decimal::from_scientific(&s)).map_err(|_| bad(*kind, &s))?,
+                    ),
+                    K::Date => {
+                        Value::Date(chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| bad(*kind, &s))?)
+                    }
                     K::Datetime => Value::Datetime(parse_datetime(&s).ok_or_else(|| bad(*kind, &s))?),
-                    K::Time => Value::Time(chrono::NaiveTime::parse_from_str(&s, "%H:%M:%S%.f").map_err(|_| bad(*kind, &s))?),
+                    K::Time => {
+                        Value::Time(chrono::NaiveTime::parse_from_str(&s, "%H:%M:%S%.f").map_err(|_| bad(*kind, &s))?)
+                    }
                     K::Json => Value::Json(serde_json::from_str(&s).map_err(|_| bad(*kind, &s))?),
                     K::Uuid => Value::Uuid(uuid::Uuid::parse_str(&s).map_err(|_| bad(*kind, &s))?),
                     _ => Value::Str(s),

@@ -57,7 +57,8 @@ impl IntoResponse for ApiError {
                 RepoError::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found".into(), &[]),
                 RepoError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", e.to_string(), &[]),
                 RepoError::BadRequest { code, message, field } => {
-                    single = field.iter().map(|f| FieldIssue::new(f.clone(), code, message.clone())).collect::<Vec<_>>();
+                    single =
+                        field.iter().map(|f| FieldIssue::new(f.clone(), code, message.clone())).collect::<Vec<_>>();
                     (StatusCode::BAD_REQUEST, *code, message.clone(), &single)
                 }
                 RepoError::Validation(issues) => {
@@ -65,18 +66,26 @@ impl IntoResponse for ApiError {
                     (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message, issues.as_slice())
                 }
                 RepoError::Duplicate { message, field } => {
-                    single = field.iter().map(|f| FieldIssue::new(f.clone(), "duplicate", message.clone())).collect::<Vec<_>>();
+                    single = field
+                        .iter()
+                        .map(|f| FieldIssue::new(f.clone(), "duplicate", message.clone()))
+                        .collect::<Vec<_>>();
                     (StatusCode::CONFLICT, "duplicate", message.clone(), &single)
                 }
                 RepoError::LinkExists(m) => (StatusCode::CONFLICT, "link_exists", m.clone(), &[]),
                 RepoError::InvalidState(m) => (StatusCode::CONFLICT, "invalid_state", m.clone(), &[]),
                 RepoError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone(), &[]),
-                RepoError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed", e.to_string(), &[]),
-                RepoError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable".into(), &[]),
+                RepoError::PreconditionFailed => {
+                    (StatusCode::PRECONDITION_FAILED, "precondition_failed", e.to_string(), &[])
+                }
+                RepoError::Unavailable(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable".into(), &[])
+                }
                 RepoError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into(), &[]),
             },
             ApiError::Param(p) => {
-                single = p.field.iter().map(|f| FieldIssue::new(f.clone(), p.code, p.message.clone())).collect::<Vec<_>>();
+                single =
+                    p.field.iter().map(|f| FieldIssue::new(f.clone(), p.code, p.message.clone())).collect::<Vec<_>>();
                 (StatusCode::BAD_REQUEST, p.code, p.message.clone(), &single)
             }
             ApiError::Auth(a) => (StatusCode::UNAUTHORIZED, "unauthenticated", a.to_string(), &[]),
@@ -87,7 +96,8 @@ impl IntoResponse for ApiError {
         };
         let body = Body { error: ErrorBody { code, message, request_id: request_id::current(), details } };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let mut res = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response();
+        let mut res =
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response();
         if let ApiError::Auth(a) = &self {
             let value = match a {
                 AuthError::Missing => "Bearer",

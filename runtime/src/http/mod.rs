@@ -70,7 +70,9 @@ fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiErro
 
 fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response(),
+        Ok(bytes) => {
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
+        }
         Err(e) => ApiError::Repo(RepoError::Internal(format!("serializing a response: {e}"))).into_response(),
     }
 }
@@ -85,7 +87,8 @@ fn doc_response(status: StatusCode, doc: &Doc) -> Response {
 
 /// `/api/v1/<DocType>/<name>`, percent-encoded.
 fn location(doctype: &str, name: &str) -> String {
-    let enc = |s: &str| -> String { form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20") };
+    let enc =
+        |s: &str| -> String { form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20") };
     format!("/api/v1/{}/{}", enc(doctype), enc(name))
 }
 
@@ -95,7 +98,9 @@ fn expect(headers: &HeaderMap) -> Expect {
 
 /// Read a JSON body within the size limit, in our error shape.
 async fn json_body(state: &ApiState, body: Body) -> Result<serde_json::Value, ApiError> {
-    let bytes: Bytes = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| ApiError::PayloadTooLarge(state.max_body_bytes))?;
+    let bytes: Bytes = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(state.max_body_bytes))?;
     if bytes.is_empty() {
         return Err(ApiError::BadRequest("the request needs a JSON body".into()));
     }
@@ -111,10 +116,16 @@ struct ListBody<'a> {
     has_more: bool,
 }
 
-async fn list(State(state): State<ApiState>, Path(doctype): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn list(
+    State(state): State<ApiState>,
+    Path(doctype): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
     let schema = state.repo.schema(&doctype)?;
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
     let page: Page = state.repo.list(&who, &doctype, &q).await?;
     // Lists never carry child rows: project every column when `fields` is absent.
@@ -130,7 +141,12 @@ async fn list(State(state): State<ApiState>, Path(doctype): Path<String>, RawQue
     Ok(json_response(StatusCode::OK, &body))
 }
 
-async fn create(State(state): State<ApiState>, Path(doctype): Path<String>, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
+async fn create(
+    State(state): State<ApiState>,
+    Path(doctype): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
     state.repo.schema(&doctype)?;
     let body = json_body(&state, req.into_body()).await?;
@@ -142,13 +158,22 @@ async fn create(State(state): State<ApiState>, Path(doctype): Path<String>, head
     Ok(res)
 }
 
-async fn read(State(state): State<ApiState>, Path((doctype, docref)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn read(
+    State(state): State<ApiState>,
+    Path((doctype, docref)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
     let doc = state.repo.get(&who, &doctype, &docref).await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
-async fn update(State(state): State<ApiState>, Path((doctype, docref)): Path<(String, String)>, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
+async fn update(
+    State(state): State<ApiState>,
+    Path((doctype, docref)): Path<(String, String)>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
     state.repo.schema(&doctype)?;
     let body = json_body(&state, req.into_body()).await?;
@@ -156,18 +181,32 @@ async fn update(State(state): State<ApiState>, Path((doctype, docref)): Path<(St
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
-async fn delete(State(state): State<ApiState>, Path((doctype, docref)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn delete(
+    State(state): State<ApiState>,
+    Path((doctype, docref)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
     state.repo.delete(&who, &doctype, &docref, &expect(&headers)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn lifecycle(State(state): State<ApiState>, Path((doctype, docref, action)): Path<(String, String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn lifecycle(
+    State(state): State<ApiState>,
+    Path((doctype, docref, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
     let expect = expect(&headers);
     match action.as_str() {
-        "submit" => Ok(doc_response(StatusCode::OK, &state.repo.transition(&who, &doctype, &docref, Action::Submit, &expect).await?)),
-        "cancel" => Ok(doc_response(StatusCode::OK, &state.repo.transition(&who, &doctype, &docref, Action::Cancel, &expect).await?)),
+        "submit" => Ok(doc_response(
+            StatusCode::OK,
+            &state.repo.transition(&who, &doctype, &docref, Action::Submit, &expect).await?,
+        )),
+        "cancel" => Ok(doc_response(
+            StatusCode::OK,
+            &state.repo.transition(&who, &doctype, &docref, Action::Cancel, &expect).await?,
+        )),
         "amend" => {
             let doc = state.repo.amend(&who, &doctype, &docref, &expect).await?;
             let mut res = doc_response(StatusCode::CREATED, &doc);
@@ -200,7 +239,11 @@ struct FieldInfo {
     description: Option<&'static str>,
 }
 
-async fn meta(State(state): State<ApiState>, Path(doctype): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn meta(
+    State(state): State<ApiState>,
+    Path(doctype): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
     let schema = state.repo.schema(&doctype)?;
     let actions = perms::allowed_actions(schema.meta, &who);
