@@ -90,12 +90,31 @@ impl Default for Config {
     }
 }
 
+/// The configuration keys read from `M_<KEY>` (other `M_` variables belong to other tools).
+const ENV_KEYS: &[&str] = &[
+    "env",
+    "host",
+    "port",
+    "jwt_secret",
+    "max_page_size",
+    "max_body_bytes",
+    "max_fields",
+    "max_filters",
+    "max_in_values",
+    "db_max_connections",
+    "db_min_connections",
+    "db_acquire_timeout_secs",
+    "db_max_lifetime_secs",
+    "sqlite_readers",
+    "statement_timeout_secs",
+];
+
 impl Config {
     /// Load defaults, then `m.toml` in the working directory (if present), then the environment.
     pub fn load() -> Result<Config, String> {
         let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file("m.toml"))
-            .merge(Env::prefixed("M_").ignore(&["doctypes_dir"]))
+            .merge(Env::prefixed("M_").only(ENV_KEYS))
             .merge(Env::raw().only(&["database_url", "redis_url"]));
         let config: Config = figment.extract().map_err(|e| format!("invalid configuration: {e}"))?;
         config.check()?;

@@ -2,9 +2,10 @@
 //! in `src/hooks/<table>.rs`; the build finds the file and the runtime calls the hooks around
 //! every write.
 //!
-//! Order: `validate` and `before_save` run before the write transaction (they may read other
-//! documents through [`HookCtx`]); `after_save`, `on_submit` and `on_cancel` run after the change
-//! is committed; `before_delete` runs before the delete and can refuse it.
+//! Order: `validate` and `before_save` run before the value checks and the write (they may read
+//! other documents through [`HookCtx`]); `after_save`, `on_submit` and `on_cancel` run in the
+//! write transaction after the change, so an error from them rolls it back; `before_delete` runs
+//! before the delete and can refuse it.
 
 use std::future::Future;
 

@@ -90,15 +90,15 @@ impl Sql {
 pub enum DocRef {
     Id(uuid::Uuid),
     Name(String),
-    /// A string that parses as a UUID: it may be an `id` or a `name`.
-    IdOrName(uuid::Uuid, String),
 }
 
 impl DocRef {
-    pub fn parse(s: &str) -> DocRef {
+    /// The lookups to try, in order, for a `{ref}`: a string that parses as a UUID is first tried
+    /// as an `id` (one indexed equality, the common case) and then as a `name`.
+    pub fn attempts(s: &str) -> Vec<DocRef> {
         match uuid::Uuid::parse_str(s) {
-            Ok(u) => DocRef::IdOrName(u, s.to_string()),
-            Err(_) => DocRef::Name(s.to_string()),
+            Ok(u) => vec![DocRef::Id(u), DocRef::Name(s.to_string())],
+            Err(_) => vec![DocRef::Name(s.to_string())],
         }
     }
 }
@@ -110,10 +110,6 @@ fn where_ref(sql: &mut Sql, r: &DocRef) {
         }
         DocRef::Name(n) => {
             sql.push(" WHERE ").ident("name").push(" = ").bind(FieldKind::Data, Value::Str(n.clone()));
-        }
-        DocRef::IdOrName(u, n) => {
-            sql.push(" WHERE (").ident("id").push(" = ").bind(FieldKind::Uuid, Value::Uuid(*u));
-            sql.push(" OR ").ident("name").push(" = ").bind(FieldKind::Data, Value::Str(n.clone())).push(")");
         }
     }
 }
@@ -224,8 +220,11 @@ pub fn select_list(schema: &DocSchema, dialect: Dialect, q: &ListQuery, cols: &[
         }
         let c = &schema.columns[*col];
         sql.column_expr(c.name, c.kind).push(if *dir == SortDir::Asc { " ASC" } else { " DESC" });
-        // NULL sorts as the smallest value on both dialects (SQLite's rule, and Frappe's).
-        if dialect == Dialect::Postgres {
+        // NULL sorts as the smallest value on both dialects (SQLite's rule, and Frappe's). Only
+        // nullable columns say so: on NOT NULL ones the clause would stop PostgreSQL from reading
+        // an index in order.
+        let nullable = c.field.is_some_and(|f| !f.required);
+        if dialect == Dialect::Postgres && nullable {
             sql.push(if *dir == SortDir::Asc { " NULLS FIRST" } else { " NULLS LAST" });
         }
     }

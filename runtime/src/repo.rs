@@ -197,35 +197,41 @@ impl Repo {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Read)?;
         let mut conn = self.inner.db.reader().await?;
-        let r = DocRef::parse(r);
-        let sql = query::select_one(&schema, self.dialect(), &r, &scope);
-        let all: Vec<usize> = (0..schema.columns.len()).collect();
-        let row = conn.fetch(&sql.text, sql.binds, &query::kinds(&schema, &all)).await?.into_iter().next();
-        let mut doc = Self::row_to_doc(&schema, &all, row.ok_or(RepoError::NotFound)?);
+        let mut doc = None;
+        for attempt in DocRef::attempts(r) {
+            let sql = query::select_one(&schema, self.dialect(), &attempt, &scope);
+            if let Some(row) = conn.fetch(&sql.text, sql.binds, &all_kinds(&schema)).await?.into_iter().next() {
+                doc = Some(Self::row_to_doc(&schema, &all_columns(&schema), row));
+                break;
+            }
+        }
+        let mut doc = doc.ok_or(RepoError::NotFound)?;
         for (i, t) in schema.tables.iter().enumerate() {
             let sql = query::select_children(&t.child, &schema, self.dialect(), doc.name(), t.name, &scope);
-            let child_cols: Vec<usize> = (0..t.child.columns.len()).collect();
-            let rows = conn.fetch(&sql.text, sql.binds, &query::kinds(&t.child, &child_cols)).await?;
-            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, &child_cols, r)).collect();
+            let rows = conn.fetch(&sql.text, sql.binds, &all_kinds(&t.child)).await?;
+            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, &all_columns(&t.child), r)).collect();
         }
         Ok(doc)
     }
 
     /// Load a document with its child rows inside a write transaction, locking it on PostgreSQL.
     async fn load_for_write(&self, tx: &mut Tx, schema: &Arc<DocSchema>, r: &str, scope: &Scope) -> Result<Doc> {
-        let r = DocRef::parse(r);
-        let mut sql = query::select_one(schema, self.dialect(), &r, scope);
-        if self.dialect() == Dialect::Postgres {
-            sql.push(" FOR UPDATE");
+        let mut doc = None;
+        for attempt in DocRef::attempts(r) {
+            let mut sql = query::select_one(schema, self.dialect(), &attempt, scope);
+            if self.dialect() == Dialect::Postgres {
+                sql.push(" FOR UPDATE");
+            }
+            if let Some(row) = tx.fetch(&sql.text, sql.binds, &all_kinds(schema)).await?.into_iter().next() {
+                doc = Some(Self::row_to_doc(schema, &all_columns(schema), row));
+                break;
+            }
         }
-        let all: Vec<usize> = (0..schema.columns.len()).collect();
-        let row = tx.fetch(&sql.text, sql.binds, &query::kinds(schema, &all)).await?.into_iter().next();
-        let mut doc = Self::row_to_doc(schema, &all, row.ok_or(RepoError::NotFound)?);
+        let mut doc = doc.ok_or(RepoError::NotFound)?;
         for (i, t) in schema.tables.iter().enumerate() {
             let sql = query::select_children(&t.child, schema, self.dialect(), doc.name(), t.name, scope);
-            let child_cols: Vec<usize> = (0..t.child.columns.len()).collect();
-            let rows = tx.fetch(&sql.text, sql.binds, &query::kinds(&t.child, &child_cols)).await?;
-            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, &child_cols, r)).collect();
+            let rows = tx.fetch(&sql.text, sql.binds, &all_kinds(&t.child)).await?;
+            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, &all_columns(&t.child), r)).collect();
         }
         Ok(doc)
     }
@@ -236,8 +242,7 @@ impl Repo {
         let col =
             schema.column(field).ok_or_else(|| RepoError::Internal(format!("{doctype} has no field `{field}`")))?;
         let sql = query::select_one(&schema, self.dialect(), &DocRef::Name(name.to_string()), &Scope::all());
-        let all: Vec<usize> = (0..schema.columns.len()).collect();
-        let row = self.inner.db.fetch(&sql.text, sql.binds, &query::kinds(&schema, &all)).await?.into_iter().next();
+        let row = self.inner.db.fetch(&sql.text, sql.binds, &all_kinds(&schema)).await?.into_iter().next();
         Ok(row.and_then(|mut r| r.get_mut(col).map(std::mem::take)).unwrap_or(Value::Null))
     }
 
@@ -537,11 +542,18 @@ impl Repo {
                 issues.push(missing());
                 continue;
             };
-            let sql = query::find_name(target, self.dialect(), &DocRef::parse(value), &scope);
-            let rows = tx.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?;
-            match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
-                Some(Value::Str(name)) => doc.values[i] = Value::Str(name),
-                _ => issues.push(missing()),
+            let mut found = None;
+            for attempt in DocRef::attempts(value) {
+                let sql = query::find_name(target, self.dialect(), &attempt, &scope);
+                let rows = tx.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?;
+                if let Some(Value::Str(name)) = rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+                    found = Some(name);
+                    break;
+                }
+            }
+            match found {
+                Some(name) => doc.values[i] = Value::Str(name),
+                None => issues.push(missing()),
             }
         }
         Ok(())
@@ -629,6 +641,14 @@ enum WriteKind {
     Insert,
     Update,
     Delete,
+}
+
+fn all_columns(schema: &DocSchema) -> Vec<usize> {
+    (0..schema.columns.len()).collect()
+}
+
+fn all_kinds(schema: &DocSchema) -> Vec<FieldKind> {
+    schema.columns.iter().map(|c| c.kind).collect()
 }
 
 /// The field a unique-constraint violation is about: PostgreSQL names the constraint
