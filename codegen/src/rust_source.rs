@@ -60,6 +60,7 @@ pub fn doctype_file(d: &DocType, toml_text: &str, project: &Project, has_hooks: 
     let _ = write!(attr, ", toml = {})]", raw_literal(toml_text));
     let _ = writeln!(s, "/// DocType `{}` (table `{}`).", d.name, d.table());
     s.push_str("#[derive(Debug, Clone, Default, ::m_runtime::DocType)]\n");
+    s.push_str("#[allow(dead_code, reason = \"an application reads only the fields its hooks need\")]\n");
     s.push_str(&attr);
     s.push('\n');
     let _ = writeln!(s, "pub struct {} {{", d.struct_name());
