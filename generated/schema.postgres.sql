@@ -58,15 +58,15 @@ ALTER TABLE "customer" ADD CONSTRAINT "customer__territory_fkey" FOREIGN KEY ("t
 CREATE INDEX IF NOT EXISTS "customer__owner_idx" ON "customer" ("owner");
 CREATE INDEX IF NOT EXISTS "customer__modified_idx" ON "customer" ("modified");
 CREATE INDEX IF NOT EXISTS "customer__owner__modified_idx" ON "customer" ("owner", "modified");
-CREATE INDEX IF NOT EXISTS "customer__territory_idx" ON "customer" ("territory");
+CREATE INDEX IF NOT EXISTS "customer__territory_idx" ON "customer" ("territory" NULLS FIRST);
 ALTER TABLE "invoice" ADD CONSTRAINT "invoice__amended_from_fkey" FOREIGN KEY ("amended_from") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
 ALTER TABLE "invoice" ADD CONSTRAINT "invoice__customer_fkey" FOREIGN KEY ("customer") REFERENCES "customer" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
 CREATE INDEX IF NOT EXISTS "invoice__owner_idx" ON "invoice" ("owner");
 CREATE INDEX IF NOT EXISTS "invoice__modified_idx" ON "invoice" ("modified");
 CREATE INDEX IF NOT EXISTS "invoice__owner__modified_idx" ON "invoice" ("owner", "modified");
-CREATE INDEX IF NOT EXISTS "invoice__amended_from_idx" ON "invoice" ("amended_from");
+CREATE INDEX IF NOT EXISTS "invoice__amended_from_idx" ON "invoice" ("amended_from" NULLS FIRST);
 CREATE INDEX IF NOT EXISTS "invoice__customer_idx" ON "invoice" ("customer");
-CREATE INDEX IF NOT EXISTS "invoice__customer__posting_date_idx" ON "invoice" ("customer", "posting_date");
+CREATE INDEX IF NOT EXISTS "invoice__customer__posting_date_idx" ON "invoice" ("customer", "posting_date" NULLS FIRST);
 ALTER TABLE "invoice_item" ADD CONSTRAINT "invoice_item__parent_fkey" FOREIGN KEY ("parent") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE CASCADE;
 CREATE INDEX IF NOT EXISTS "invoice_item__parent__idx_idx" ON "invoice_item" ("parent", "idx");
 CREATE INDEX IF NOT EXISTS "territory__owner_idx" ON "territory" ("owner");

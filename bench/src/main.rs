@@ -2,6 +2,7 @@
 //!
 //! - `m-bench seed <DATABASE_URL> <N> <ids-file>`: create the example schema, a Territory and N
 //!   Customers through the repository (as the application would), and write their ids.
+//! - `m-bench token <secret> <user> [role…]`: an HS256 bearer token for the generated server.
 //! - `m-bench baseline <DATABASE_URL> <port>`: a hand-written axum server for the same `customer`
 //!   table — get by id, list 20, create — with its own ping-free pool of sqlx connections (the
 //!   same connection handling as the runtime: deadpool, no pings, statement cache on) and the same
@@ -37,7 +38,16 @@ async fn main() -> anyhow::Result<()> {
     match args.get(1).map(String::as_str) {
         Some("seed") if args.len() == 5 => seed(&args[2], args[3].parse()?, &args[4]).await,
         Some("baseline") if args.len() == 4 => baseline(&args[2], args[3].parse()?).await,
-        _ => bail!("usage: m-bench seed <DATABASE_URL> <N> <ids-file> | m-bench baseline <DATABASE_URL> <port>"),
+        Some("token") if args.len() >= 4 => {
+            let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 86_400;
+            let roles = args[4..].to_vec();
+            let claims = m_runtime::auth::Claims { sub: args[3].clone(), exp, roles, iat: None, nbf: None };
+            println!("{}", m_runtime::auth::sign_hs256(args[2].as_bytes(), &claims)?);
+            Ok(())
+        }
+        _ => bail!(
+            "usage: m-bench seed <DATABASE_URL> <N> <ids-file> | m-bench baseline <DATABASE_URL> <port> | m-bench token <secret> <user> [role…]"
+        ),
     }
 }
 

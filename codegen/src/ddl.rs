@@ -199,7 +199,15 @@ pub fn table_ddl(d: &DocType, dialect: Dialect) -> TableDdl {
         .map(|(cols, unique)| {
             let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
             let name = constraint_name(&table, &refs, if *unique { "key" } else { "idx" });
-            let list: Vec<String> = cols.iter().map(|c| q(c)).collect();
+            // On PostgreSQL a nullable column is indexed NULLS FIRST: the runtime sorts NULL as the
+            // smallest value (like SQLite), and such an index serves both directions.
+            let nullable = |c: &str| c == "amended_from" || d.field(c).is_some_and(|f| !f.required);
+            let list: Vec<String> =
+                cols.iter()
+                    .map(|c| {
+                        if dialect == Dialect::Postgres && nullable(c) { format!("{} NULLS FIRST", q(c)) } else { q(c) }
+                    })
+                    .collect();
             format!(
                 "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
                 if *unique { "UNIQUE " } else { "" },

@@ -121,10 +121,10 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         quote! {
             impl #ident {
                 #[doc(hidden)]
-                fn __m_hooks<'a>(
+                fn __m_hooks<'a, 't>(
                     event: ::m_runtime::hooks::HookEvent,
                     doc: &'a mut ::m_runtime::Doc,
-                    ctx: &'a ::m_runtime::hooks::HookCtx,
+                    ctx: &'a ::m_runtime::hooks::HookCtx<'t>,
                 ) -> ::m_runtime::hooks::BoxFuture<'a, ::core::result::Result<(), ::m_runtime::hooks::HookError>> {
                     ::std::boxed::Box::pin(async move {
                         let mut this = <Self as ::m_runtime::DocType>::from_doc(doc)?;

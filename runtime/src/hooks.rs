@@ -9,6 +9,7 @@
 
 use std::future::Future;
 
+use crate::db::Tx;
 pub use crate::meta::BoxFuture;
 use crate::repo::Repo;
 use crate::value::Value;
@@ -47,14 +48,16 @@ impl HookError {
 }
 
 /// What a hook can see: the acting user, whether the document is new, and read access to other
-/// documents.
-pub struct HookCtx {
+/// documents — through the write's own transaction, so a hook sees the transaction's state and
+/// never needs a second connection.
+pub struct HookCtx<'t> {
     pub(crate) repo: Repo,
     pub(crate) user: String,
     pub(crate) is_new: bool,
+    pub(crate) tx: tokio::sync::Mutex<&'t mut Tx>,
 }
 
-impl HookCtx {
+impl HookCtx<'_> {
     /// The acting user's `name`.
     pub fn user(&self) -> &str {
         &self.user
@@ -68,34 +71,35 @@ impl HookCtx {
     /// One field of another document by DocType and `name` (Null when the document does not
     /// exist). Reads bypass the caller's row scope: hooks are application code.
     pub async fn get_value(&self, doctype: &str, name: &str, field: &str) -> Result<Value, HookError> {
-        self.repo.get_value_system(doctype, name, field).await.map_err(|e| HookError::Internal(e.to_string()))
+        let mut tx = self.tx.lock().await;
+        self.repo.get_value_in(&mut tx, doctype, name, field).await.map_err(|e| HookError::Internal(e.to_string()))
     }
 }
 
 /// Hooks of one DocType; every method has a no-op default.
 pub trait Hooks: Send {
-    fn validate(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+    fn validate(&mut self, _ctx: &HookCtx<'_>) -> impl Future<Output = Result<(), HookError>> + Send {
         async { Ok(()) }
     }
-    fn before_save(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+    fn before_save(&mut self, _ctx: &HookCtx<'_>) -> impl Future<Output = Result<(), HookError>> + Send {
         async { Ok(()) }
     }
-    fn after_save(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+    fn after_save(&mut self, _ctx: &HookCtx<'_>) -> impl Future<Output = Result<(), HookError>> + Send {
         async { Ok(()) }
     }
-    fn before_delete(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+    fn before_delete(&mut self, _ctx: &HookCtx<'_>) -> impl Future<Output = Result<(), HookError>> + Send {
         async { Ok(()) }
     }
-    fn on_submit(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+    fn on_submit(&mut self, _ctx: &HookCtx<'_>) -> impl Future<Output = Result<(), HookError>> + Send {
         async { Ok(()) }
     }
-    fn on_cancel(&mut self, _ctx: &HookCtx) -> impl Future<Output = Result<(), HookError>> + Send {
+    fn on_cancel(&mut self, _ctx: &HookCtx<'_>) -> impl Future<Output = Result<(), HookError>> + Send {
         async { Ok(()) }
     }
 }
 
 /// Call the hook for `event`; used by the derive macro's generated hook function.
-pub async fn dispatch<T: Hooks>(this: &mut T, event: HookEvent, ctx: &HookCtx) -> Result<(), HookError> {
+pub async fn dispatch<T: Hooks>(this: &mut T, event: HookEvent, ctx: &HookCtx<'_>) -> Result<(), HookError> {
     match event {
         HookEvent::Validate => this.validate(ctx).await,
         HookEvent::BeforeSave => this.before_save(ctx).await,

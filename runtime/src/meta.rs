@@ -146,7 +146,7 @@ pub struct Ddl {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The per-DocType hook entry point the derive macro generates when hooks exist.
-pub type HookFn = for<'a> fn(HookEvent, &'a mut Doc, &'a HookCtx) -> BoxFuture<'a, Result<(), HookError>>;
+pub type HookFn = for<'a, 't> fn(HookEvent, &'a mut Doc, &'a HookCtx<'t>) -> BoxFuture<'a, Result<(), HookError>>;
 
 /// Everything the runtime knows about one DocType.
 #[derive(Debug)]

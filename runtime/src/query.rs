@@ -164,8 +164,9 @@ fn push_cond(sql: &mut Sql, schema: &DocSchema, c: &Cond) {
                 .bind_expr(kind, b.clone());
         }
         (Op::Like, CondValue::One(v)) => {
+            // `\` escapes a wildcard on both dialects (PostgreSQL's default, SQLite's by ESCAPE).
             let op = if dialect == Dialect::Postgres { " ILIKE " } else { " LIKE " };
-            sql.ident(name).push(op).bind(FieldKind::Text, v.clone());
+            sql.ident(name).push(op).bind(FieldKind::Text, v.clone()).push(" ESCAPE '\\'");
         }
         (Op::Ne, CondValue::One(v)) => {
             // Null-safe: a NULL is "not equal" to a value, as users expect.
@@ -223,7 +224,7 @@ pub fn select_list(schema: &DocSchema, dialect: Dialect, q: &ListQuery, cols: &[
         // NULL sorts as the smallest value on both dialects (SQLite's rule, and Frappe's). Only
         // nullable columns say so: on NOT NULL ones the clause would stop PostgreSQL from reading
         // an index in order.
-        let nullable = c.field.is_some_and(|f| !f.required);
+        let nullable = c.field.map_or(c.standard == Some(Std::AmendedFrom), |f| !f.required);
         if dialect == Dialect::Postgres && nullable {
             sql.push(if *dir == SortDir::Asc { " NULLS FIRST" } else { " NULLS LAST" });
         }

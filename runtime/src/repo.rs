@@ -155,6 +155,14 @@ impl Repo {
         self.inner.app.routable(doctype).cloned().ok_or(RepoError::NotFound)
     }
 
+    /// A routable DocType on which the caller may perform `action` (404, then 403), checked
+    /// before a request's body or parameters are parsed.
+    pub fn authorize(&self, who: &Principal, doctype: &str, action: Action) -> Result<Arc<DocSchema>> {
+        let schema = self.schema(doctype)?;
+        self.scope(&schema, who, action)?;
+        Ok(schema)
+    }
+
     fn scope(&self, schema: &DocSchema, who: &Principal, action: Action) -> Result<Scope> {
         perms::scope(schema.meta, who, action)
             .ok_or_else(|| RepoError::Forbidden { doctype: schema.name().to_string(), action: action.as_str() })
@@ -197,6 +205,11 @@ impl Repo {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Read)?;
         let mut conn = self.inner.db.reader().await?;
+        // A document with child rows is read in one snapshot, so the rows match the ETag.
+        let snapshot = !schema.tables.is_empty();
+        if snapshot {
+            conn.begin_read().await?;
+        }
         let mut doc = None;
         for attempt in DocRef::attempts(r) {
             let sql = query::select_one(&schema, self.dialect(), &attempt, &scope);
@@ -210,6 +223,9 @@ impl Repo {
             let sql = query::select_children(&t.child, &schema, self.dialect(), doc.name(), t.name, &scope);
             let rows = conn.fetch(&sql.text, sql.binds, &all_kinds(&t.child)).await?;
             doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, &all_columns(&t.child), r)).collect();
+        }
+        if snapshot {
+            conn.end_read().await?;
         }
         Ok(doc)
     }
@@ -236,16 +252,6 @@ impl Repo {
         Ok(doc)
     }
 
-    /// One field of a document by name, ignoring row scope (for hooks).
-    pub async fn get_value_system(&self, doctype: &str, name: &str, field: &str) -> Result<Value> {
-        let schema = self.inner.app.get(doctype).cloned().ok_or(RepoError::NotFound)?;
-        let col =
-            schema.column(field).ok_or_else(|| RepoError::Internal(format!("{doctype} has no field `{field}`")))?;
-        let sql = query::select_one(&schema, self.dialect(), &DocRef::Name(name.to_string()), &Scope::all());
-        let row = self.inner.db.fetch(&sql.text, sql.binds, &all_kinds(&schema)).await?.into_iter().next();
-        Ok(row.and_then(|mut r| r.get_mut(col).map(std::mem::take)).unwrap_or(Value::Null))
-    }
-
     // ----- writes ------------------------------------------------------------------------
 
     pub async fn create(&self, who: &Principal, doctype: &str, body: &Json) -> Result<Doc> {
@@ -254,39 +260,51 @@ impl Repo {
         let mut doc = Doc::empty(schema.clone());
         apply_body(&mut doc, body)?;
         apply_defaults(&mut doc);
-        self.insert_new(who, doc, None).await
+        self.insert_new(who, doc, NewName::FromRule).await
     }
 
-    /// Stamp, run hooks, validate, name and insert a new document with its child rows.
-    async fn insert_new(&self, who: &Principal, mut doc: Doc, name: Option<String>) -> Result<Doc> {
+    /// In one transaction: stamp, resolve Links, run hooks, validate, name and insert a new
+    /// document with its child rows.
+    async fn insert_new(&self, who: &Principal, mut doc: Doc, name: NewName) -> Result<Doc> {
         let schema = doc.schema.clone();
         let t = now();
-        let id = Uuid::now_v7();
-        doc.set_std(Std::Id, Value::Uuid(id));
+        doc.set_std(Std::Id, Value::Uuid(Uuid::now_v7()));
         doc.set_std(Std::Owner, Value::Str(who.user.clone()));
         doc.set_std(Std::ModifiedBy, Value::Str(who.user.clone()));
         doc.set_std(Std::Creation, Value::Datetime(t));
         doc.set_std(Std::Modified, Value::Datetime(t));
         doc.set_std(Std::Docstatus, Value::Int(0));
         doc.set_std(Std::Version, Value::Int(1));
-        let ctx = HookCtx { repo: self.clone(), user: who.user.clone(), is_new: true };
-        self.run_hook(HookEvent::Validate, &mut doc, &ctx).await?;
-        self.run_hook(HookEvent::BeforeSave, &mut doc, &ctx).await?;
-        validate(&doc)?;
 
         let mut tx = self.inner.db.begin().await?;
-        self.resolve_links(&mut tx, who, &mut doc).await?;
+        self.prepare(&mut tx, who, &mut doc, None).await?;
         let name = match name {
-            Some(n) => n,
-            None => self.next_name(&mut tx, &doc).await?,
+            NewName::FromRule => self.next_name(&mut tx, &doc).await?,
+            NewName::AmendmentOf(original) => self.next_amendment(&mut tx, &schema, &original).await?,
         };
-        doc.set_std(Std::Name, Value::Str(name.clone()));
+        doc.set_std(Std::Name, Value::Str(name));
         let sql = query::insert(&schema, self.dialect(), &doc.values);
         self.write(&mut tx, &schema, sql, WriteKind::Insert).await?;
         self.write_children(&mut tx, &mut doc, &[]).await?;
-        self.run_hook(HookEvent::AfterSave, &mut doc, &ctx).await?;
+        self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, true).await?;
         tx.commit().await?;
         Ok(doc)
+    }
+
+    /// Resolve Links, run `validate` and `before_save`, resolve Links a hook changed, and check
+    /// the value rules. `previous` is the stored document on an update (its Links are resolved).
+    async fn prepare(&self, tx: &mut Tx, who: &Principal, doc: &mut Doc, previous: Option<&Doc>) -> Result<()> {
+        let is_new = previous.is_none();
+        self.resolve_links(tx, who, doc, previous).await?;
+        if doc.schema.meta.hooks.is_some() {
+            let before = link_values(doc);
+            self.run_hook(HookEvent::Validate, doc, tx, who, is_new).await?;
+            self.run_hook(HookEvent::BeforeSave, doc, tx, who, is_new).await?;
+            if link_values(doc) != before {
+                self.resolve_links(tx, who, doc, previous).await?;
+            }
+        }
+        validate(doc)
     }
 
     pub async fn update(&self, who: &Principal, doctype: &str, r: &str, body: &Json, expect: &Expect) -> Result<Doc> {
@@ -302,13 +320,9 @@ impl Repo {
                 doc.name()
             )));
         }
-        let old_children: Vec<Vec<Uuid>> =
-            doc.tables.iter().map(|rows| rows.iter().filter_map(Doc::id).collect()).collect();
+        let old = doc.clone();
         let body_version = apply_body(&mut doc, body)?;
-        let current_version = match doc.get_std(Std::Version) {
-            Value::Int(v) => Some(*v),
-            _ => None,
-        };
+        let current_version = version(&doc);
         if let (Some(expected), Some(current)) = (body_version, current_version)
             && expected != current
         {
@@ -318,13 +332,9 @@ impl Repo {
         }
         apply_defaults_to_children(&mut doc);
         self.stamp_modified(&mut doc, who);
-        let ctx = HookCtx { repo: self.clone(), user: who.user.clone(), is_new: false };
-        self.run_hook(HookEvent::Validate, &mut doc, &ctx).await?;
-        self.run_hook(HookEvent::BeforeSave, &mut doc, &ctx).await?;
-        validate(&doc)?;
-        self.resolve_links(&mut tx, who, &mut doc).await?;
-        self.save_existing(&mut tx, &mut doc, &scope, current_version, &old_children).await?;
-        self.run_hook(HookEvent::AfterSave, &mut doc, &ctx).await?;
+        self.prepare(&mut tx, who, &mut doc, Some(&old)).await?;
+        self.save_existing(&mut tx, &mut doc, &scope, current_version, &old).await?;
+        self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, false).await?;
         tx.commit().await?;
         Ok(doc)
     }
@@ -342,12 +352,10 @@ impl Repo {
                 doc.name()
             )));
         }
-        let ctx = HookCtx { repo: self.clone(), user: who.user.clone(), is_new: false };
-        self.run_hook(HookEvent::BeforeDelete, &mut doc, &ctx).await?;
+        self.run_hook(HookEvent::BeforeDelete, &mut doc, &mut tx, who, false).await?;
         let id = doc.id().ok_or(RepoError::NotFound)?;
         let sql = query::delete(&schema, self.dialect(), id, &scope);
-        let n = self.write(&mut tx, &schema, sql, WriteKind::Delete).await?;
-        if n == 0 {
+        if self.write(&mut tx, &schema, sql, WriteKind::Delete).await? == 0 {
             return Err(RepoError::NotFound);
         }
         tx.commit().await?;
@@ -387,22 +395,15 @@ impl Repo {
                 doc.name()
             )));
         }
-        let version = match doc.get_std(Std::Version) {
-            Value::Int(v) => Some(*v),
-            _ => None,
-        };
-        let ctx = HookCtx { repo: self.clone(), user: who.user.clone(), is_new: false };
+        let old = doc.clone();
+        let current_version = version(&doc);
         if action == Action::Submit {
-            self.run_hook(HookEvent::Validate, &mut doc, &ctx).await?;
-            validate(&doc)?;
+            self.prepare(&mut tx, who, &mut doc, Some(&old)).await?;
         }
         doc.set_std(Std::Docstatus, Value::Int(to));
         self.stamp_modified(&mut doc, who);
-        let sql = query::update(&schema, self.dialect(), &doc.values, &scope, version);
-        if self.write(&mut tx, &schema, sql, WriteKind::Update).await? == 0 {
-            return Err(RepoError::Conflict("the document changed while it was being saved".into()));
-        }
-        self.run_hook(event, &mut doc, &ctx).await?;
+        self.save_existing(&mut tx, &mut doc, &scope, current_version, &old).await?;
+        self.run_hook(event, &mut doc, &mut tx, who, false).await?;
         tx.commit().await?;
         Ok(doc)
     }
@@ -428,15 +429,6 @@ impl Repo {
             (Value::Str(_), Some((base, n))) if n.chars().all(|c| c.is_ascii_digit()) => base.to_string(),
             _ => source.name().to_string(),
         };
-        let sql = query::names_like(&schema, self.dialect(), &original);
-        let taken = self.inner.db.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?;
-        let next = taken
-            .iter()
-            .filter_map(|r| r.first().and_then(Value::as_str))
-            .filter_map(|n| n.strip_prefix(&format!("{original}-")).and_then(|s| s.parse::<u64>().ok()))
-            .max()
-            .unwrap_or(0)
-            + 1;
         let mut doc = Doc::empty(schema.clone());
         for (i, c) in schema.columns.iter().enumerate() {
             if c.standard.is_none() {
@@ -448,13 +440,13 @@ impl Repo {
                 .iter()
                 .map(|row| {
                     let mut copy = row.clone();
-                    copy.set_std(Std::Id, Value::Uuid(Uuid::now_v7()));
+                    copy.set_std(Std::Id, Value::Null);
                     copy
                 })
                 .collect();
         }
         doc.set_std(Std::AmendedFrom, Value::Str(source.name().to_string()));
-        self.insert_new(who, doc, Some(format!("{original}-{next}"))).await
+        self.insert_new(who, doc, NewName::AmendmentOf(original)).await
     }
 
     // ----- helpers -----------------------------------------------------------------------
@@ -468,11 +460,31 @@ impl Repo {
         }
     }
 
-    async fn run_hook(&self, event: HookEvent, doc: &mut Doc, ctx: &HookCtx) -> Result<()> {
+    /// Run a hook; what it reads through [`HookCtx`] goes through this transaction, so a hook
+    /// never waits for a second connection while holding one.
+    async fn run_hook(
+        &self,
+        event: HookEvent,
+        doc: &mut Doc,
+        tx: &mut Tx,
+        who: &Principal,
+        is_new: bool,
+    ) -> Result<()> {
         if let Some(hook) = doc.schema.meta.hooks {
-            hook(event, doc, ctx).await?;
+            let ctx = HookCtx { repo: self.clone(), user: who.user.clone(), is_new, tx: tokio::sync::Mutex::new(tx) };
+            hook(event, doc, &ctx).await?;
         }
         Ok(())
+    }
+
+    /// One field of a document by name inside a transaction, ignoring row scope (for hooks).
+    pub(crate) async fn get_value_in(&self, tx: &mut Tx, doctype: &str, name: &str, field: &str) -> Result<Value> {
+        let schema = self.inner.app.get(doctype).cloned().ok_or(RepoError::NotFound)?;
+        let col =
+            schema.column(field).ok_or_else(|| RepoError::Internal(format!("{doctype} has no field `{field}`")))?;
+        let sql = query::select_one(&schema, self.dialect(), &DocRef::Name(name.to_string()), &Scope::all());
+        let row = tx.fetch(&sql.text, sql.binds, &all_kinds(&schema)).await?.into_iter().next();
+        Ok(row.and_then(|mut r| r.get_mut(col).map(std::mem::take)).unwrap_or(Value::Null))
     }
 
     async fn next_name(&self, tx: &mut Tx, doc: &Doc) -> Result<String> {
@@ -502,14 +514,35 @@ impl Repo {
         })
     }
 
+    /// `<original>-N` with the next free N, read inside the inserting transaction (on SQLite the
+    /// writer serializes amendments; on PostgreSQL a concurrent one is a 409 `duplicate`).
+    async fn next_amendment(&self, tx: &mut Tx, schema: &DocSchema, original: &str) -> Result<String> {
+        let sql = query::names_like(schema, self.dialect(), original);
+        let taken = tx.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?;
+        let prefix = format!("{original}-");
+        let last = taken
+            .iter()
+            .filter_map(|r| r.first().and_then(Value::as_str))
+            .filter_map(|n| n.strip_prefix(&prefix).and_then(|s| s.parse::<u64>().ok()))
+            .max()
+            .unwrap_or(0);
+        let next = last.checked_add(1).ok_or_else(|| RepoError::Conflict("no amendment number left".into()))?;
+        Ok(format!("{prefix}{next}"))
+    }
+
     /// Every Link value must name a document the caller can read (else the same 422 as a missing
-    /// one); a UUID matching a target's `id` is replaced by that target's `name`.
-    async fn resolve_links(&self, tx: &mut Tx, who: &Principal, doc: &mut Doc) -> Result<()> {
+    /// one); a UUID matching a target's `id` is replaced by that target's `name`. Values equal to
+    /// the stored document's (`previous`) were resolved when it was saved and are not looked up.
+    async fn resolve_links(&self, tx: &mut Tx, who: &Principal, doc: &mut Doc, previous: Option<&Doc>) -> Result<()> {
         let mut issues = Vec::new();
-        self.resolve_links_in(tx, who, doc, "", &mut issues).await?;
-        for (i, t) in doc.schema.tables.iter().enumerate() {
+        self.resolve_links_in(tx, who, doc, previous, "", &mut issues).await?;
+        let schema = doc.schema.clone();
+        for (i, t) in schema.tables.iter().enumerate() {
             for (n, row) in doc.tables[i].iter_mut().enumerate() {
-                Box::pin(self.resolve_links_in(tx, who, row, &format!("{}[{n}].", t.name), &mut issues)).await?;
+                let old_row =
+                    previous.and_then(|p| p.tables[i].iter().find(|o| o.id().is_some() && o.id() == row.id()));
+                let prefix = format!("{}[{n}].", t.name);
+                Box::pin(self.resolve_links_in(tx, who, row, old_row, &prefix, &mut issues)).await?;
             }
         }
         if issues.is_empty() { Ok(()) } else { Err(RepoError::Validation(issues)) }
@@ -520,6 +553,7 @@ impl Repo {
         tx: &mut Tx,
         who: &Principal,
         doc: &mut Doc,
+        previous: Option<&Doc>,
         prefix: &str,
         issues: &mut Vec<FieldIssue>,
     ) -> Result<()> {
@@ -529,6 +563,9 @@ impl Repo {
             let Value::Str(value) = &doc.values[i] else { continue };
             if value.is_empty() {
                 doc.values[i] = Value::Null;
+                continue;
+            }
+            if previous.is_some_and(|p| p.values[i] == doc.values[i]) {
                 continue;
             }
             let target_name = f.to.unwrap_or_default();
@@ -566,25 +603,26 @@ impl Repo {
         doc: &mut Doc,
         scope: &Scope,
         version: Option<i64>,
-        old_children: &[Vec<Uuid>],
+        old: &Doc,
     ) -> Result<()> {
         let schema = doc.schema.clone();
         let sql = query::update(&schema, self.dialect(), &doc.values, scope, version);
         if self.write(tx, &schema, sql, WriteKind::Update).await? == 0 {
             return Err(RepoError::Conflict("the document changed while it was being saved".into()));
         }
-        self.write_children(tx, doc, old_children).await
+        self.write_children(tx, doc, &old.tables).await
     }
 
-    /// Replace-the-set: delete rows left out, update rows that existed, insert the others.
-    async fn write_children(&self, tx: &mut Tx, doc: &mut Doc, old_children: &[Vec<Uuid>]) -> Result<()> {
+    /// Replace-the-set against the stored rows `old`: delete rows left out, update rows that
+    /// changed, insert new ones; unchanged rows cost nothing.
+    async fn write_children(&self, tx: &mut Tx, doc: &mut Doc, old: &[Vec<Doc>]) -> Result<()> {
         let parent_name = doc.name().to_string();
         let schema = doc.schema.clone();
         for (i, t) in schema.tables.iter().enumerate() {
             let rows = &mut doc.tables[i];
+            let old_rows: &[Doc] = old.get(i).map_or(&[], Vec::as_slice);
             let keep: Vec<Uuid> = rows.iter().filter_map(Doc::id).collect();
-            let existed = old_children.get(i).cloned().unwrap_or_default();
-            if !existed.is_empty() {
+            if old_rows.iter().any(|o| o.id().is_some_and(|id| !keep.contains(&id))) {
                 let sql = query::delete_children_except(&t.child, self.dialect(), &parent_name, t.name, &keep);
                 self.write(tx, &t.child, sql, WriteKind::Delete).await?;
             }
@@ -592,17 +630,21 @@ impl Repo {
                 row.set_std(Std::Idx, Value::Int(idx as i64));
                 row.set_std(Std::Parent, Value::Str(parent_name.clone()));
                 row.set_std(Std::Parentfield, Value::Str(t.name.to_string()));
-                let is_old = row.id().is_some_and(|id| existed.contains(&id));
-                if !is_old && row.id().is_none() {
-                    row.set_std(Std::Id, Value::Uuid(Uuid::now_v7()));
-                }
+                let stored = old_rows.iter().find(|o| o.id().is_some() && o.id() == row.id());
                 // Child rows follow the parent, whose scope this transaction already checked.
-                let sql = if is_old {
-                    query::update(&t.child, self.dialect(), &row.values, &Scope::all(), None)
-                } else {
-                    query::insert(&t.child, self.dialect(), &row.values)
+                let (sql, kind) = match stored {
+                    Some(o) if o.values == row.values => continue,
+                    Some(_) => {
+                        (query::update(&t.child, self.dialect(), &row.values, &Scope::all(), None), WriteKind::Update)
+                    }
+                    None => {
+                        if row.id().is_none() {
+                            row.set_std(Std::Id, Value::Uuid(Uuid::now_v7()));
+                        }
+                        (query::insert(&t.child, self.dialect(), &row.values), WriteKind::Insert)
+                    }
                 };
-                self.write(tx, &t.child, sql, if is_old { WriteKind::Update } else { WriteKind::Insert }).await?;
+                self.write(tx, &t.child, sql, kind).await?;
             }
         }
         Ok(())
@@ -628,12 +670,39 @@ impl Repo {
                 ))),
                 _ => Err(RepoError::Validation(vec![FieldIssue::new("", "link", "a linked document does not exist")])),
             },
+            Err(DbError::TooLong) => Err(RepoError::Validation(vec![FieldIssue::new(
+                "",
+                "max_length",
+                "a value (a name, or the acting user's name) is longer than 140 characters",
+            )])),
             Err(DbError::NotNull { .. }) => {
                 Err(RepoError::Validation(vec![FieldIssue::new("", "required", "a required value is missing")]))
             }
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// How a new document gets its name.
+enum NewName {
+    FromRule,
+    /// `<original>-N`, the next free N.
+    AmendmentOf(String),
+}
+
+fn version(doc: &Doc) -> Option<i64> {
+    match doc.get_std(Std::Version) {
+        Value::Int(v) => Some(*v),
+        _ => None,
+    }
+}
+
+/// Every Link value of a document and its rows, to see whether a hook changed one.
+fn link_values(doc: &Doc) -> Vec<Value> {
+    let own =
+        doc.schema.columns.iter().zip(&doc.values).filter(|(c, _)| c.kind == FieldKind::Link).map(|(_, v)| v.clone());
+    let rows = doc.tables.iter().flatten().flat_map(link_values);
+    own.chain(rows).collect()
 }
 
 #[derive(Clone, Copy)]
@@ -722,6 +791,7 @@ fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
                 };
                 let old = std::mem::take(&mut doc.tables[t]);
                 let mut rows = Vec::with_capacity(items.len());
+                let mut seen_ids = Vec::new();
                 for (n, item) in items.iter().enumerate() {
                     let Json::Object(obj) = item else {
                         return Err(bad_field(key, format!("`{key}[{n}]` must be an object")));
@@ -730,7 +800,18 @@ fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
                         Some(Json::String(s)) => {
                             let found = Uuid::parse_str(s).ok().and_then(|id| old.iter().find(|r| r.id() == Some(id)));
                             match found {
-                                Some(existing) => existing.clone(),
+                                Some(existing) if seen_ids.contains(&existing.id()) => {
+                                    issues.push(FieldIssue::new(
+                                        format!("{key}[{n}].id"),
+                                        "duplicate_row",
+                                        format!("row `{s}` appears twice in {key}"),
+                                    ));
+                                    continue;
+                                }
+                                Some(existing) => {
+                                    seen_ids.push(existing.id());
+                                    existing.clone()
+                                }
                                 None => {
                                     issues.push(FieldIssue::new(
                                         format!("{key}[{n}].id"),

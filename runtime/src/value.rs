@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use serde::ser::{Serialize, Serializer};
 use serde_json::Value as Json;
@@ -116,10 +116,13 @@ impl Value {
             K::Date => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
                 .map(Value::Date)
                 .map_err(|_| invalid("a date (YYYY-MM-DD)")),
-            K::Datetime => {
-                parse_datetime(s.trim()).map(Value::Datetime).ok_or_else(|| invalid("an RFC 3339 date-time"))
-            }
-            K::Time => parse_time(s.trim()).map(Value::Time).ok_or_else(|| invalid("a time (HH:MM:SS)")),
+            // Both databases keep microseconds; so does the value, so a response equals a re-read.
+            K::Datetime => parse_datetime(s.trim())
+                .map(|t| Value::Datetime(t.trunc_subsecs(6)))
+                .ok_or_else(|| invalid("an RFC 3339 date-time")),
+            K::Time => parse_time(s.trim())
+                .map(|t| Value::Time(t.trunc_subsecs(6)))
+                .ok_or_else(|| invalid("a time (HH:MM:SS)")),
             K::Uuid => Uuid::parse_str(s.trim()).map(Value::Uuid).map_err(|_| invalid("a UUID")),
             K::Json => serde_json::from_str(s).map(Value::Json).map_err(|_| invalid("JSON")),
             K::Table => Err(InputError::WrongType("an array of rows")),

@@ -7,7 +7,7 @@ use m_runtime::types::Decimal;
 use crate::doctypes::Invoice;
 
 impl Hooks for Invoice {
-    async fn validate(&mut self, ctx: &HookCtx) -> Result<(), HookError> {
+    async fn validate(&mut self, ctx: &HookCtx<'_>) -> Result<(), HookError> {
         self.customer_name = match &self.customer {
             Some(customer) => ctx.get_value("Customer", customer, "customer_name").await?.as_str().map(str::to_string),
             None => None,

@@ -37,6 +37,8 @@ pub enum DbError {
     ForeignKey,
     #[error("not-null constraint violated ({column})")]
     NotNull { column: String },
+    #[error("a value is longer than its column allows")]
+    TooLong,
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]
@@ -56,6 +58,8 @@ impl From<sqlx::Error> for DbError {
                     }
                     sqlx::error::ErrorKind::ForeignKeyViolation => DbError::ForeignKey,
                     sqlx::error::ErrorKind::NotNullViolation => DbError::NotNull { column: message },
+                    // PostgreSQL: string_data_right_truncation (varchar(n) overflow).
+                    _ if db.code().as_deref() == Some("22001") => DbError::TooLong,
                     // SQLite reports some constraint failures only through the message.
                     _ if message.starts_with("FOREIGN KEY constraint failed") => DbError::ForeignKey,
                     _ if message.starts_with("UNIQUE constraint failed") => DbError::Unique { constraint: message },
@@ -187,6 +191,24 @@ impl Conn {
             Conn::Pg(c) => c.execute(sql, binds).await,
             Conn::SqliteRead(c) => c.execute(sql, binds).await,
             Conn::SqliteWrite(c) => c.execute(sql, binds).await,
+        }
+    }
+
+    /// Start a read-only snapshot, so several statements see one state of the database.
+    pub async fn begin_read(&mut self) -> Result<(), DbError> {
+        match self {
+            Conn::Pg(c) => c.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await,
+            Conn::SqliteRead(c) => c.begin_read().await,
+            Conn::SqliteWrite(_) => Ok(()),
+        }
+    }
+
+    /// End a snapshot started by [`Conn::begin_read`].
+    pub async fn end_read(&mut self) -> Result<(), DbError> {
+        match self {
+            Conn::Pg(c) => c.finish(true).await,
+            Conn::SqliteRead(c) => c.end_read().await,
+            Conn::SqliteWrite(_) => Ok(()),
         }
     }
 

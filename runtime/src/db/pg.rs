@@ -91,22 +91,27 @@ impl PgConnGuard {
         let args = bind_all(binds)?;
         let c = &mut *self.0;
         c.busy = true;
-        let rows = sqlx::query_with(sql, args).fetch_all(&mut c.conn).await?;
+        // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
+        let rows = sqlx::query_with(sql, args).fetch_all(&mut c.conn).await;
         c.busy = false;
-        rows.iter().map(|r| decode_row(r, kinds)).collect()
+        rows?.iter().map(|r| decode_row(r, kinds)).collect()
     }
 
     pub async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
         let args = bind_all(binds)?;
         let c = &mut *self.0;
         c.busy = true;
-        let done = sqlx::query_with(sql, args).execute(&mut c.conn).await?;
+        let done = sqlx::query_with(sql, args).execute(&mut c.conn).await;
         c.busy = false;
-        Ok(done.rows_affected())
+        Ok(done?.rows_affected())
     }
 
     pub async fn begin(&mut self) -> Result<(), DbError> {
-        self.execute("BEGIN", Vec::new()).await?;
+        self.begin_with("BEGIN").await
+    }
+
+    pub async fn begin_with(&mut self, statement: &str) -> Result<(), DbError> {
+        self.execute(statement, Vec::new()).await?;
         self.0.in_tx = true;
         Ok(())
     }

@@ -31,17 +31,18 @@ impl LiteConn {
     async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
         let args = bind_all(binds)?;
         self.busy = true;
-        let rows = sqlx::query_with(sql, args).fetch_all(&mut self.conn).await?;
+        // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
+        let rows = sqlx::query_with(sql, args).fetch_all(&mut self.conn).await;
         self.busy = false;
-        rows.iter().map(|r| decode_row(r, kinds)).collect()
+        rows?.iter().map(|r| decode_row(r, kinds)).collect()
     }
 
     async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
         let args = bind_all(binds)?;
         self.busy = true;
-        let done = sqlx::query_with(sql, args).execute(&mut self.conn).await?;
+        let done = sqlx::query_with(sql, args).execute(&mut self.conn).await;
         self.busy = false;
-        Ok(done.rows_affected())
+        Ok(done?.rows_affected())
     }
 
     /// Undo what a dropped transaction or a cancelled statement left behind.
@@ -72,6 +73,10 @@ impl managed::Manager for ReaderManager {
     async fn recycle(&self, c: &mut LiteConn, _: &Metrics) -> RecycleResult<sqlx::Error> {
         if c.busy {
             return Err(RecycleError::message("a statement was cancelled mid-flight"));
+        }
+        if c.in_tx {
+            sqlx::query("ROLLBACK").execute(&mut c.conn).await.map_err(RecycleError::Backend)?;
+            c.in_tx = false;
         }
         Ok(())
     }
@@ -131,6 +136,18 @@ impl SqliteDb {
 pub struct ReaderGuard(Object<ReaderManager>);
 
 impl ReaderGuard {
+    pub async fn begin_read(&mut self) -> Result<(), DbError> {
+        self.0.execute("BEGIN", Vec::new()).await?;
+        self.0.in_tx = true;
+        Ok(())
+    }
+
+    pub async fn end_read(&mut self) -> Result<(), DbError> {
+        self.0.execute("COMMIT", Vec::new()).await?;
+        self.0.in_tx = false;
+        Ok(())
+    }
+
     pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
         self.0.fetch(sql, binds, kinds).await
     }

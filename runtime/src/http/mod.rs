@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -46,6 +47,21 @@ pub fn router(state: ApiState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
+}
+
+/// Path parameters, with a malformed path (say, invalid percent-encoding) answered in our error
+/// shape.
+struct DocPath<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for DocPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(DocPath(v)),
+            Err(e) => Err(ApiError::BadRequest(format!("malformed path: {}", e.body_text()))),
+        }
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -118,12 +134,12 @@ struct ListBody<'a> {
 
 async fn list(
     State(state): State<ApiState>,
-    Path(doctype): Path<String>,
+    DocPath(doctype): DocPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
-    let schema = state.repo.schema(&doctype)?;
+    let schema = state.repo.authorize(&who, &doctype, Action::Read)?;
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
@@ -143,12 +159,12 @@ async fn list(
 
 async fn create(
     State(state): State<ApiState>,
-    Path(doctype): Path<String>,
+    DocPath(doctype): DocPath<String>,
     headers: HeaderMap,
     req: Request,
 ) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
-    state.repo.schema(&doctype)?;
+    state.repo.authorize(&who, &doctype, Action::Create)?;
     let body = json_body(&state, req.into_body()).await?;
     let doc = state.repo.create(&who, &doctype, &body).await?;
     let mut res = doc_response(StatusCode::CREATED, &doc);
@@ -160,7 +176,7 @@ async fn create(
 
 async fn read(
     State(state): State<ApiState>,
-    Path((doctype, docref)): Path<(String, String)>,
+    DocPath((doctype, docref)): DocPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
@@ -170,12 +186,12 @@ async fn read(
 
 async fn update(
     State(state): State<ApiState>,
-    Path((doctype, docref)): Path<(String, String)>,
+    DocPath((doctype, docref)): DocPath<(String, String)>,
     headers: HeaderMap,
     req: Request,
 ) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
-    state.repo.schema(&doctype)?;
+    state.repo.authorize(&who, &doctype, Action::Write)?;
     let body = json_body(&state, req.into_body()).await?;
     let doc = state.repo.update(&who, &doctype, &docref, &body, &expect(&headers)).await?;
     Ok(doc_response(StatusCode::OK, &doc))
@@ -183,7 +199,7 @@ async fn update(
 
 async fn delete(
     State(state): State<ApiState>,
-    Path((doctype, docref)): Path<(String, String)>,
+    DocPath((doctype, docref)): DocPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
@@ -193,7 +209,7 @@ async fn delete(
 
 async fn lifecycle(
     State(state): State<ApiState>,
-    Path((doctype, docref, action)): Path<(String, String, String)>,
+    DocPath((doctype, docref, action)): DocPath<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
@@ -241,7 +257,7 @@ struct FieldInfo {
 
 async fn meta(
     State(state): State<ApiState>,
-    Path(doctype): Path<String>,
+    DocPath(doctype): DocPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let who = principal(&state, &headers)?;
