@@ -148,7 +148,7 @@ struct NoteLine { id: Option<Uuid>, idx: Option<i32>, parent: Option<String>, te
     assert_contains(&out, "impl ::m_runtime::DocType for NoteLine");
     assert_contains(&out, r#"child: true, parent: ::core::option::Option::Some("Note")"#);
     assert_contains(&out, "naming: ::m_runtime::meta::Naming::Uuid");
-    assert_contains(&out, "fn __m_hooks<'a>(");
+    assert_contains(&out, "fn __m_hooks<'a, 't>(");
     assert_contains(&out, "hooks: ::core::option::Option::Some(NoteLine::__m_hooks)");
     assert_contains(
         &out,
