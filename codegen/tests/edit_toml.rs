@@ -181,7 +181,7 @@ fn adding_a_doctype_adds_its_table_path_schema_and_struct() {
             after[key]
         );
         assert!(
-            after[key].contains("CREATE INDEX IF NOT EXISTS \"invoice__supplier_idx\" ON \"invoice\" (\"supplier\")"),
+            after[key].contains("CREATE INDEX IF NOT EXISTS \"invoice__supplier_idx\" ON \"invoice\" (\"supplier\""),
             "{key}: Link not indexed"
         );
     }
