@@ -329,8 +329,10 @@ fn declared_unique_indexes_are_unique() {
                 for ix in d.indexes.iter().filter(|ix| ix.unique) {
                     let cols: Vec<String> = ix.fields.iter().map(|f| format!("\"{f}\"")).collect();
                     let cols = format!("({})", cols.join(", "));
+                    // PostgreSQL indexes nullable columns NULLS FIRST; compare the column names.
                     let as_index = t.indexes.iter().any(|s| {
-                        s.starts_with("CREATE UNIQUE INDEX") && s.ends_with(&format!("ON \"{}\" {cols}", t.table))
+                        s.starts_with("CREATE UNIQUE INDEX")
+                            && s.replace(" NULLS FIRST", "").ends_with(&format!("ON \"{}\" {cols}", t.table))
                     });
                     let as_constraint = t.create.lines().any(|l| l.contains(&format!(" UNIQUE {cols}")));
                     if !as_index && !as_constraint {
