@@ -63,9 +63,9 @@ def wait_port(port):
     raise SystemExit(f"nothing listens on {port}")
 
 
-def wrk(script, env):
+def wrk(script, port, env):
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNS}", f"-d{DURATION}", "--latency", "-s", os.path.join(ROOT, "bench", "lua", script), "http://127.0.0.1"],
+        ["wrk", "-t2", f"-c{CONNS}", f"-d{DURATION}", "--latency", "-s", os.path.join(ROOT, "bench", "lua", script), f"http://127.0.0.1:{port}"],
         env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -98,17 +98,17 @@ def run_backend(backend):
         wait_port(8101)
         wait_port(8102)
         targets = {
-            "baseline": (base.pid, {"M_BENCH_PREFIX": "http://127.0.0.1:8102/customer", "M_BENCH_LIST_PATH": "http://127.0.0.1:8102/customer", "M_BENCH_TOKEN": ""}),
-            "generated": (gen.pid, {"M_BENCH_PREFIX": "http://127.0.0.1:8101/api/v1/Customer", "M_BENCH_LIST_PATH": "http://127.0.0.1:8101/api/v1/Customer?total=false", "M_BENCH_TOKEN": token}),
+            "baseline": (base.pid, 8102, {"M_BENCH_PREFIX": "/customer", "M_BENCH_LIST_PATH": "/customer", "M_BENCH_TOKEN": ""}),
+            "generated": (gen.pid, 8101, {"M_BENCH_PREFIX": "/api/v1/Customer", "M_BENCH_LIST_PATH": "/api/v1/Customer?total=false", "M_BENCH_TOKEN": token}),
         }
         rows = []
         for scenario, script in [("get by id", "get.lua"), ("list 20", "list.lua"), ("create", "create.lua")]:
             result = {}
             for name in ["baseline", "generated"]:
-                pid, env = targets[name]
+                pid, port, env = targets[name]
                 env = {**env, "M_BENCH_IDS": ids}
                 s0, p0 = cpu_ticks(pid), postgres_ticks()
-                requests, rps, errors, p50, p99 = wrk(script, env)
+                requests, rps, errors, p50, p99 = wrk(script, port, env)
                 s1, p1 = cpu_ticks(pid), postgres_ticks()
                 ok = max(requests - errors, 1)
                 server_us = (s1 - s0) / TICK / ok * 1e6

@@ -343,99 +343,113 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Response {
     let insert = format!("INSERT INTO \"customer\" ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
     let owner = "Administrator";
     match &*state {
-        Backend::Pg(pool) => {
-            let mut c = match pool.get().await {
-                Ok(c) => c,
-                Err(e) => return error(e),
-            };
-            c.busy = true;
-            let result: Result<Customer, sqlx::Error> = async {
-                let mut tx = c.conn.begin().await?;
-                if let Some(t) = &body.territory {
-                    sqlx::query_scalar::<_, String>(link).bind(t).fetch_one(&mut *tx).await?;
-                }
-                let n: i64 = sqlx::query_scalar(series).bind("CUST-").fetch_one(&mut *tx).await?;
-                let name = format!("CUST-{n:05}");
-                let customer = Customer {
-                    id,
-                    name,
-                    owner: owner.into(),
-                    modified_by: owner.into(),
-                    creation: now,
-                    modified: now,
-                    customer_name: body.customer_name,
-                    email: body.email,
-                    territory: body.territory,
-                    credit_limit: body.credit_limit,
+        Backend::Pg(_) => {
+            // As on SQLite: the transaction runs to its end even if the client goes away.
+            let state = state.clone();
+            let task = tokio::spawn(async move {
+                let Backend::Pg(pool) = &*state else { unreachable!("PostgreSQL backend") };
+                let mut c = match pool.get().await {
+                    Ok(c) => c,
+                    Err(e) => return error(e),
                 };
-                sqlx::query(&insert)
-                    .bind(customer.id)
-                    .bind(&customer.name)
-                    .bind(&customer.owner)
-                    .bind(&customer.modified_by)
-                    .bind(customer.creation)
-                    .bind(customer.modified)
-                    .bind(&customer.customer_name)
-                    .bind(&customer.email)
-                    .bind(&customer.territory)
-                    .bind(customer.credit_limit)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(customer)
-            }
-            .await;
-            c.busy = false;
-            match result {
-                Ok(customer) => json(StatusCode::CREATED, &customer),
-                Err(e) => error(e),
-            }
+                c.busy = true;
+                let result: Result<Customer, sqlx::Error> = async {
+                    let mut tx = c.conn.begin().await?;
+                    if let Some(t) = &body.territory {
+                        sqlx::query_scalar::<_, String>(link).bind(t).fetch_one(&mut *tx).await?;
+                    }
+                    let n: i64 = sqlx::query_scalar(series).bind("CUST-").fetch_one(&mut *tx).await?;
+                    let name = format!("CUST-{n:05}");
+                    let customer = Customer {
+                        id,
+                        name,
+                        owner: owner.into(),
+                        modified_by: owner.into(),
+                        creation: now,
+                        modified: now,
+                        customer_name: body.customer_name,
+                        email: body.email,
+                        territory: body.territory,
+                        credit_limit: body.credit_limit,
+                    };
+                    sqlx::query(&insert)
+                        .bind(customer.id)
+                        .bind(&customer.name)
+                        .bind(&customer.owner)
+                        .bind(&customer.modified_by)
+                        .bind(customer.creation)
+                        .bind(customer.modified)
+                        .bind(&customer.customer_name)
+                        .bind(&customer.email)
+                        .bind(&customer.territory)
+                        .bind(customer.credit_limit)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(customer)
+                }
+                .await;
+                c.busy = false;
+                match result {
+                    Ok(customer) => json(StatusCode::CREATED, &customer),
+                    Err(e) => error(e),
+                }
+            });
+            task.await.unwrap_or_else(error)
         }
-        Backend::Lite { writer, .. } => {
-            let mut c = writer.lock().await;
-            let result: Result<Customer, sqlx::Error> = async {
-                sqlx::query("BEGIN IMMEDIATE").execute(&mut *c).await?;
-                if let Some(t) = &body.territory {
-                    sqlx::query_scalar::<_, String>(&link.replace("$1", "?")).bind(t).fetch_one(&mut *c).await?;
+        Backend::Lite { .. } => {
+            // Run the transaction on its own task: a client that goes away mid-request must not
+            // leave the writer inside BEGIN IMMEDIATE.
+            let state = state.clone();
+            let task = tokio::spawn(async move {
+                let Backend::Lite { writer, .. } = &*state else { unreachable!("SQLite backend") };
+                let mut c = writer.lock().await;
+                let result: Result<Customer, sqlx::Error> = async {
+                    sqlx::query("BEGIN IMMEDIATE").execute(&mut *c).await?;
+                    if let Some(t) = &body.territory {
+                        sqlx::query_scalar::<_, String>(&link.replace("$1", "?")).bind(t).fetch_one(&mut *c).await?;
+                    }
+                    let n: i64 =
+                        sqlx::query_scalar(&series.replace("$1", "?")).bind("CUST-").fetch_one(&mut *c).await?;
+                    let customer = Customer {
+                        id,
+                        name: format!("CUST-{n:05}"),
+                        owner: owner.into(),
+                        modified_by: owner.into(),
+                        creation: now,
+                        modified: now,
+                        customer_name: body.customer_name,
+                        email: body.email,
+                        territory: body.territory,
+                        credit_limit: body.credit_limit,
+                    };
+                    let lite_insert = (1..=10).fold(insert.clone(), |s, i| s.replacen(&format!("${i}"), "?", 1));
+                    sqlx::query(&lite_insert)
+                        .bind(customer.id.to_string())
+                        .bind(&customer.name)
+                        .bind(&customer.owner)
+                        .bind(&customer.modified_by)
+                        .bind(customer.creation.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+                        .bind(customer.modified.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+                        .bind(&customer.customer_name)
+                        .bind(&customer.email)
+                        .bind(&customer.territory)
+                        .bind(customer.credit_limit.map(|d| d.to_string()))
+                        .execute(&mut *c)
+                        .await?;
+                    sqlx::query("COMMIT").execute(&mut *c).await?;
+                    Ok(customer)
                 }
-                let n: i64 = sqlx::query_scalar(&series.replace("$1", "?")).bind("CUST-").fetch_one(&mut *c).await?;
-                let customer = Customer {
-                    id,
-                    name: format!("CUST-{n:05}"),
-                    owner: owner.into(),
-                    modified_by: owner.into(),
-                    creation: now,
-                    modified: now,
-                    customer_name: body.customer_name,
-                    email: body.email,
-                    territory: body.territory,
-                    credit_limit: body.credit_limit,
-                };
-                let lite_insert = (1..=10).fold(insert.clone(), |s, i| s.replacen(&format!("${i}"), "?", 1));
-                sqlx::query(&lite_insert)
-                    .bind(customer.id.to_string())
-                    .bind(&customer.name)
-                    .bind(&customer.owner)
-                    .bind(&customer.modified_by)
-                    .bind(customer.creation.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-                    .bind(customer.modified.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-                    .bind(&customer.customer_name)
-                    .bind(&customer.email)
-                    .bind(&customer.territory)
-                    .bind(customer.credit_limit.map(|d| d.to_string()))
-                    .execute(&mut *c)
-                    .await?;
-                sqlx::query("COMMIT").execute(&mut *c).await?;
-                Ok(customer)
-            }
-            .await;
-            match result {
-                Ok(customer) => json(StatusCode::CREATED, &customer),
-                Err(e) => {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *c).await;
-                    error(e)
+                .await;
+                match result {
+                    Ok(customer) => json(StatusCode::CREATED, &customer),
+                    Err(e) => {
+                        let _ = sqlx::query("ROLLBACK").execute(&mut *c).await;
+                        error(e)
+                    }
                 }
-            }
+            });
+            task.await.unwrap_or_else(error)
         }
     }
 }

@@ -30,13 +30,13 @@ pub enum AuthError {
     Invalid,
 }
 
-/// How requests are authenticated.
-#[derive(Clone)]
+/// How requests are authenticated (shared behind an `Arc`; never cloned per request).
+#[expect(clippy::large_enum_variant, reason = "one instance per server")]
 pub enum Authenticator {
     /// No key (development): every request is the Administrator.
     DevAdministrator,
     /// HS256 with a shared key.
-    Hs256 { decoding: Box<DecodingKey>, validation: Box<Validation> },
+    Hs256 { decoding: DecodingKey, validation: Validation },
 }
 
 impl Authenticator {
@@ -46,7 +46,7 @@ impl Authenticator {
         validation.leeway = 30;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Authenticator::Hs256 { decoding: Box::new(DecodingKey::from_secret(secret)), validation: Box::new(validation) }
+        Authenticator::Hs256 { decoding: DecodingKey::from_secret(secret), validation }
     }
 
     /// The principal for an `Authorization` header value (or its absence).

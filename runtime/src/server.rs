@@ -39,8 +39,12 @@ impl Server {
                 Authenticator::DevAdministrator
             }
         };
-        let state =
-            ApiState { repo: repo.clone(), auth, openapi: Arc::from(openapi), max_body_bytes: config.max_body_bytes };
+        let state = ApiState {
+            repo: repo.clone(),
+            auth: Arc::new(auth),
+            openapi: Arc::from(openapi),
+            max_body_bytes: config.max_body_bytes,
+        };
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         Ok(Server { listener, router: router(state), repo })

@@ -58,6 +58,8 @@ impl From<sqlx::Error> for DbError {
                     }
                     sqlx::error::ErrorKind::ForeignKeyViolation => DbError::ForeignKey,
                     sqlx::error::ErrorKind::NotNullViolation => DbError::NotNull { column: message },
+                    // SQLite: the file is locked by another process beyond the busy timeout.
+                    _ if message.starts_with("database is locked") => DbError::Unavailable(message),
                     // PostgreSQL: string_data_right_truncation (varchar(n) overflow).
                     _ if db.code().as_deref() == Some("22001") => DbError::TooLong,
                     // SQLite reports some constraint failures only through the message.

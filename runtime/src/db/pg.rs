@@ -71,8 +71,28 @@ impl PgDb {
             .build()
             .map_err(|e| DbError::Other(e.to_string()))?;
         let db = PgDb { pool };
-        // Connect once now, so a bad URL or a down server fails at startup with a clear message.
-        drop(db.get().await?);
+        // Open the kept connections now: a bad URL or a down server fails at startup with a clear
+        // message, and the first requests do not pay for connecting.
+        let mut warm = Vec::new();
+        for _ in 0..config.min_connections.clamp(1, config.max_connections.max(1)) {
+            warm.push(db.get().await?);
+        }
+        drop(warm);
+        // Connections opened under load beyond the kept ones close once idle for a minute.
+        let pool = db.pool.clone();
+        let keep = config.min_connections;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                if pool.is_closed() {
+                    break;
+                }
+                if pool.status().size > keep {
+                    pool.retain(|_, metrics| metrics.last_used() < Duration::from_secs(60));
+                }
+            }
+        });
         Ok(db)
     }
 

@@ -28,7 +28,7 @@ use crate::repo::{Expect, Page, Repo, RepoError, etag};
 #[derive(Clone)]
 pub struct ApiState {
     pub repo: Repo,
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     pub openapi: Arc<str>,
     pub max_body_bytes: usize,
 }
