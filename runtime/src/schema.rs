@@ -28,6 +28,17 @@ async fn existing_columns(db: &Db, table: &str) -> Result<Vec<String>, DbError> 
     Ok(rows.into_iter().filter_map(|r| r.into_iter().next()).filter_map(|v| v.as_str().map(str::to_string)).collect())
 }
 
+/// Tables of the application that do not exist in the database.
+pub async fn missing_tables(db: &Db, app: &App) -> Result<Vec<String>, DbError> {
+    let mut missing = Vec::new();
+    for schema in app.schemas() {
+        if existing_columns(db, schema.meta.table).await?.is_empty() {
+            missing.push(schema.meta.table.to_string());
+        }
+    }
+    Ok(missing)
+}
+
 /// Create what is missing, in one transaction.
 pub async fn ensure(db: &Db, app: &App) -> Result<SchemaReport, DbError> {
     let dialect = db.dialect();

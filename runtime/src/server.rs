@@ -77,8 +77,17 @@ async fn prepare_schema(config: &Config, db: &Db, app: &App) -> anyhow::Result<(
             }
             Ok(())
         }
-        // Production never changes the schema by itself.
-        Mode::Production => Ok(()),
+        // Production never changes the schema by itself, and does not serve without it.
+        Mode::Production => {
+            let missing = schema::missing_tables(db, app).await.context("cannot read the schema")?;
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "the database lacks the tables {missing:?}; production never creates them (start once with --dev against this database, or apply the schema in generated/)"
+                )
+            }
+        }
     }
 }
 

@@ -9,3 +9,4 @@ mod lifecycle;
 mod list;
 mod permissions;
 mod regenerate;
+mod startup;
