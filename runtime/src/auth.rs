@@ -36,7 +36,37 @@ pub enum Authenticator {
     /// No key (development): every request is the Administrator.
     DevAdministrator,
     /// HS256 with a shared key.
-    Hs256 { decoding: DecodingKey, validation: Validation },
+    Hs256 { decoding: DecodingKey, validation: Validation, verified: VerifiedTokens },
+}
+
+/// Tokens already verified, with their principal and expiry: a client sends the same token on
+/// every request, and a token cannot change, so it is checked once and then looked up until it
+/// expires. Bounded: when full it is emptied.
+#[derive(Default)]
+pub struct VerifiedTokens {
+    map: std::sync::RwLock<std::collections::HashMap<String, (Principal, u64)>>,
+}
+
+const MAX_VERIFIED_TOKENS: usize = 10_000;
+
+impl VerifiedTokens {
+    fn get(&self, token: &str, now: u64) -> Option<Principal> {
+        let map = self.map.read().ok()?;
+        map.get(token).filter(|(_, exp)| now < *exp).map(|(p, _)| p.clone())
+    }
+
+    fn put(&self, token: &str, principal: &Principal, exp: u64) {
+        if let Ok(mut map) = self.map.write() {
+            if map.len() >= MAX_VERIFIED_TOKENS {
+                map.clear();
+            }
+            map.insert(token.to_string(), (principal.clone(), exp));
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl Authenticator {
@@ -46,7 +76,11 @@ impl Authenticator {
         validation.leeway = 30;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Authenticator::Hs256 { decoding: DecodingKey::from_secret(secret), validation }
+        Authenticator::Hs256 {
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            verified: VerifiedTokens::default(),
+        }
     }
 
     /// The principal for an `Authorization` header value (or its absence).
@@ -58,7 +92,7 @@ impl Authenticator {
                 Some(_) => Err(AuthError::Invalid),
                 None => Ok(Principal::administrator()),
             },
-            Authenticator::Hs256 { decoding, validation } => {
+            Authenticator::Hs256 { decoding, validation, verified } => {
                 let header = authorization.ok_or(AuthError::Missing)?;
                 let token = header
                     .strip_prefix("Bearer ")
@@ -66,12 +100,19 @@ impl Authenticator {
                     .map(str::trim)
                     .filter(|t| !t.is_empty())
                     .ok_or(AuthError::Invalid)?;
+                let now = unix_now();
+                if let Some(principal) = verified.get(token, now) {
+                    return Ok(principal);
+                }
                 let data =
                     jsonwebtoken::decode::<Claims>(token, decoding, validation).map_err(|_| AuthError::Invalid)?;
                 if data.claims.sub.trim().is_empty() {
                     return Err(AuthError::Invalid);
                 }
-                Ok(Principal { user: data.claims.sub, roles: data.claims.roles })
+                let principal = Principal { user: data.claims.sub, roles: data.claims.roles };
+                // Cached until `exp` itself (the leeway applies to the first check only).
+                verified.put(token, &principal, data.claims.exp);
+                Ok(principal)
             }
         }
     }
@@ -99,6 +140,8 @@ mod tests {
         let token = sign_hs256(key, &claims).unwrap();
         let p = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
         assert_eq!(p.user, "a@x.com");
+        // The second use is answered from the verified-token cache, with the same principal.
+        assert_eq!(auth.authenticate(Some(&format!("Bearer {token}"))).unwrap(), p);
         assert_eq!(auth.authenticate(None), Err(AuthError::Missing));
         assert_eq!(auth.authenticate(Some("Bearer nope")), Err(AuthError::Invalid));
         let expired = Claims { exp: now() - 3600, ..claims.clone() };

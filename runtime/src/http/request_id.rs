@@ -19,6 +19,17 @@ pub fn current() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
+/// A new request id: a random per-process prefix and a counter, unique without a system call per
+/// request (UUID generation reads the OS random source every time).
+fn generate() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+    format!("{prefix}-{:010x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
 fn well_formed(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
@@ -30,7 +41,7 @@ pub async fn middleware(req: Request, next: Next) -> Response {
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| well_formed(v))
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
+        .map_or_else(generate, str::to_string);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
