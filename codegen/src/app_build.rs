@@ -124,3 +124,32 @@ pub fn artifacts(project: &Project, title: &str, version: &str) -> Vec<(String, 
     out.push(("generated/erd.md".to_string(), crate::erd::mermaid(project)));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_files_without_a_doctype_are_warnings() {
+        let root = std::env::temp_dir().join(format!("m-app-build-{}", std::process::id()));
+        let (doctypes, hooks, out) = (root.join("doctypes"), root.join("hooks"), root.join("out"));
+        for d in [&doctypes, &hooks, &out] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(doctypes.join("note.toml"), "name = \"Note\"\n\n[fields.title]\ntype = \"Data\"\n").unwrap();
+        std::fs::write(hooks.join("note.rs"), "").unwrap();
+        std::fs::write(hooks.join("gone.rs"), "").unwrap();
+        let warnings = generate(&doctypes, &hooks, &out).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("src/hooks/gone.rs"), "{warnings:?}");
+        let modules = std::fs::read_to_string(out.join("hooks.rs")).unwrap();
+        assert!(modules.contains("mod note;") && !modules.contains("mod gone;"), "{modules}");
+        let note = std::fs::read_to_string(out.join("note.rs")).unwrap();
+        assert!(note.contains(", hooks, toml = "), "the struct is marked as having hooks:\n{note}");
+        // Writing again leaves unchanged files untouched.
+        let before = std::fs::metadata(out.join("note.rs")).unwrap().modified().unwrap();
+        generate(&doctypes, &hooks, &out).unwrap();
+        assert_eq!(std::fs::metadata(out.join("note.rs")).unwrap().modified().unwrap(), before);
+        std::fs::remove_dir_all(root).ok();
+    }
+}
