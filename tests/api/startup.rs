@@ -23,3 +23,17 @@ async fn production_refuses_a_database_without_its_tables() {
     Server::build(&config(Mode::Production), app(), m::doctypes::OPENAPI).await.expect("production start");
     std::fs::remove_dir_all(dir).ok();
 }
+
+crate::both!(development_adds_missing_tables_and_columns, |app| {
+    use m_runtime::db::Db;
+    // Drop a column and a table behind the server's back, as an older schema would lack them.
+    let db = Db::connect(app.config.database_url.expose(), &app.config.pool()).await.unwrap();
+    db.execute_script(&["ALTER TABLE \"customer\" DROP COLUMN \"email\"".to_string()]).await.unwrap();
+    db.execute_script(&["DROP TABLE \"invoice_item\"".to_string()]).await.unwrap();
+    let schema_app = m_runtime::app::App::new("m", "0.1.0", crate::support::doctypes()).unwrap();
+    let server = Server::build(&app.config, schema_app, m::doctypes::OPENAPI).await.expect("development start");
+    drop(server);
+    crate::support::seed(&app).await;
+    let c = app.get("/api/v1/Customer?fields=email").send().await.expect(200).json;
+    assert_eq!(c["items"][0]["email"], serde_json::Value::Null);
+});

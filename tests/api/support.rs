@@ -115,6 +115,7 @@ pub enum Backend {
 
 /// A running application with its own database, removed on drop.
 pub struct TestApp {
+    pub config: Config,
     router: axum::Router,
     cleanup: Option<Cleanup>,
 }
@@ -214,7 +215,7 @@ impl TestApp {
             ..Config::default()
         };
         let app = m_runtime::app::App::new("m", "0.1.0", doctypes()).expect("valid application");
-        let mut test = TestApp { router: axum::Router::new(), cleanup: Some(cleanup) };
+        let mut test = TestApp { config: config.clone(), router: axum::Router::new(), cleanup: Some(cleanup) };
         let server = Server::build(&config, app, m::doctypes::OPENAPI).await.expect("server starts");
         test.router = server.router();
         Some(test)
