@@ -2,7 +2,7 @@
 //! whose `#[doctype(toml = "…")]` attribute carries the DocType's TOML. `m-macros` is a shim over
 //! [`expand`].
 //!
-//! The expansion is deliberately thin (DESIGN.md §1): static metadata, DDL strings and two small
+//! The expansion is deliberately thin (ARCHITECTURE.md): static metadata, DDL strings and two small
 //! non-generic conversion functions. Handlers, SQL building and validation live once in the runtime.
 
 use proc_macro2::{Span, TokenStream};

@@ -3,7 +3,7 @@
 
 use crate::names;
 
-/// A field's type (DESIGN.md §2).
+/// A field's type (the README's DocType reference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldType {
     Data,

@@ -35,7 +35,7 @@ fn toml_error(file: &str, source: &str, err: &toml::de::Error) -> Diagnostic {
         let all: Vec<&str> = [spec::DOCTYPE_KEYS, spec::FIELD_KEYS, spec::GRANT_KEYS].concat();
         diag = match names::closest(unknown, all.iter().copied()) {
             Some(close) => diag.with_hint(format!("did you mean `{close}`?")),
-            None => diag.with_hint("remove the key; DESIGN.md §2 lists the keys of format v1"),
+            None => diag.with_hint("remove the key; the README's DocType TOML reference lists the keys of format v1"),
         };
     } else if message.starts_with("duplicate key") {
         diag = diag.with_hint("each field and key may appear once per table");

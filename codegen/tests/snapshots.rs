@@ -23,7 +23,7 @@ use m_codegen::{derive, diagnostic, erd, openapi, rust_source};
 /// snapshot.
 const KNOWN_MISSED: &[(&str, &str)] = &[];
 
-/// Invalid fixtures whose diagnostics have no hint yet (DESIGN.md §2: every build error carries a
+/// Invalid fixtures whose diagnostics have no hint yet (the README's DocType reference: every build error carries a
 /// hint). When one gets a hint, remove it from this list and accept its snapshot.
 const KNOWN_NO_HINT: &[&str] = &[];
 

@@ -1,4 +1,4 @@
-//! Authentication: turn a request's credentials into a [`Principal`] (DESIGN.md §4).
+//! Authentication: turn a request's credentials into a [`Principal`] (the README's identity section).
 //!
 //! With a key configured, a bearer HS256 JWT is required: `sub` names the user and the `roles`
 //! claim lists roles (until users live in the database). The algorithm comes from the server,

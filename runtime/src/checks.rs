@@ -1,4 +1,4 @@
-//! Value rules of DESIGN.md §2 applied to a document before it is written: required,
+//! Value rules of the README's DocType reference applied to a document before it is written: required,
 //! max_length, Select options, min/max, regex, Email/URL form, decimal precision. Every problem
 //! is collected (the client sees them all in one 422).
 

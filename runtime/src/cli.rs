@@ -88,6 +88,10 @@ pub fn main(info: AppInfo) -> ExitCode {
             if let Some(p) = port {
                 config.port = p;
             }
+            if let Err(e) = config.check() {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {

@@ -111,17 +111,17 @@ const ENV_KEYS: &[&str] = &[
 
 impl Config {
     /// Load defaults, then `m.toml` in the working directory (if present), then the environment.
+    /// Call [`Config::check`] once command-line overrides are applied.
     pub fn load() -> Result<Config, String> {
         let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file("m.toml"))
             .merge(Env::prefixed("M_").only(ENV_KEYS))
             .merge(Env::raw().only(&["database_url", "redis_url"]));
-        let config: Config = figment.extract().map_err(|e| format!("invalid configuration: {e}"))?;
-        config.check()?;
-        Ok(config)
+        figment.extract().map_err(|e| format!("invalid configuration: {e}"))
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Refuse configurations that cannot run (production without a strong secret, zero sizes).
+    pub fn check(&self) -> Result<(), String> {
         if self.max_page_size == 0 {
             return Err("M_MAX_PAGE_SIZE must be at least 1".into());
         }

@@ -25,7 +25,7 @@ pub trait DocType: Sized + Send {
     fn write_doc(self, doc: &mut Doc);
 }
 
-/// A standard column (DESIGN.md §2). The order here is the table's column order.
+/// A standard column (the README's DocType reference). The order here is the table's column order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Std {
     Id,
@@ -242,7 +242,7 @@ impl Doc {
     }
 }
 
-/// Serializes a document as its JSON object (DESIGN.md §2 forms).
+/// Serializes a document as its JSON object (in the forms of the README's DocType reference).
 pub struct DocJson<'a> {
     doc: &'a Doc,
     projection: Option<&'a [usize]>,

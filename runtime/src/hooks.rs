@@ -2,10 +2,11 @@
 //! in `src/hooks/<table>.rs`; the build finds the file and the runtime calls the hooks around
 //! every write.
 //!
-//! Order: `validate` and `before_save` run before the value checks and the write (they may read
-//! other documents through [`HookCtx`]); `after_save`, `on_submit` and `on_cancel` run in the
-//! write transaction after the change, so an error from them rolls it back; `before_delete` runs
-//! before the delete and can refuse it.
+//! Every hook runs inside the write transaction. `validate` and `before_save` run after Links are
+//! resolved and before the value checks and the write (on create, update and submit);
+//! `after_save`, `on_submit` and `on_cancel` run after the change, so an error from them rolls it
+//! back; `before_delete` runs before the delete and can refuse it. Hooks read other documents
+//! through [`HookCtx`], in the same transaction.
 
 use std::future::Future;
 

@@ -1,4 +1,4 @@
-//! List parameters (DESIGN.md §3) parsed into a typed [`ListQuery`] checked against a DocType's
+//! List parameters (the README's HTTP API section) parsed into a typed [`ListQuery`] checked against a DocType's
 //! metadata. Field names become column indexes, operators an enum, values typed [`Value`]s; the
 //! query builder never sees request text.
 

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use crate::doc::Doc;
 use crate::hooks::{HookCtx, HookError, HookEvent};
 
-/// A field's type; the same names as the TOML types (DESIGN.md §2).
+/// A field's type; the same names as the TOML types (the README's DocType reference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldKind {
     Data,

@@ -1,4 +1,4 @@
-//! Document names from a DocType's naming rule (DESIGN.md §2).
+//! Document names from a DocType's naming rule (the README's DocType reference).
 
 use chrono::{Datelike, Utc};
 

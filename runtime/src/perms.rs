@@ -1,4 +1,4 @@
-//! Identity and type-level permissions (DESIGN.md §4): who is acting, which actions their roles
+//! Identity and type-level permissions (the README's identity section): who is acting, which actions their roles
 //! grant on a DocType, and the row scope that follows from those grants.
 
 use crate::meta::{DocMeta, RoleGrant};

@@ -650,7 +650,7 @@ impl Repo {
         Ok(())
     }
 
-    /// Execute a write and turn constraint violations into the statuses of DESIGN.md §3.
+    /// Execute a write and turn constraint violations into the statuses of the README's HTTP API section.
     async fn write(&self, tx: &mut Tx, schema: &DocSchema, sql: Sql, kind: WriteKind) -> Result<u64> {
         match tx.execute(&sql.text, sql.binds).await {
             Ok(n) => Ok(n),
@@ -853,7 +853,7 @@ fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
     if issues.is_empty() { Ok(version) } else { Err(RepoError::Validation(issues)) }
 }
 
-/// Defaults of DESIGN.md §2 for fields left out (and `false` for Check), on a new document and
+/// Defaults of the README's DocType reference for fields left out (and `false` for Check), on a new document and
 /// its rows.
 fn apply_defaults(doc: &mut Doc) {
     let schema = doc.schema.clone();

@@ -28,9 +28,12 @@ async fn existing_columns(db: &Db, table: &str) -> Result<Vec<String>, DbError> 
     Ok(rows.into_iter().filter_map(|r| r.into_iter().next()).filter_map(|v| v.as_str().map(str::to_string)).collect())
 }
 
-/// Tables of the application that do not exist in the database.
+/// Tables of the application (and the runtime's naming-series table) missing from the database.
 pub async fn missing_tables(db: &Db, app: &App) -> Result<Vec<String>, DbError> {
     let mut missing = Vec::new();
+    if existing_columns(db, "m_series").await?.is_empty() {
+        missing.push("m_series".to_string());
+    }
     for schema in app.schemas() {
         if existing_columns(db, schema.meta.table).await?.is_empty() {
             missing.push(schema.meta.table.to_string());

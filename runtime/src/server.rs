@@ -84,7 +84,7 @@ async fn prepare_schema(config: &Config, db: &Db, app: &App) -> anyhow::Result<(
                 Ok(())
             } else {
                 anyhow::bail!(
-                    "the database lacks the tables {missing:?}; production never creates them (start once with --dev against this database, or apply the schema in generated/)"
+                    "the database lacks the tables {missing:?}; production never creates them (run `m start --dev` once against this database)"
                 )
             }
         }

@@ -129,7 +129,7 @@ impl Value {
         }
     }
 
-    /// The JSON form of a value (DESIGN.md §2), for output.
+    /// The JSON form of a value (the README's DocType reference), for output.
     pub fn to_json(&self) -> Json {
         match self {
             Value::Null => Json::Null,

@@ -1,5 +1,5 @@
 //! Database access: PostgreSQL through sqlx connections held in a ping-free, cancel-safe pool,
-//! SQLite through one writer connection and a pool of readers (DESIGN.md §6). Above this module
+//! SQLite through one writer connection and a pool of readers (ARCHITECTURE.md). Above this module
 //! everything is dialect-neutral: SQL text from the query builder, typed [`Value`] binds, rows
 //! decoded by the columns' [`FieldKind`]s.
 

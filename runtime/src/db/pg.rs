@@ -1,7 +1,7 @@
 //! PostgreSQL: sqlx connections in a deadpool pool that never pings. A connection is marked busy
 //! while a statement runs and in-transaction between BEGIN and COMMIT; if the caller's future is
 //! dropped mid-statement the mark stays, and the pool closes that connection instead of handing
-//! it out again (BENCHMARKS.md: the pings of sqlx's own pool double PostgreSQL's cost per query).
+//! it out again (measured: the pings of sqlx's own pool double PostgreSQL's cost per query).
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The one error shape of the API (DESIGN.md §3):
+//! The one error shape of the API (the README's HTTP API section):
 //! `{"error": {"code", "message", "request_id", "details"}}`. Building the response has no side
 //! effects; 5xx are logged by the request middleware, which sees the status.
 

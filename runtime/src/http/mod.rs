@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN.md §3). The only module that knows axum: handlers are written once and
+//! The HTTP API (the README's HTTP API section). The only module that knows axum: handlers are written once and
 //! dispatch on the DocType named in the path, through the repository.
 
 mod docs;
