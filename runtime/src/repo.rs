@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::checks::{FieldIssue, check_doc};
-use crate::db::{Db, DbError, Dialect, Tx};
+use crate::db::{Db, DbError, Dialect, Fetch, Tx};
 use crate::doc::{Doc, DocSchema, FieldRef, Std};
 use crate::hooks::{HookCtx, HookError, HookEvent};
 use crate::list_query::{ListLimits, ListQuery};
@@ -210,20 +210,7 @@ impl Repo {
         if snapshot {
             conn.begin_read().await?;
         }
-        let mut doc = None;
-        for attempt in DocRef::attempts(r) {
-            let sql = query::select_one(&schema, self.dialect(), &attempt, &scope);
-            if let Some(row) = conn.fetch(&sql.text, sql.binds, &all_kinds(&schema)).await?.into_iter().next() {
-                doc = Some(Self::row_to_doc(&schema, &all_columns(&schema), row));
-                break;
-            }
-        }
-        let mut doc = doc.ok_or(RepoError::NotFound)?;
-        for (i, t) in schema.tables.iter().enumerate() {
-            let sql = query::select_children(&t.child, &schema, self.dialect(), doc.name(), t.name, &scope);
-            let rows = conn.fetch(&sql.text, sql.binds, &all_kinds(&t.child)).await?;
-            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, &all_columns(&t.child), r)).collect();
-        }
+        let doc = self.load(&mut conn, &schema, r, &scope, false).await?;
         if snapshot {
             conn.end_read().await?;
         }
@@ -232,13 +219,26 @@ impl Repo {
 
     /// Load a document with its child rows inside a write transaction, locking it on PostgreSQL.
     async fn load_for_write(&self, tx: &mut Tx, schema: &Arc<DocSchema>, r: &str, scope: &Scope) -> Result<Doc> {
+        self.load(tx, schema, r, scope, self.dialect() == Dialect::Postgres).await
+    }
+
+    /// One document in scope by `{ref}` (an `id` first when it looks like one, then a `name`), with
+    /// its child rows.
+    async fn load<C: Fetch>(
+        &self,
+        c: &mut C,
+        schema: &Arc<DocSchema>,
+        r: &str,
+        scope: &Scope,
+        for_update: bool,
+    ) -> Result<Doc> {
         let mut doc = None;
         for attempt in DocRef::attempts(r) {
             let mut sql = query::select_one(schema, self.dialect(), &attempt, scope);
-            if self.dialect() == Dialect::Postgres {
+            if for_update {
                 sql.push(" FOR UPDATE");
             }
-            if let Some(row) = tx.fetch(&sql.text, sql.binds, &all_kinds(schema)).await?.into_iter().next() {
+            if let Some(row) = c.fetch(&sql.text, sql.binds, &all_kinds(schema)).await?.into_iter().next() {
                 doc = Some(Self::row_to_doc(schema, &all_columns(schema), row));
                 break;
             }
@@ -246,8 +246,9 @@ impl Repo {
         let mut doc = doc.ok_or(RepoError::NotFound)?;
         for (i, t) in schema.tables.iter().enumerate() {
             let sql = query::select_children(&t.child, schema, self.dialect(), doc.name(), t.name, scope);
-            let rows = tx.fetch(&sql.text, sql.binds, &all_kinds(&t.child)).await?;
-            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, &all_columns(&t.child), r)).collect();
+            let rows = c.fetch(&sql.text, sql.binds, &all_kinds(&t.child)).await?;
+            let cols = all_columns(&t.child);
+            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, &cols, r)).collect();
         }
         Ok(doc)
     }

@@ -165,6 +165,28 @@ impl Db {
     }
 }
 
+/// Something that runs a query: a connection or a transaction.
+pub trait Fetch: Send {
+    fn fetch(
+        &mut self,
+        sql: &str,
+        binds: Binds,
+        kinds: &[FieldKind],
+    ) -> impl std::future::Future<Output = Result<Vec<Row>, DbError>> + Send;
+}
+
+impl Fetch for Conn {
+    async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+        Conn::fetch(self, sql, binds, kinds).await
+    }
+}
+
+impl Fetch for Tx {
+    async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+        Tx::fetch(self, sql, binds, kinds).await
+    }
+}
+
 /// One connection, for reads or inside a transaction.
 pub enum Conn {
     Pg(pg::PgConnGuard),
