@@ -5,6 +5,8 @@
 //! never from the token; `exp` and `sub` are required. Without a key, in development, requests
 //! act as the built-in Administrator.
 
+use std::sync::Arc;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -44,18 +46,18 @@ pub enum Authenticator {
 /// expires. Bounded: when full it is emptied.
 #[derive(Default)]
 pub struct VerifiedTokens {
-    map: std::sync::RwLock<std::collections::HashMap<String, (Principal, u64)>>,
+    map: std::sync::RwLock<std::collections::HashMap<String, (Arc<Principal>, u64)>>,
 }
 
 const MAX_VERIFIED_TOKENS: usize = 10_000;
 
 impl VerifiedTokens {
-    fn get(&self, token: &str, now: u64) -> Option<Principal> {
+    fn get(&self, token: &str, now: u64) -> Option<Arc<Principal>> {
         let map = self.map.read().ok()?;
         map.get(token).filter(|(_, exp)| now < *exp).map(|(p, _)| p.clone())
     }
 
-    fn put(&self, token: &str, principal: &Principal, exp: u64) {
+    fn put(&self, token: &str, principal: &Arc<Principal>, exp: u64) {
         if let Ok(mut map) = self.map.write() {
             if map.len() >= MAX_VERIFIED_TOKENS {
                 map.clear();
@@ -84,13 +86,13 @@ impl Authenticator {
     }
 
     /// The principal for an `Authorization` header value (or its absence).
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<Principal>, AuthError> {
         match self {
             Authenticator::DevAdministrator => match authorization {
                 // A token sent to a server without a key cannot be verified: refuse it rather than
                 // silently acting as someone else.
                 Some(_) => Err(AuthError::Invalid),
-                None => Ok(Principal::administrator()),
+                None => Ok(Arc::new(Principal::administrator())),
             },
             Authenticator::Hs256 { decoding, validation, verified } => {
                 let header = authorization.ok_or(AuthError::Missing)?;
@@ -109,7 +111,7 @@ impl Authenticator {
                 if data.claims.sub.trim().is_empty() {
                     return Err(AuthError::Invalid);
                 }
-                let principal = Principal { user: data.claims.sub, roles: data.claims.roles };
+                let principal = Arc::new(Principal { user: data.claims.sub, roles: data.claims.roles });
                 // Cached until `exp` itself (the leeway applies to the first check only).
                 verified.put(token, &principal, data.claims.exp);
                 Ok(principal)

@@ -103,6 +103,9 @@ pub struct DocSchema {
     pub meta: &'static DocMeta,
     pub columns: Vec<Column>,
     pub tables: Vec<TableField>,
+    /// Every column's index and kind, in order (a full select's projection and row decoding).
+    pub all_columns: Vec<usize>,
+    pub all_kinds: Vec<FieldKind>,
     by_name: HashMap<&'static str, FieldRef>,
 }
 
@@ -143,7 +146,9 @@ impl DocSchema {
         for (i, t) in tables.iter().enumerate() {
             by_name.insert(t.name, FieldRef::Table(i));
         }
-        Ok(DocSchema { meta, columns, tables, by_name })
+        let all_columns = (0..columns.len()).collect();
+        let all_kinds = columns.iter().map(|c| c.kind).collect();
+        Ok(DocSchema { meta, columns, tables, all_columns, all_kinds, by_name })
     }
 
     pub fn name(&self) -> &'static str {

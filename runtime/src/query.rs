@@ -121,9 +121,8 @@ pub fn kinds(schema: &DocSchema, cols: &[usize]) -> Vec<FieldKind> {
 
 /// `SELECT <all columns> FROM t WHERE <ref> AND <scope>`.
 pub fn select_one(schema: &DocSchema, dialect: Dialect, r: &DocRef, scope: &Scope) -> Sql {
-    let cols: Vec<usize> = (0..schema.columns.len()).collect();
     let mut sql = Sql::new(dialect);
-    sql.select_columns(schema, &cols);
+    sql.select_columns(schema, &schema.all_columns);
     where_ref(&mut sql, r);
     sql.scope(scope);
     sql

@@ -169,6 +169,10 @@ impl Repo {
     }
 
     fn row_to_doc(schema: &Arc<DocSchema>, cols: &[usize], row: Vec<Value>) -> Doc {
+        if cols.len() == schema.columns.len() && cols.iter().enumerate().all(|(n, &i)| n == i) {
+            // A full row is already in column order.
+            return Doc { schema: schema.clone(), values: row, tables: vec![Vec::new(); schema.tables.len()] };
+        }
         let mut doc = Doc::empty(schema.clone());
         for (&i, v) in cols.iter().zip(row) {
             doc.values[i] = v;
@@ -238,17 +242,17 @@ impl Repo {
             if for_update {
                 sql.push(" FOR UPDATE");
             }
-            if let Some(row) = c.fetch(&sql.text, sql.binds, &all_kinds(schema)).await?.into_iter().next() {
-                doc = Some(Self::row_to_doc(schema, &all_columns(schema), row));
+            if let Some(row) = c.fetch(&sql.text, sql.binds, &schema.all_kinds).await?.into_iter().next() {
+                doc = Some(Self::row_to_doc(schema, &schema.all_columns, row));
                 break;
             }
         }
         let mut doc = doc.ok_or(RepoError::NotFound)?;
         for (i, t) in schema.tables.iter().enumerate() {
             let sql = query::select_children(&t.child, schema, self.dialect(), doc.name(), t.name, scope);
-            let rows = c.fetch(&sql.text, sql.binds, &all_kinds(&t.child)).await?;
-            let cols = all_columns(&t.child);
-            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, &cols, r)).collect();
+            let rows = c.fetch(&sql.text, sql.binds, &t.child.all_kinds).await?;
+            let cols = &t.child.all_columns;
+            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, cols, r)).collect();
         }
         Ok(doc)
     }
@@ -484,7 +488,7 @@ impl Repo {
         let col =
             schema.column(field).ok_or_else(|| RepoError::Internal(format!("{doctype} has no field `{field}`")))?;
         let sql = query::select_one(&schema, self.dialect(), &DocRef::Name(name.to_string()), &Scope::all());
-        let row = tx.fetch(&sql.text, sql.binds, &all_kinds(&schema)).await?.into_iter().next();
+        let row = tx.fetch(&sql.text, sql.binds, &schema.all_kinds).await?.into_iter().next();
         Ok(row.and_then(|mut r| r.get_mut(col).map(std::mem::take)).unwrap_or(Value::Null))
     }
 
@@ -711,14 +715,6 @@ enum WriteKind {
     Insert,
     Update,
     Delete,
-}
-
-fn all_columns(schema: &DocSchema) -> Vec<usize> {
-    (0..schema.columns.len()).collect()
-}
-
-fn all_kinds(schema: &DocSchema) -> Vec<FieldKind> {
-    schema.columns.iter().map(|c| c.kind).collect()
 }
 
 /// The field a unique-constraint violation is about: PostgreSQL names the constraint

@@ -157,6 +157,10 @@ impl Serialize for Value {
             Value::Bool(b) => s.serialize_bool(*b),
             Value::Uuid(u) => s.collect_str(u),
             Value::Json(j) => j.serialize(s),
+            Value::Date(d) => s.collect_str(&d.format("%Y-%m-%d")),
+            // `%.f` writes 0, 3, 6 or 9 fraction digits as needed, like `format_datetime`.
+            Value::Datetime(t) => s.collect_str(&t.format("%Y-%m-%dT%H:%M:%S%.fZ")),
+            Value::Time(t) => s.collect_str(&t.format("%H:%M:%S")),
             other => other.to_json().serialize(s),
         }
     }
@@ -225,5 +229,9 @@ mod tests {
     fn datetimes_are_utc() {
         let v = Value::parse_text(FieldKind::Datetime, "2026-11-26T10:30:00+01:00").unwrap();
         assert_eq!(v.to_json(), json!("2026-11-26T09:30:00Z"));
+        assert_eq!(serde_json::to_value(&v).unwrap(), v.to_json());
+        let v = Value::parse_text(FieldKind::Datetime, "2026-11-26T10:30:00.123456789Z").unwrap();
+        assert_eq!(serde_json::to_value(&v).unwrap(), json!("2026-11-26T10:30:00.123456Z"));
+        assert_eq!(serde_json::to_value(&v).unwrap(), v.to_json());
     }
 }

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
@@ -76,12 +76,25 @@ async fn health() -> Response {
     json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
-fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let value = match headers.get(header::AUTHORIZATION) {
-        Some(v) => Some(v.to_str().map_err(|_| crate::auth::AuthError::Invalid)?),
-        None => None,
-    };
-    Ok(state.auth.authenticate(value)?)
+/// The authenticated caller of a request, and the preconditions it sent (`If-Match`). A missing
+/// or invalid credential is a 401 before anything else is read.
+struct Caller {
+    who: Arc<Principal>,
+    expect: Expect,
+}
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let authorization = match parts.headers.get(header::AUTHORIZATION) {
+            Some(v) => Some(v.to_str().map_err(|_| crate::auth::AuthError::Invalid)?),
+            None => None,
+        };
+        let who = state.auth.authenticate(authorization)?;
+        let if_match = parts.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
+        Ok(Caller { who, expect: Expect { if_match } })
+    }
 }
 
 fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
@@ -108,10 +121,6 @@ fn location(doctype: &str, name: &str) -> String {
     format!("/api/v1/{}/{}", enc(doctype), enc(name))
 }
 
-fn expect(headers: &HeaderMap) -> Expect {
-    Expect { if_match: headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string) }
-}
-
 /// Read a JSON body within the size limit, in our error shape.
 async fn json_body(state: &ApiState, body: Body) -> Result<serde_json::Value, ApiError> {
     let bytes: Bytes = axum::body::to_bytes(body, state.max_body_bytes)
@@ -136,14 +145,14 @@ async fn list(
     State(state): State<ApiState>,
     DocPath(doctype): DocPath<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = principal(&state, &headers)?;
-    let schema = state.repo.authorize(&who, &doctype, Action::Read)?;
+    let who = &*caller.who;
+    let schema = state.repo.authorize(who, &doctype, Action::Read)?;
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
-    let page: Page = state.repo.list(&who, &doctype, &q).await?;
+    let page: Page = state.repo.list(who, &doctype, &q).await?;
     // Lists never carry child rows: project every column when `fields` is absent.
     let all: Vec<usize> = (0..schema.columns.len()).collect();
     let projection = page.projection.as_deref().unwrap_or(&all);
@@ -160,13 +169,13 @@ async fn list(
 async fn create(
     State(state): State<ApiState>,
     DocPath(doctype): DocPath<String>,
-    headers: HeaderMap,
+    caller: Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let who = principal(&state, &headers)?;
-    state.repo.authorize(&who, &doctype, Action::Create)?;
+    let who = &*caller.who;
+    state.repo.authorize(who, &doctype, Action::Create)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc = state.repo.create(&who, &doctype, &body).await?;
+    let doc = state.repo.create(who, &doctype, &body).await?;
     let mut res = doc_response(StatusCode::CREATED, &doc);
     if let Ok(v) = HeaderValue::from_str(&location(&doctype, doc.name())) {
         res.headers_mut().insert(header::LOCATION, v);
@@ -177,54 +186,54 @@ async fn create(
 async fn read(
     State(state): State<ApiState>,
     DocPath((doctype, docref)): DocPath<(String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = principal(&state, &headers)?;
-    let doc = state.repo.get(&who, &doctype, &docref).await?;
+    let who = &*caller.who;
+    let doc = state.repo.get(who, &doctype, &docref).await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
 async fn update(
     State(state): State<ApiState>,
     DocPath((doctype, docref)): DocPath<(String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let who = principal(&state, &headers)?;
-    state.repo.authorize(&who, &doctype, Action::Write)?;
+    let who = &*caller.who;
+    state.repo.authorize(who, &doctype, Action::Write)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc = state.repo.update(&who, &doctype, &docref, &body, &expect(&headers)).await?;
+    let doc = state.repo.update(who, &doctype, &docref, &body, &caller.expect).await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
 async fn delete(
     State(state): State<ApiState>,
     DocPath((doctype, docref)): DocPath<(String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = principal(&state, &headers)?;
-    state.repo.delete(&who, &doctype, &docref, &expect(&headers)).await?;
+    let who = &*caller.who;
+    state.repo.delete(who, &doctype, &docref, &caller.expect).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn lifecycle(
     State(state): State<ApiState>,
     DocPath((doctype, docref, action)): DocPath<(String, String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = principal(&state, &headers)?;
-    let expect = expect(&headers);
+    let who = &*caller.who;
+    let expect = &caller.expect;
     match action.as_str() {
         "submit" => Ok(doc_response(
             StatusCode::OK,
-            &state.repo.transition(&who, &doctype, &docref, Action::Submit, &expect).await?,
+            &state.repo.transition(who, &doctype, &docref, Action::Submit, &expect).await?,
         )),
         "cancel" => Ok(doc_response(
             StatusCode::OK,
-            &state.repo.transition(&who, &doctype, &docref, Action::Cancel, &expect).await?,
+            &state.repo.transition(who, &doctype, &docref, Action::Cancel, &expect).await?,
         )),
         "amend" => {
-            let doc = state.repo.amend(&who, &doctype, &docref, &expect).await?;
+            let doc = state.repo.amend(who, &doctype, &docref, &expect).await?;
             let mut res = doc_response(StatusCode::CREATED, &doc);
             if let Ok(v) = HeaderValue::from_str(&location(&doctype, doc.name())) {
                 res.headers_mut().insert(header::LOCATION, v);
@@ -258,9 +267,9 @@ struct FieldInfo {
 async fn meta(
     State(state): State<ApiState>,
     DocPath(doctype): DocPath<String>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = principal(&state, &headers)?;
+    let who = &*caller.who;
     let schema = state.repo.schema(&doctype)?;
     let actions = perms::allowed_actions(schema.meta, &who);
     if !actions.contains(&"read") {
