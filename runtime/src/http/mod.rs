@@ -226,14 +226,14 @@ async fn lifecycle(
     match action.as_str() {
         "submit" => Ok(doc_response(
             StatusCode::OK,
-            &state.repo.transition(who, &doctype, &docref, Action::Submit, &expect).await?,
+            &state.repo.transition(who, &doctype, &docref, Action::Submit, expect).await?,
         )),
         "cancel" => Ok(doc_response(
             StatusCode::OK,
-            &state.repo.transition(who, &doctype, &docref, Action::Cancel, &expect).await?,
+            &state.repo.transition(who, &doctype, &docref, Action::Cancel, expect).await?,
         )),
         "amend" => {
-            let doc = state.repo.amend(who, &doctype, &docref, &expect).await?;
+            let doc = state.repo.amend(who, &doctype, &docref, expect).await?;
             let mut res = doc_response(StatusCode::CREATED, &doc);
             if let Ok(v) = HeaderValue::from_str(&location(&doctype, doc.name())) {
                 res.headers_mut().insert(header::LOCATION, v);
