@@ -271,7 +271,7 @@ async fn meta(
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
     let schema = state.repo.schema(&doctype)?;
-    let actions = perms::allowed_actions(schema.meta, &who);
+    let actions = perms::allowed_actions(schema.meta, who);
     if !actions.contains(&"read") {
         return Err(RepoError::Forbidden { doctype: doctype.clone(), action: "read" }.into());
     }
