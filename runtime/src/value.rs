@@ -138,7 +138,7 @@ impl Value {
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
             Value::Decimal(d) => decimal_number(d),
             Value::Bool(b) => Json::Bool(*b),
-            Value::Date(d) => Json::String(d.format("%Y-%m-%d").to_string()),
+            Value::Date(d) => Json::String(d.to_string()),
             Value::Datetime(t) => Json::String(format_datetime(t)),
             Value::Time(t) => Json::String(t.format("%H:%M:%S").to_string()),
             Value::Json(j) => j.clone(),
@@ -157,9 +157,10 @@ impl Serialize for Value {
             Value::Bool(b) => s.serialize_bool(*b),
             Value::Uuid(u) => s.collect_str(u),
             Value::Json(j) => j.serialize(s),
-            Value::Date(d) => s.collect_str(&d.format("%Y-%m-%d")),
-            // `%.f` writes 0, 3, 6 or 9 fraction digits as needed, like `format_datetime`.
-            Value::Datetime(t) => s.collect_str(&t.format("%Y-%m-%dT%H:%M:%S%.fZ")),
+            // `Display` of a date is ISO `YYYY-MM-DD`; neither this nor `format_datetime` parses a
+            // format string per value (chrono's `format` does, which is slow in lists).
+            Value::Date(d) => s.collect_str(d),
+            Value::Datetime(t) => s.serialize_str(&format_datetime(t)),
             Value::Time(t) => s.collect_str(&t.format("%H:%M:%S")),
             other => other.to_json().serialize(s),
         }
