@@ -112,12 +112,14 @@ def run_backend(backend):
                 s1, p1 = cpu_ticks(pid), postgres_ticks()
                 ok = max(requests - errors, 1)
                 server_us = (s1 - s0) / TICK / ok * 1e6
-                pg_us = (p1 - p0) / TICK / ok * 1e6 if backend == "postgres" else 0.0
+                # Backends that exit during a run (autovacuum workers) take their ticks with them;
+                # a negative sum is reported as unknown.
+                pg_us = (p1 - p0) / TICK / ok * 1e6 if backend == "postgres" and p1 >= p0 else float("nan")
                 result[name] = (rps, p50, p99, errors, server_us, pg_us)
                 rows.append(f"| {backend} | {scenario} | {name} | {rps:,.0f} | {p50} | {p99} | {errors} | {server_us:.0f} | {pg_us:.0f} |")
                 print(rows[-1], flush=True)
             b, g = result["baseline"], result["generated"]
-            ratio = f"| {backend} | {scenario} | ratio generated/baseline | {g[0] / b[0]:.2f}x req/s | | | | {g[4] / max(b[4], 1e-9):.2f}x server CPU | {(g[5] / b[5]) if b[5] else 0:.2f}x PG CPU |"
+            ratio = f"| {backend} | {scenario} | ratio generated/baseline | {g[0] / b[0]:.2f}x req/s | | | | {g[4] / max(b[4], 1e-9):.2f}x server CPU | {g[5] / b[5] if b[5] else float('nan'):.2f}x PG CPU |"
             rows.append(ratio)
             print(ratio, flush=True)
         return rows
