@@ -406,3 +406,100 @@ pub fn internal_tables(dialect: Dialect) -> Vec<String> {
     };
     vec![format!("CREATE TABLE IF NOT EXISTS m_series (prefix {text} PRIMARY KEY, current {int} NOT NULL)")]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::doc::DocSchema;
+    use crate::list_query::{ListLimits, parse};
+    use crate::meta::{Ddl, DocMeta, FieldMeta, Naming};
+
+    const EMPTY_DDL: Ddl = Ddl { create: "", columns: &[], foreign_keys: &[], indexes: &[] };
+
+    static FIELDS: &[FieldMeta] = &[FieldMeta {
+        name: "qty",
+        kind: FieldKind::Currency,
+        to: None,
+        required: false,
+        unique: false,
+        index: false,
+        default: None,
+        options: &[],
+        max_length: None,
+        precision: Some(18),
+        scale: Some(6),
+        min: None,
+        max: None,
+        regex: None,
+        read_only: false,
+        hidden: false,
+        description: None,
+    }];
+
+    static META: DocMeta = DocMeta {
+        name: "Note",
+        table: "note",
+        naming: Naming::Hash,
+        title_field: None,
+        submittable: false,
+        optimistic: false,
+        child: false,
+        parent: None,
+        description: None,
+        fields: FIELDS,
+        permissions: &[],
+        user_permissions: &[],
+        ddl_postgres: EMPTY_DDL,
+        ddl_sqlite: EMPTY_DDL,
+        hooks: None,
+    };
+
+    fn schema() -> Arc<DocSchema> {
+        Arc::new(DocSchema::new(&META, &|_| None).expect("schema"))
+    }
+
+    fn owner_scope() -> Scope {
+        Scope { owner: Some("a@example.com".into()) }
+    }
+
+    /// Every statement on existing rows carries the owner predicate, with the owner bound.
+    #[test]
+    fn the_scope_is_in_every_statement_on_existing_rows() {
+        let s = schema();
+        let q = parse(&s, &[("qty[gt]".into(), "2".into())], &ListLimits::default()).expect("query");
+        let id = uuid::Uuid::nil();
+        for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+            let statements = [
+                select_one(&s, dialect, &DocRef::Name("x".into()), &owner_scope()),
+                select_list(&s, dialect, &q, &s.all_columns, &owner_scope()),
+                count(&s, dialect, &q, &owner_scope()),
+                update(&s, dialect, &vec![Value::Null; s.columns.len()], &owner_scope(), None),
+                delete(&s, dialect, id, &owner_scope()),
+                find_name(&s, dialect, &DocRef::Id(id), &owner_scope()),
+                select_children(&s, &s, dialect, "x", "items", &owner_scope()),
+            ];
+            for sql in statements {
+                assert!(sql.text.contains("\"owner\" = "), "{dialect:?}: no scope in {}", sql.text);
+                assert!(
+                    sql.binds.iter().any(|(_, v)| *v == Value::Str("a@example.com".into())),
+                    "{dialect:?}: owner not bound in {}",
+                    sql.text
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn values_are_bound_and_decimals_compare_as_numbers_on_sqlite() {
+        let s = schema();
+        let q = parse(&s, &[("qty[gt]".into(), "2.5".into())], &ListLimits::default()).expect("query");
+        let pg = select_list(&s, Dialect::Postgres, &q, &s.all_columns, &Scope::all());
+        assert!(pg.text.contains("\"qty\" > $1"), "{}", pg.text);
+        assert!(!pg.text.contains("2.5"), "values are never inlined: {}", pg.text);
+        let lite = select_list(&s, Dialect::Sqlite, &q, &s.all_columns, &Scope::all());
+        assert!(lite.text.contains("CAST(\"qty\" AS REAL) > CAST(? AS REAL)"), "{}", lite.text);
+        assert!(lite.text.ends_with("LIMIT ? OFFSET ?"), "{}", lite.text);
+    }
+}
