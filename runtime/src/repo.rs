@@ -519,9 +519,15 @@ impl Repo {
         })
     }
 
-    /// `<original>-N` with the next free N, read inside the inserting transaction (on SQLite the
-    /// writer serializes amendments; on PostgreSQL a concurrent one is a 409 `duplicate`).
+    /// `<original>-N` with the next free N, read inside the inserting transaction.
     async fn next_amendment(&self, tx: &mut Tx, schema: &DocSchema, original: &str) -> Result<String> {
+        if self.dialect() == Dialect::Postgres {
+            // Concurrent amendments of one document queue on its row, so each sees the names
+            // the others committed (SQLite's single writer already serializes them).
+            let mut lock = query::find_name(schema, self.dialect(), &DocRef::Name(original.to_string()), &Scope::all());
+            lock.push(" FOR UPDATE");
+            tx.fetch(&lock.text, lock.binds, &[FieldKind::Data]).await?;
+        }
         let sql = query::names_like(schema, self.dialect(), original);
         let taken = tx.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?;
         let prefix = format!("{original}-");

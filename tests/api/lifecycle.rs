@@ -81,3 +81,22 @@ both!(if_match_and_version, |app| {
         .expect_error(412, "precondition_failed");
     app.delete(&cpath).header("if-match", "\"stale\"").send().await.expect_error(412, "precondition_failed");
 });
+
+both!(concurrent_amendments_get_distinct_names, |app| {
+    let (_, invoice) = seed(&app).await;
+    let path = format!("/api/v1/Invoice/{invoice}");
+    app.req("POST", &format!("{path}/submit")).send().await.expect(200);
+    app.req("POST", &format!("{path}/cancel")).send().await.expect(200);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let req = app.req("POST", &format!("{path}/amend"));
+        tasks.push(tokio::spawn(async move { req.send().await }));
+    }
+    let mut names = Vec::new();
+    for t in tasks {
+        names.push(t.await.unwrap().expect(201).json["name"].as_str().unwrap().to_string());
+    }
+    names.sort();
+    let expected: Vec<String> = (1..=4).map(|n| format!("{invoice}-{n}")).collect();
+    assert_eq!(names, expected);
+});
