@@ -138,10 +138,6 @@ impl Repo {
         &self.inner.app
     }
 
-    pub fn db(&self) -> &Db {
-        &self.inner.db
-    }
-
     pub fn limits(&self) -> &ListLimits {
         &self.inner.limits
     }

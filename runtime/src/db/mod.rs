@@ -195,13 +195,6 @@ pub enum Conn {
 }
 
 impl Conn {
-    pub fn dialect(&self) -> Dialect {
-        match self {
-            Conn::Pg(_) => Dialect::Postgres,
-            _ => Dialect::Sqlite,
-        }
-    }
-
     pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
         match self {
             Conn::Pg(c) => c.fetch(sql, binds, kinds).await,
@@ -275,12 +268,6 @@ impl Tx {
 
     pub async fn commit(mut self) -> Result<(), DbError> {
         self.conn()?.finish(true).await?;
-        self.conn = None;
-        Ok(())
-    }
-
-    pub async fn rollback(mut self) -> Result<(), DbError> {
-        self.conn()?.finish(false).await?;
         self.conn = None;
         Ok(())
     }

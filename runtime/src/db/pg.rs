@@ -9,7 +9,7 @@ use std::time::Duration;
 use deadpool::managed::{self, Metrics, Object, Pool, RecycleError, RecycleResult};
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgRow};
-use sqlx::{Arguments, ConnectOptions, Connection, Row as _};
+use sqlx::{Arguments, ConnectOptions, Row as _};
 
 use super::{Binds, DbError, PoolConfig, Row};
 use crate::meta::FieldKind;
@@ -140,12 +140,6 @@ impl PgConnGuard {
         self.execute(if commit { "COMMIT" } else { "ROLLBACK" }, Vec::new()).await?;
         self.0.in_tx = false;
         Ok(())
-    }
-
-    /// Close the underlying connection (used when the pool should not keep it).
-    pub async fn close(self) {
-        let conn = Object::take(self.0);
-        let _ = conn.conn.close().await;
     }
 }
 

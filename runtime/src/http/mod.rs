@@ -114,6 +114,15 @@ fn doc_response(status: StatusCode, doc: &Doc) -> Response {
     res
 }
 
+/// 201 with the document, its ETag and `Location`.
+fn created(doctype: &str, doc: &Doc) -> Response {
+    let mut res = doc_response(StatusCode::CREATED, doc);
+    if let Ok(v) = HeaderValue::from_str(&location(doctype, doc.name())) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
 /// `/api/v1/<DocType>/<name>`, percent-encoded.
 fn location(doctype: &str, name: &str) -> String {
     let enc =
@@ -176,11 +185,7 @@ async fn create(
     state.repo.authorize(who, &doctype, Action::Create)?;
     let body = json_body(&state, req.into_body()).await?;
     let doc = state.repo.create(who, &doctype, &body).await?;
-    let mut res = doc_response(StatusCode::CREATED, &doc);
-    if let Ok(v) = HeaderValue::from_str(&location(&doctype, doc.name())) {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(res)
+    Ok(created(&doctype, &doc))
 }
 
 async fn read(
@@ -234,11 +239,7 @@ async fn lifecycle(
         )),
         "amend" => {
             let doc = state.repo.amend(who, &doctype, &docref, expect).await?;
-            let mut res = doc_response(StatusCode::CREATED, &doc);
-            if let Ok(v) = HeaderValue::from_str(&location(&doctype, doc.name())) {
-                res.headers_mut().insert(header::LOCATION, v);
-            }
-            Ok(res)
+            Ok(created(&doctype, &doc))
         }
         _ => Err(ApiError::NotFound),
     }
