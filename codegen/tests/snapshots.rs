@@ -18,28 +18,6 @@ use common::{Case, invalid_cases, load_valid, settings, snapshots_dir, valid_cas
 use m_codegen::ddl::{self, Dialect};
 use m_codegen::{derive, diagnostic, erd, openapi, rust_source};
 
-/// Invalid fixtures that m-codegen does not reject yet (each a known validation gap). They must
-/// still load; when one starts failing validation, remove it from this list and accept its
-/// snapshot.
-const KNOWN_MISSED: &[(&str, &str)] = &[];
-
-/// Invalid fixtures whose diagnostics have no hint yet (the README's DocType reference: every build error carries a
-/// hint). When one gets a hint, remove it from this list and accept its snapshot.
-const KNOWN_NO_HINT: &[&str] = &[];
-
-/// Valid cases whose generated DDL reuses a relation name (a known bug: `names::constraint_name`
-/// joins table and columns with `_`, which is ambiguous). When fixed, remove the case here.
-const KNOWN_NAME_COLLISIONS: &[&str] = &[];
-
-/// Valid cases where a declared unique `[[indexes]]` entry is rendered as a plain index (a known
-/// bug in `ddl::table_ddl`: declared indexes are de-duplicated against the automatic ones by
-/// column list, ignoring `unique`). When fixed, remove the case here.
-const KNOWN_LOST_UNIQUE: &[&str] = &[];
-
-/// Valid cases whose generated Rust source does not parse (a known bug: a multi-line field
-/// description is written as one `///` line). When fixed, remove the case here.
-const KNOWN_BAD_RUST: &[&str] = &[];
-
 /// Run `check` on every case, then fail once, naming every case that failed.
 fn for_each_case(kind: &str, cases: &[Case], check: impl Fn(&Case)) {
     let mut failed = Vec::new();
@@ -97,25 +75,8 @@ fn valid_fixtures() {
 #[test]
 fn invalid_fixtures() {
     let cases = invalid_cases();
-    for name in KNOWN_MISSED.iter().map(|(n, _)| *n).chain(KNOWN_NO_HINT.iter().copied()) {
-        assert!(
-            cases.iter().any(|c| c.name == name),
-            "KNOWN_MISSED / KNOWN_NO_HINT name `{name}`, which is not an invalid fixture case"
-        );
-    }
     for_each_case("invalid", &cases, |case| {
-        let result = m_codegen::load_sources(&case.sources);
-        if let Some((_, gap)) = KNOWN_MISSED.iter().find(|(n, _)| *n == case.name) {
-            if let Err(diags) = result {
-                panic!(
-                    "invalid fixture case `{}` is now rejected ({gap}); remove it from KNOWN_MISSED and accept its snapshot:\n{}",
-                    case.name,
-                    diagnostic::render_all(&diags)
-                );
-            }
-            return;
-        }
-        let diags = match result {
+        let diags = match m_codegen::load_sources(&case.sources) {
             Ok(project) => panic!(
                 "invalid fixture case `{}` loaded without diagnostics (DocTypes: {:?})",
                 case.name,
@@ -138,17 +99,12 @@ fn invalid_fixtures() {
                 case.name
             );
         }
-        let has_hints = diags.iter().all(|d| d.hint.is_some());
-        if KNOWN_NO_HINT.contains(&case.name.as_str()) {
-            assert!(!has_hints, "invalid fixture case `{}` now has hints; remove it from KNOWN_NO_HINT", case.name);
-        } else {
-            assert!(
-                has_hints,
-                "invalid fixture case `{}`: a diagnostic has no hint:\n{}",
-                case.name,
-                diagnostic::render_all(&diags)
-            );
-        }
+        assert!(
+            diags.iter().all(|d| d.hint.is_some()),
+            "invalid fixture case `{}`: a diagnostic has no hint:\n{}",
+            case.name,
+            diagnostic::render_all(&diags)
+        );
         let single_file = format!("invalid/{}.toml", case.name);
         let fixture = if case.sources.len() == 1 && case.sources[0].0 == single_file {
             single_file
@@ -173,9 +129,7 @@ fn no_stale_fixture_snapshots() {
         }
     }
     for case in invalid_cases() {
-        if !KNOWN_MISSED.iter().any(|(n, _)| *n == case.name) {
-            expected.insert(format!("invalid__{}", case.name));
-        }
+        expected.insert(format!("invalid__{}", case.name));
     }
     let dir = snapshots_dir();
     let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -212,12 +166,6 @@ fn ident_after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
 #[test]
 fn ddl_identifiers_fit_and_do_not_collide() {
     let cases = valid_cases();
-    for name in KNOWN_NAME_COLLISIONS {
-        assert!(
-            cases.iter().any(|c| c.name == *name),
-            "KNOWN_NAME_COLLISIONS names `{name}`, which is not a valid fixture case"
-        );
-    }
     for_each_case("valid", &cases, |case| {
         let project = load_valid(&case.name, &case.sources);
         let sql = ddl::schema_sql(&project, Dialect::Postgres);
@@ -238,19 +186,7 @@ fn ddl_identifiers_fit_and_do_not_collide() {
         }
         let mut seen = BTreeSet::new();
         let dups: Vec<&str> = relations.iter().copied().filter(|r| !seen.insert(*r)).collect();
-        if KNOWN_NAME_COLLISIONS.contains(&case.name.as_str()) {
-            assert!(
-                !dups.is_empty(),
-                "case `{}` has no name collision any more; remove it from KNOWN_NAME_COLLISIONS",
-                case.name
-            );
-        } else {
-            assert!(
-                dups.is_empty(),
-                "case `{}`: relation names used twice in the PostgreSQL schema: {dups:?}",
-                case.name
-            );
-        }
+        assert!(dups.is_empty(), "case `{}`: relation names used twice in the PostgreSQL schema: {dups:?}", case.name);
     });
 }
 
@@ -259,12 +195,6 @@ fn ddl_identifiers_fit_and_do_not_collide() {
 #[test]
 fn generated_rust_parses_and_expands_to_the_same_ddl() {
     let cases = valid_cases();
-    for name in KNOWN_BAD_RUST {
-        assert!(
-            cases.iter().any(|c| c.name == *name),
-            "KNOWN_BAD_RUST names `{name}`, which is not a valid fixture case"
-        );
-    }
     for_each_case("valid", &cases, |case| {
         let project = load_valid(&case.name, &case.sources);
         let mut problems = Vec::new();
@@ -297,15 +227,7 @@ fn generated_rust_parses_and_expands_to_the_same_ddl() {
                 }
             }
         }
-        if KNOWN_BAD_RUST.contains(&case.name.as_str()) {
-            assert!(
-                !problems.is_empty(),
-                "case `{}` now generates good Rust; remove it from KNOWN_BAD_RUST",
-                case.name
-            );
-        } else {
-            assert!(problems.is_empty(), "case `{}`:\n{}", case.name, problems.join("\n"));
-        }
+        assert!(problems.is_empty(), "case `{}`:\n{}", case.name, problems.join("\n"));
     });
 }
 
@@ -314,12 +236,6 @@ fn generated_rust_parses_and_expands_to_the_same_ddl() {
 #[test]
 fn declared_unique_indexes_are_unique() {
     let cases = valid_cases();
-    for name in KNOWN_LOST_UNIQUE {
-        assert!(
-            cases.iter().any(|c| c.name == *name),
-            "KNOWN_LOST_UNIQUE names `{name}`, which is not a valid fixture case"
-        );
-    }
     for_each_case("valid", &cases, |case| {
         let project = load_valid(&case.name, &case.sources);
         let mut lost = Vec::new();
@@ -341,14 +257,6 @@ fn declared_unique_indexes_are_unique() {
                 }
             }
         }
-        if KNOWN_LOST_UNIQUE.contains(&case.name.as_str()) {
-            assert!(
-                !lost.is_empty(),
-                "case `{}` keeps every unique index now; remove it from KNOWN_LOST_UNIQUE",
-                case.name
-            );
-        } else {
-            assert!(lost.is_empty(), "case `{}`: declared unique indexes missing from the DDL: {lost:?}", case.name);
-        }
+        assert!(lost.is_empty(), "case `{}`: declared unique indexes missing from the DDL: {lost:?}", case.name);
     });
 }

@@ -181,7 +181,7 @@ impl Repo {
     pub async fn list(&self, who: &Principal, doctype: &str, q: &ListQuery) -> Result<Page> {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Read)?;
-        let cols: Vec<usize> = q.fields.clone().unwrap_or_else(|| (0..schema.columns.len()).collect());
+        let cols: &[usize] = q.fields.as_deref().unwrap_or(&schema.all_columns);
         let sql = query::select_list(&schema, self.dialect(), q, &cols, &scope);
         let mut conn = self.inner.db.reader().await?;
         let mut rows = conn.fetch(&sql.text, sql.binds, &query::kinds(&schema, &cols)).await?;
