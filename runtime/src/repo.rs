@@ -182,9 +182,9 @@ impl Repo {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Read)?;
         let cols: &[usize] = q.fields.as_deref().unwrap_or(&schema.all_columns);
-        let sql = query::select_list(&schema, self.dialect(), q, &cols, &scope);
+        let sql = query::select_list(&schema, self.dialect(), q, cols, &scope);
         let mut conn = self.inner.db.reader().await?;
-        let mut rows = conn.fetch(&sql.text, sql.binds, &query::kinds(&schema, &cols)).await?;
+        let mut rows = conn.fetch(&sql.text, sql.binds, &query::kinds(&schema, cols)).await?;
         let has_more = rows.len() > q.limit as usize;
         rows.truncate(q.limit as usize);
         let total = if q.total {
@@ -197,7 +197,7 @@ impl Repo {
         } else {
             None
         };
-        let rows = rows.into_iter().map(|r| Self::row_to_doc(&schema, &cols, r)).collect();
+        let rows = rows.into_iter().map(|r| Self::row_to_doc(&schema, cols, r)).collect();
         Ok(Page { rows, projection: q.fields.clone(), total, has_more, limit: q.limit, offset: q.offset })
     }
 
