@@ -6,6 +6,11 @@ pub mod doctypes {
     include!(concat!(env!("OUT_DIR"), "/doctypes.rs"));
 }
 
+/// The revisions of `migrations/`, embedded at build time.
+pub mod migrations {
+    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+}
+
 // Hand-written hooks: one file per DocType in src/hooks/, picked up by the build.
 mod hooks {
     include!(concat!(env!("OUT_DIR"), "/hooks.rs"));
@@ -19,5 +24,7 @@ pub fn app_info() -> m_runtime::cli::AppInfo {
         git: option_env!("M_GIT_DESCRIBE"),
         doctypes: doctypes::doctypes(),
         openapi: doctypes::OPENAPI,
+        migrations: migrations::MIGRATIONS,
+        migrations_dir: Some(migrations::MIGRATIONS_DIR),
     }
 }

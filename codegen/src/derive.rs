@@ -9,7 +9,6 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::{Data, DeriveInput, Fields, LitStr};
 
-use crate::ddl::{Dialect, TableDdl, table_ddl};
 use crate::ir::{DefaultValue, DocType, FieldType, Naming};
 use crate::validate::parse_doctype;
 
@@ -170,21 +169,6 @@ fn opt<T: quote::ToTokens>(v: Option<T>) -> TokenStream {
     }
 }
 
-fn ddl_tokens(t: &TableDdl) -> TokenStream {
-    let create = &t.create;
-    let cols = t.columns.iter().map(|(n, ty)| quote! { (#n, #ty) });
-    let fks = &t.foreign_keys;
-    let idx = &t.indexes;
-    quote! {
-        ::m_runtime::meta::Ddl {
-            create: #create,
-            columns: &[#(#cols),*],
-            foreign_keys: &[#(#fks),*],
-            indexes: &[#(#idx),*],
-        }
-    }
-}
-
 /// The `DocMeta` literal for a DocType.
 pub fn meta_tokens(d: &DocType, hooks: Option<&syn::Ident>) -> TokenStream {
     let name = &d.name;
@@ -255,8 +239,8 @@ pub fn meta_tokens(d: &DocType, hooks: Option<&syn::Ident>) -> TokenStream {
         }
     });
     let ups = &d.user_permissions;
-    let pg = ddl_tokens(&table_ddl(d, Dialect::Postgres));
-    let lite = ddl_tokens(&table_ddl(d, Dialect::Sqlite));
+    // The table in the schema model, for migrations (desired schema) at run time.
+    let schema = serde_json::to_string(&crate::migrate::model::table_of(d)).unwrap_or_default();
     // A `static` inside the impl cannot name `Self`, so the hook function is named by its type.
     let hooks = match hooks {
         Some(ident) => quote! { ::core::option::Option::Some(#ident::__m_hooks) },
@@ -276,8 +260,7 @@ pub fn meta_tokens(d: &DocType, hooks: Option<&syn::Ident>) -> TokenStream {
             fields: &[#(#fields),*],
             permissions: &[#(#perms),*],
             user_permissions: &[#(#ups),*],
-            ddl_postgres: #pg,
-            ddl_sqlite: #lite,
+            schema: #schema,
             hooks: #hooks,
         }
     }

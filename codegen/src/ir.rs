@@ -214,6 +214,8 @@ pub struct DocType {
     pub name_span: std::ops::Range<usize>,
     /// Whether the file sets `naming` (a child may not).
     pub naming_declared: bool,
+    /// The DocType's previous name: migrations rename its table instead of dropping it.
+    pub renamed_from: Option<String>,
 }
 
 impl DocType {

@@ -12,6 +12,7 @@ pub mod derive;
 pub mod diagnostic;
 pub mod erd;
 pub mod ir;
+pub mod migrate;
 pub mod names;
 pub mod openapi;
 pub mod project;

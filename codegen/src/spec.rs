@@ -18,6 +18,7 @@ pub const DOCTYPE_KEYS: &[&str] = &[
     "indexes",
     "permissions",
     "rls",
+    "renamed_from",
 ];
 
 /// Field keys, for hints.
@@ -63,6 +64,8 @@ pub struct RawDocType {
     #[serde(default)]
     pub permissions: IndexMap<Spanned<String>, Spanned<RawGrant>>,
     pub rls: Option<RawRls>,
+    /// The DocType's previous name, for a table rename in migrations.
+    pub renamed_from: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

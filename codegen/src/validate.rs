@@ -212,6 +212,7 @@ impl Cx<'_> {
             user_permissions,
             name_span: raw.name.span(),
             naming_declared: raw.naming.is_some(),
+            renamed_from: raw.renamed_from,
         }
     }
 

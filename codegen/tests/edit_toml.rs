@@ -57,7 +57,7 @@ fn append(sources: &[(String, String)], file: &str, extra: &str) -> Vec<(String,
 
 /// The `CREATE TABLE` statement of `table` in a schema script.
 fn create_table<'a>(sql: &'a str, table: &str) -> &'a str {
-    let head = format!("CREATE TABLE IF NOT EXISTS \"{table}\" (");
+    let head = format!("CREATE TABLE \"{table}\" (");
     let start = sql.find(&head).unwrap_or_else(|| panic!("no CREATE TABLE for {table} in:\n{sql}"));
     let len = sql[start..].find("\n);").unwrap_or_else(|| panic!("unterminated CREATE TABLE for {table}"));
     &sql[start..start + len]
@@ -181,7 +181,7 @@ fn adding_a_doctype_adds_its_table_path_schema_and_struct() {
             after[key]
         );
         assert!(
-            after[key].contains("CREATE INDEX IF NOT EXISTS \"invoice__supplier_idx\" ON \"invoice\" (\"supplier\""),
+            after[key].contains("CREATE INDEX \"invoice__supplier_idx\" ON \"invoice\" (\"supplier\""),
             "{key}: Link not indexed"
         );
     }

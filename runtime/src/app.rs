@@ -14,6 +14,10 @@ pub struct App {
     pub version: String,
     schemas: Vec<Arc<DocSchema>>,
     by_name: HashMap<&'static str, Arc<DocSchema>>,
+    /// Revisions embedded at build time: `(file name, content)`.
+    pub migrations: &'static [(&'static str, &'static str)],
+    /// The application's `migrations/` folder in its source tree (development).
+    pub migrations_dir: Option<std::path::PathBuf>,
 }
 
 impl App {
@@ -34,7 +38,25 @@ impl App {
             schemas.push(schema);
         }
         schemas.sort_by_key(|s| s.meta.name);
-        Ok(App { name: name.to_string(), version: version.to_string(), schemas, by_name })
+        Ok(App {
+            name: name.to_string(),
+            version: version.to_string(),
+            schemas,
+            by_name,
+            migrations: &[],
+            migrations_dir: None,
+        })
+    }
+
+    /// Attach the embedded revisions and the source tree's `migrations/` folder.
+    pub fn with_migrations(
+        mut self,
+        embedded: &'static [(&'static str, &'static str)],
+        dir: Option<std::path::PathBuf>,
+    ) -> App {
+        self.migrations = embedded;
+        self.migrations_dir = dir;
+        self
     }
 
     /// A DocType by name (children included).

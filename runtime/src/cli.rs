@@ -1,5 +1,5 @@
-//! The `m` command line. `start` serves the API; `routes` lists it. Later issues add `migrate:*`,
-//! `user:*`, `worker` and `job:run` as further subcommands of the same binary.
+//! The `m` command line. `start` serves the API; `routes` lists it; `migrate:*` manage the
+//! schema. Later issues add `user:*`, `worker` and `job:run` as further subcommands.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -19,6 +19,10 @@ pub struct AppInfo {
     pub git: Option<&'static str>,
     pub doctypes: Vec<&'static DocMeta>,
     pub openapi: &'static str,
+    /// Revisions embedded at build time: `(file name, content)`.
+    pub migrations: &'static [(&'static str, &'static str)],
+    /// The application's `migrations/` folder at build time (used when it still exists).
+    pub migrations_dir: Option<&'static str>,
 }
 
 #[derive(Parser, Debug)]
@@ -44,6 +48,63 @@ enum Command {
     },
     /// List the HTTP routes of this application.
     Routes,
+    /// Apply pending revisions (refuses DANGEROUS ones that are not acknowledged).
+    #[command(name = "migrate")]
+    Migrate(JsonFlag),
+    /// Applied and pending revisions, DocType changes without a revision, heads.
+    #[command(name = "migrate:status")]
+    MigrateStatus {
+        /// Also compare the database's tables, columns and indexes with the revisions.
+        #[arg(long)]
+        live: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Write a revision for the DocType changes, and print its review card.
+    #[command(name = "migrate:create")]
+    MigrateCreate {
+        /// A short name, e.g. add_phone_to_customer.
+        name: String,
+        /// Join the chain's two heads instead.
+        #[arg(long)]
+        merge: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Roll back applied revisions (one by default).
+    #[command(name = "migrate:rollback")]
+    MigrateRollback {
+        #[arg(long, conflicts_with = "to")]
+        steps: Option<usize>,
+        /// Roll back everything applied after this revision id.
+        #[arg(long)]
+        to: Option<String>,
+        /// Run a DANGEROUS downgrade (it loses data).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The log of applies, rollbacks and repairs.
+    #[command(name = "migrate:history")]
+    MigrateHistory(JsonFlag),
+    /// The chain's heads (exit status 1 with more than one).
+    #[command(name = "migrate:heads")]
+    MigrateHeads(JsonFlag),
+    /// Accept an edited, removed, failed or partial revision explicitly (logged).
+    #[command(name = "migrate:repair")]
+    MigrateRepair {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct JsonFlag {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Run the command line; the application's `main` calls this.
@@ -66,46 +127,69 @@ pub fn main(info: AppInfo) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
+    let app = app.with_migrations(info.migrations, info.migrations_dir.map(std::path::PathBuf::from));
+    let (dev, host, port) = match &cli.command {
         Command::Routes => {
             print!("{}", routes(&app));
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
-        Command::Start { host, port, dev } => {
-            let mut config = match Config::load() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            if dev {
-                config.env = Mode::Development;
-            }
-            if let Some(h) = host {
-                config.host = h;
-            }
-            if let Some(p) = port {
-                config.port = p;
-            }
-            if let Err(e) = config.check() {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(start(config, app, info.openapi)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Start { host, port, dev } => (*dev, *host, *port),
+        _ => (false, None, None),
+    };
+    let mut config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if dev {
+        config.env = Mode::Development;
+    }
+    if let Some(h) = host {
+        config.host = h;
+    }
+    if let Some(p) = port {
+        config.port = p;
+    }
+    if let Err(e) = config.check() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Start { .. } => runtime.block_on(start(config, app, info.openapi)).map(|()| ExitCode::SUCCESS),
+        other => {
+            runtime.block_on(crate::migrate::cli::run(other.into_migrate(), &config, &app)).map_err(anyhow::Error::from)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    fn into_migrate(self) -> crate::migrate::cli::MigrateCommand {
+        use crate::migrate::cli::MigrateCommand as M;
+        match self {
+            Command::Migrate(j) => M::Migrate { json: j.json },
+            Command::MigrateStatus { live, json } => M::Status { live, json: json.json },
+            Command::MigrateCreate { name, merge, json } => M::Create { name, merge, json: json.json },
+            Command::MigrateRollback { steps, to, force, json } => M::Rollback { steps, to, force, json: json.json },
+            Command::MigrateHistory(j) => M::History { json: j.json },
+            Command::MigrateHeads(j) => M::Heads { json: j.json },
+            Command::MigrateRepair { id, json } => M::Repair { id, json: json.json },
+            Command::Start { .. } | Command::Routes => M::Status { live: false, json: false },
         }
     }
 }

@@ -64,6 +64,13 @@ pub struct Config {
     pub sqlite_readers: usize,
     /// PostgreSQL statement timeout in seconds (`M_STATEMENT_TIMEOUT_SECS`).
     pub statement_timeout_secs: u64,
+    /// Where revisions are read and written in development (`M_MIGRATIONS_DIR`; default: the
+    /// application's `migrations/` when its source tree is present). Production reads only the
+    /// revisions embedded in the binary.
+    pub migrations_dir: Option<std::path::PathBuf>,
+    /// Migration sessions on PostgreSQL: `lock_timeout` and `statement_timeout` in seconds.
+    pub migrate_lock_timeout_secs: u64,
+    pub migrate_statement_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -86,6 +93,9 @@ impl Default for Config {
             db_max_lifetime_secs: 3600,
             sqlite_readers: 4,
             statement_timeout_secs: 10,
+            migrations_dir: None,
+            migrate_lock_timeout_secs: 10,
+            migrate_statement_timeout_secs: 600,
         }
     }
 }
@@ -107,6 +117,9 @@ const ENV_KEYS: &[&str] = &[
     "db_max_lifetime_secs",
     "sqlite_readers",
     "statement_timeout_secs",
+    "migrations_dir",
+    "migrate_lock_timeout_secs",
+    "migrate_statement_timeout_secs",
 ];
 
 impl Config {
@@ -144,6 +157,13 @@ impl Config {
             max_fields: self.max_fields,
             max_filters: self.max_filters,
             max_in_values: self.max_in_values,
+        }
+    }
+
+    pub fn migrate_timeouts(&self) -> crate::migrate::Timeouts {
+        crate::migrate::Timeouts {
+            lock: std::time::Duration::from_secs(self.migrate_lock_timeout_secs.max(1)),
+            statement: std::time::Duration::from_secs(self.migrate_statement_timeout_secs.max(1)),
         }
     }
 

@@ -133,15 +133,6 @@ pub struct RoleGrant {
     pub if_owner: bool,
 }
 
-/// DDL of one table on one dialect, rendered at build time by m-codegen.
-#[derive(Debug, Clone, Copy)]
-pub struct Ddl {
-    pub create: &'static str,
-    pub columns: &'static [(&'static str, &'static str)],
-    pub foreign_keys: &'static [&'static str],
-    pub indexes: &'static [&'static str],
-}
-
 /// A boxed future, the return type of hook functions in [`DocMeta::hooks`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -163,7 +154,7 @@ pub struct DocMeta {
     pub fields: &'static [FieldMeta],
     pub permissions: &'static [RoleGrant],
     pub user_permissions: &'static [&'static str],
-    pub ddl_postgres: Ddl,
-    pub ddl_sqlite: Ddl,
+    /// The table in m-codegen's schema model (JSON): the desired schema for migrations.
+    pub schema: &'static str,
     pub hooks: Option<HookFn>,
 }

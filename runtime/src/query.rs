@@ -414,9 +414,7 @@ mod tests {
     use super::*;
     use crate::doc::DocSchema;
     use crate::list_query::{ListLimits, parse};
-    use crate::meta::{Ddl, DocMeta, FieldMeta, Naming};
-
-    const EMPTY_DDL: Ddl = Ddl { create: "", columns: &[], foreign_keys: &[], indexes: &[] };
+    use crate::meta::{DocMeta, FieldMeta, Naming};
 
     static FIELDS: &[FieldMeta] = &[FieldMeta {
         name: "qty",
@@ -451,8 +449,7 @@ mod tests {
         fields: FIELDS,
         permissions: &[],
         user_permissions: &[],
-        ddl_postgres: EMPTY_DDL,
-        ddl_sqlite: EMPTY_DDL,
+        schema: "",
         hooks: None,
     };
 

@@ -1,5 +1,5 @@
-//! Building and running the HTTP server: connect the database, prepare the schema (development),
-//! bind the listener (port 0 in tests) and serve until ctrl-c / SIGTERM.
+//! Building and running the HTTP server: migrate (development) or check the schema (production),
+//! connect the database, bind the listener (port 0 in tests) and serve until ctrl-c / SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use crate::auth::Authenticator;
 use crate::config::{Config, Mode};
 use crate::db::Db;
 use crate::http::{ApiState, router};
+use crate::migrate;
 use crate::repo::Repo;
-use crate::schema;
 
 /// A bound, ready-to-serve server.
 pub struct Server {
@@ -25,10 +25,10 @@ pub struct Server {
 impl Server {
     /// Connect, prepare and bind. `openapi` is the application's generated OpenAPI document.
     pub async fn build(config: &Config, app: App, openapi: &str) -> anyhow::Result<Server> {
+        prepare_schema(config, &app).await?;
         let db = Db::connect(config.database_url.expose(), &config.pool())
             .await
             .context("cannot connect to the database")?;
-        prepare_schema(config, &db, &app).await?;
         let repo = Repo::new(app, db, config.list_limits());
         let auth = match &config.jwt_secret {
             Some(secret) => Authenticator::hs256(secret.expose().as_bytes()),
@@ -65,30 +65,15 @@ impl Server {
     }
 }
 
-async fn prepare_schema(config: &Config, db: &Db, app: &App) -> anyhow::Result<()> {
+/// Development applies SAFE revisions (writing one for SAFE DocType changes); production only
+/// checks that the database is at the chain's head and refuses to start otherwise.
+async fn prepare_schema(config: &Config, app: &App) -> anyhow::Result<()> {
+    let ctx = migrate::commands::Ctx::new(config, app)?;
     match config.env {
-        Mode::Development => {
-            let report = schema::ensure(db, app).await.context("cannot prepare the schema")?;
-            if !report.created_tables.is_empty() {
-                tracing::info!(tables = ?report.created_tables, "created tables (development)");
-            }
-            if !report.added_columns.is_empty() {
-                tracing::warn!(columns = ?report.added_columns, "added missing columns as nullable (development); production needs a migration");
-            }
-            Ok(())
-        }
-        // Production never changes the schema by itself, and does not serve without it.
-        Mode::Production => {
-            let missing = schema::missing_tables(db, app).await.context("cannot read the schema")?;
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                anyhow::bail!(
-                    "the database lacks the tables {missing:?}; production never creates them (run `m start --dev` once against this database)"
-                )
-            }
-        }
+        Mode::Development => migrate::commands::development_start(&ctx).await?,
+        Mode::Production => migrate::commands::production_check(&ctx).await?,
     }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,39 +1,66 @@
-//! Startup rules: development creates the schema, production never does and refuses to serve
-//! without it.
+//! Startup rules: a development start applies SAFE revisions and writes one for SAFE DocType
+//! changes; production never migrates and refuses pending revisions or DocType changes without
+//! a revision.
 
 use m_runtime::config::{Config, Mode, Secret};
 use m_runtime::server::Server;
 
-#[tokio::test]
-async fn production_refuses_a_database_without_its_tables() {
-    let dir = std::env::temp_dir().join(format!("m-test-{}", uuid::Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}/m.db", dir.display());
-    let config = |env| Config {
+use crate::support::Scratch;
+
+fn config(scratch: &Scratch, env: Mode) -> Config {
+    Config {
         env,
-        database_url: Secret::new(url.clone()),
+        database_url: Secret::new(scratch.url.clone()),
         jwt_secret: Some(Secret::new(crate::support::SECRET)),
         port: 0,
+        db_max_connections: 4,
+        db_min_connections: 1,
+        migrations_dir: Some(scratch.migrations_dir()),
         ..Config::default()
-    };
-    let app = || m_runtime::app::App::new("m", "0.1.0", crate::support::doctypes()).unwrap();
-    let err = Server::build(&config(Mode::Production), app(), m::doctypes::OPENAPI).await.err().expect("refused");
-    assert!(format!("{err:#}").contains("lacks the tables"), "{err:#}");
-    // A development start creates them; production then starts.
-    Server::build(&config(Mode::Development), app(), m::doctypes::OPENAPI).await.expect("development start");
-    Server::build(&config(Mode::Production), app(), m::doctypes::OPENAPI).await.expect("production start");
-    std::fs::remove_dir_all(dir).ok();
+    }
 }
 
-crate::both!(development_adds_missing_tables_and_columns, |app| {
-    use m_runtime::db::Db;
-    // Drop a column and a table behind the server's back, as an older schema would lack them.
-    let db = Db::connect(app.config.database_url.expose(), &app.config.pool()).await.unwrap();
-    db.execute_script(&["ALTER TABLE \"customer\" DROP COLUMN \"email\"".to_string()]).await.unwrap();
-    db.execute_script(&["DROP TABLE \"invoice_item\"".to_string()]).await.unwrap();
-    let schema_app = m_runtime::app::App::new("m", "0.1.0", crate::support::doctypes()).unwrap();
-    let server = Server::build(&app.config, schema_app, m::doctypes::OPENAPI).await.expect("development start");
-    drop(server);
-    crate::support::seed(&app).await;
-    let c = app.get("/api/v1/Customer?fields=email").send().await.expect(200).json;
-    assert_eq!(c["items"][0]["email"], serde_json::Value::Null);
+fn app() -> m_runtime::app::App {
+    m_runtime::app::App::new("m", "0.1.0", crate::support::doctypes()).expect("valid application")
+}
+
+crate::both_backends!(production_refuses_pending_revisions_and_development_applies_them, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    // Production reads only the revisions built into the binary (the example application's
+    // initial revision): it is pending, so production refuses to start.
+    let embedded = app().with_migrations(m::migrations::MIGRATIONS, None);
+    let err = Server::build(&config(&scratch, Mode::Production), embedded, m::doctypes::OPENAPI)
+        .await
+        .err()
+        .expect("production refuses");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("pending revision") && msg.contains("_initial.toml") && msg.contains("run `m migrate`"),
+        "{msg}"
+    );
+    // With no revision at all, the DocTypes have changes no revision contains.
+    let err =
+        Server::build(&config(&scratch, Mode::Production), app(), m::doctypes::OPENAPI).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("no revision contains"), "{err:#}");
+
+    // A development start writes `<id>_auto.toml` (every change is SAFE) and applies it.
+    Server::build(&config(&scratch, Mode::Development), app(), m::doctypes::OPENAPI).await.expect("development start");
+    let files = m_runtime::migrate::read_dir(&scratch.migrations_dir()).unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].0.ends_with("_auto.toml"), "{}", files[0].0);
+    // A second start has nothing to write.
+    Server::build(&config(&scratch, Mode::Development), app(), m::doctypes::OPENAPI).await.expect("development start");
+    assert_eq!(m_runtime::migrate::read_dir(&scratch.migrations_dir()).unwrap().len(), 1);
+    // Production now starts: the database is at the head of the chain in the scratch folder.
+    let mut prod = config(&scratch, Mode::Production);
+    prod.env = Mode::Production;
+    let files = m_runtime::migrate::read_dir(&scratch.migrations_dir()).unwrap();
+    let leaked: &'static [(&'static str, &'static str)] = Box::leak(
+        files
+            .into_iter()
+            .map(|(n, t)| (&*Box::leak(n.into_boxed_str()), &*Box::leak(t.into_boxed_str())))
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    Server::build(&prod, app().with_migrations(leaked, None), m::doctypes::OPENAPI).await.expect("production start");
 });

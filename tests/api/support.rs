@@ -115,40 +115,70 @@ pub enum Backend {
 
 /// A running application with its own database, removed on drop.
 pub struct TestApp {
-    pub config: Config,
     router: axum::Router,
-    cleanup: Option<Cleanup>,
+    /// Removed when the application is dropped.
+    _scratch: Scratch,
 }
 
-enum Cleanup {
-    Dir(PathBuf),
-    PgDatabase { admin_url: String, name: String },
+/// A fresh database (SQLite file or PostgreSQL database) and a scratch folder (for the SQLite
+/// file and for revisions a development start writes), removed on drop.
+pub struct Scratch {
+    pub url: String,
+    pub dir: PathBuf,
+    pg: Option<(String, String)>,
 }
 
-impl Drop for TestApp {
+impl Drop for Scratch {
     fn drop(&mut self) {
-        match self.cleanup.take() {
-            Some(Cleanup::Dir(d)) => {
-                let _ = std::fs::remove_dir_all(d);
-            }
-            Some(Cleanup::PgDatabase { admin_url, name }) => {
-                // Drop runs inside the test's runtime: use a thread with its own runtime.
-                let _ = std::thread::spawn(move || {
-                    let rt =
-                        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cleanup runtime");
-                    rt.block_on(async {
-                        use sqlx::Connection;
-                        if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
-                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                                .execute(&mut c)
-                                .await;
-                        }
-                    });
-                })
-                .join();
-            }
-            None => {}
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin_url, name)) = self.pg.take() {
+            // Drop runs inside the test's runtime: use a thread with its own runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cleanup runtime");
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut c)
+                            .await;
+                    }
+                });
+            })
+            .join();
         }
+    }
+}
+
+impl Scratch {
+    /// None when the backend is not available here.
+    pub async fn new(backend: Backend) -> Option<Scratch> {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("m-test-{unique}"));
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        match backend {
+            Backend::Sqlite => Some(Scratch { url: format!("sqlite://{}/m.db", dir.display()), dir, pg: None }),
+            Backend::Postgres => {
+                let Some(admin) = pg_url() else {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return None;
+                };
+                let name = format!("m_test_{unique}");
+                {
+                    use sqlx::Connection;
+                    let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect to M_TEST_PG_URL");
+                    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                        .execute(&mut c)
+                        .await
+                        .expect("create test database");
+                }
+                Some(Scratch { url: with_database(&admin, &name), dir, pg: Some((admin, name)) })
+            }
+        }
+    }
+
+    /// Where development starts in tests read and write revisions.
+    pub fn migrations_dir(&self) -> PathBuf {
+        self.dir.join("migrations")
     }
 }
 
@@ -186,39 +216,20 @@ pub fn doctypes() -> Vec<&'static m_runtime::meta::DocMeta> {
 impl TestApp {
     /// Start the application on a fresh database; None when the backend is not available here.
     pub async fn start(backend: Backend) -> Option<TestApp> {
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let (url, cleanup) = match backend {
-            Backend::Sqlite => {
-                let dir = std::env::temp_dir().join(format!("m-test-{unique}"));
-                (format!("sqlite://{}/m.db", dir.display()), Cleanup::Dir(dir))
-            }
-            Backend::Postgres => {
-                let admin = pg_url()?;
-                let name = format!("m_test_{unique}");
-                {
-                    use sqlx::Connection;
-                    let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect to M_TEST_PG_URL");
-                    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                        .execute(&mut c)
-                        .await
-                        .expect("create test database");
-                }
-                (with_database(&admin, &name), Cleanup::PgDatabase { admin_url: admin, name })
-            }
-        };
+        let scratch = Scratch::new(backend).await?;
         let config = Config {
-            database_url: Secret::new(url),
+            database_url: Secret::new(scratch.url.clone()),
             jwt_secret: Some(Secret::new(SECRET)),
             port: 0,
             db_max_connections: 8,
             db_min_connections: 1,
+            // A development start writes and applies a revision for these DocTypes there.
+            migrations_dir: Some(scratch.migrations_dir()),
             ..Config::default()
         };
         let app = m_runtime::app::App::new("m", "0.1.0", doctypes()).expect("valid application");
-        let mut test = TestApp { config: config.clone(), router: axum::Router::new(), cleanup: Some(cleanup) };
         let server = Server::build(&config, app, m::doctypes::OPENAPI).await.expect("server starts");
-        test.router = server.router();
-        Some(test)
+        Some(TestApp { router: server.router(), _scratch: scratch })
     }
 
     /// A bearer token for `user` with `roles`.
@@ -383,6 +394,34 @@ macro_rules! both {
                     Some(app) => run(app).await,
                     None => eprintln!("skipped: M_TEST_PG_URL is not set"),
                 }
+            }
+        }
+    };
+}
+
+/// A test on each backend that sets up its own database: the body gets the `Backend` and
+/// returns early (printing that it skipped) when that backend is not available.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, |$backend:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($backend: $crate::support::Backend) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run($crate::support::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::support::pg_url().is_none() {
+                    eprintln!("skipped: M_TEST_PG_URL is not set");
+                    return;
+                }
+                run($crate::support::Backend::Postgres).await;
             }
         }
     };

@@ -4,6 +4,10 @@ mod doctypes {
     include!(concat!(env!("OUT_DIR"), "/doctypes.rs"));
 }
 
+mod migrations {
+    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+}
+
 fn main() -> std::process::ExitCode {
     m_runtime::cli::main(m_runtime::cli::AppInfo {
         name: env!("CARGO_PKG_NAME"),
@@ -11,5 +15,7 @@ fn main() -> std::process::ExitCode {
         git: None,
         doctypes: doctypes::doctypes(),
         openapi: doctypes::OPENAPI,
+        migrations: migrations::MIGRATIONS,
+        migrations_dir: Some(migrations::MIGRATIONS_DIR),
     })
 }

@@ -1,0 +1,382 @@
+//! The classification table of MIGRATION_RULES.md: every operation gets a class, a stable rule
+//! code, a one-line reason and, for REVIEW and DANGEROUS, what to do instead.
+
+use std::collections::{HashMap, HashSet};
+
+use super::model::{Column, ColumnType, Schema};
+use super::ops::{Class, Op, ReplayError, Step};
+
+/// What the diff knows beyond the operations themselves.
+#[derive(Debug, Clone, Default)]
+pub struct Hints {
+    /// `(table, dropped column, added column)` with identical definitions and no `renamed_from`.
+    pub possible_renames: Vec<(String, String, String)>,
+    /// `(table, index)`: an index replaced by one on changed columns (M044).
+    pub index_swaps: HashSet<(String, String)>,
+}
+
+/// Classify `ops` in order, replaying them onto a copy of `before`.
+pub fn classify(ops: Vec<Op>, before: &Schema, hints: &Hints) -> Result<Vec<Step>, ReplayError> {
+    let mut state = before.clone();
+    let mut created: HashSet<String> = HashSet::new();
+    let mut added: HashMap<(String, String), Column> = HashMap::new();
+    let mut steps = Vec::with_capacity(ops.len());
+    for op in ops {
+        let (class, code, reason, recommendation) = classify_one(&op, &created, &added, hints);
+        match &op {
+            Op::CreateTable { table } => {
+                created.insert(table.name.clone());
+            }
+            Op::AddColumn { table, column, .. } => {
+                added.insert((table.clone(), column.name.clone()), column.clone());
+            }
+            _ => {}
+        }
+        op.replay(&mut state)?;
+        steps.push(Step { op, class, code: code.to_string(), reason, recommendation });
+    }
+    Ok(steps)
+}
+
+/// The class of a revision: the highest of its steps (SAFE when empty).
+pub fn max_class<'a>(steps: impl IntoIterator<Item = &'a Step>) -> Class {
+    steps.into_iter().map(|s| s.class).max().unwrap_or(Class::Safe)
+}
+
+/// Codes of the DANGEROUS steps, which `acknowledge` must list before `m migrate` applies them.
+pub fn dangerous_codes<'a>(steps: impl IntoIterator<Item = &'a Step>) -> Vec<String> {
+    let mut codes: Vec<String> =
+        steps.into_iter().filter(|s| s.class == Class::Dangerous).map(|s| s.code.clone()).collect();
+    codes.sort();
+    codes.dedup();
+    codes
+}
+
+type Verdict = (Class, &'static str, String, Option<String>);
+
+fn safe(code: &'static str, reason: String) -> Verdict {
+    (Class::Safe, code, reason, None)
+}
+
+fn classify_one(
+    op: &Op,
+    created: &HashSet<String>,
+    added: &HashMap<(String, String), Column>,
+    hints: &Hints,
+) -> Verdict {
+    use Class::{Dangerous, Review};
+    let new_table = op.table().is_some_and(|t| created.contains(t));
+    match op {
+        Op::CreateTable { table } => safe("M001", format!("create table `{}`", table.name)),
+        Op::DropTable { table } => {
+            if new_table {
+                return safe("M002", format!("drop table `{table}` created in this revision"));
+            }
+            (
+                Dangerous,
+                "M002",
+                format!("drop table `{table}` and every row in it"),
+                Some(format!(
+                    "dropping `{table}` loses its data: stop using it for one release, back it up, then drop it; acknowledge M002 in the revision to apply"
+                )),
+            )
+        }
+        Op::RenameTable { table, to } => (
+            Dangerous,
+            "M003",
+            format!("rename table `{table}` to `{to}`"),
+            Some(format!(
+                "renaming `{table}` to `{to}` breaks code still running against the old name: keep the physical name, or create `{to}`, write both, backfill, switch readers, then drop `{table}`"
+            )),
+        ),
+        Op::AddColumn { table, column, backfill } => {
+            let c = &column.name;
+            let desc = describe_column(column);
+            if new_table {
+                return safe("M010", format!("add column `{c}` {desc} to the new table `{table}`"));
+            }
+            if let Some(b) = backfill {
+                return (
+                    Review,
+                    "M012",
+                    format!(
+                        "add NOT NULL column `{table}.{c}` {desc}, existing rows filled with `{}`",
+                        backfill_word(*b)
+                    ),
+                    Some(format!(
+                        "`{c}` is computed per row for existing rows of `{table}`: check the backfill value suits them, or add it nullable, backfill with a data step, then make it required"
+                    )),
+                );
+            }
+            if column.not_null && column.default.is_none() {
+                return (
+                    Review,
+                    "M013",
+                    format!("add NOT NULL column `{table}.{c}` {desc} without a default"),
+                    Some(format!(
+                        "`{c}` is NOT NULL without a default and `{table}` may already have rows: add it with a default -> backfill -> remove the default, or make it optional"
+                    )),
+                );
+            }
+            if column.default.is_some() {
+                return safe("M011", format!("add column `{table}.{c}` {desc} with a constant default"));
+            }
+            let fk = if column.references.is_some() { " (new Link: M050)" } else { "" };
+            safe("M010", format!("add nullable column `{table}.{c}` {desc}{fk}"))
+        }
+        Op::DropColumn { table, column } => {
+            if let Some((_, _, to)) = hints.possible_renames.iter().find(|(t, from, _)| t == table && from == column) {
+                return (
+                    Dangerous,
+                    "M016",
+                    format!("drop column `{table}.{column}` (possible rename to `{to}`)"),
+                    Some(format!(
+                        "`{to}` was added and `{column}` dropped with the same definition: if this is a rename, set `renamed_from = \"{column}\"` on `{to}`; otherwise dropping `{column}` loses its data"
+                    )),
+                );
+            }
+            (
+                Dangerous,
+                "M014",
+                format!("drop column `{table}.{column}` and its data"),
+                Some(format!(
+                    "dropping `{column}` loses its data: stop reading and writing it for one release, back it up, then drop it; acknowledge M014 in the revision to apply"
+                )),
+            )
+        }
+        Op::RenameColumn { table, column, to } => (
+            Dangerous,
+            "M015",
+            format!("rename column `{table}.{column}` to `{to}`"),
+            Some(format!(
+                "renaming `{column}` to `{to}` breaks code still running against the old name: add `{to}`, write both, backfill, switch readers, then drop `{column}`"
+            )),
+        ),
+        Op::AlterColumn { table, from, to } => classify_alter(table, from, to, new_table, added),
+        Op::AddIndex { table, index } => {
+            let cols = index.columns.join(", ");
+            let kind = if index.unique { "unique index" } else { "index" };
+            if new_table {
+                return safe(
+                    if index.unique { "M041" } else { "M040" },
+                    format!("{kind} `{}` on the new table `{table}` ({cols})", index.name),
+                );
+            }
+            if hints.index_swaps.contains(&(table.clone(), index.name.clone())) {
+                return (
+                    Review,
+                    "M044",
+                    format!("{kind} `{}` on `{table}` ({cols}) replaces an index on changed columns", index.name),
+                    Some("queries run without the old index between the two steps: create the new index first (this revision does), then drop the old one".to_string()),
+                );
+            }
+            if index.unique {
+                // Columns added in this revision as nullable without default hold only NULLs.
+                let all_new_nulls = index.columns.iter().all(|c| {
+                    added.get(&(table.clone(), c.clone())).is_some_and(|col| !col.not_null && col.default.is_none())
+                });
+                if all_new_nulls {
+                    return safe(
+                        "M041",
+                        format!(
+                            "unique index `{}` on `{table}` ({cols}): the new column(s) hold only NULLs",
+                            index.name
+                        ),
+                    );
+                }
+                return (
+                    Review,
+                    "M041",
+                    format!("make `{table}` ({cols}) unique with index `{}`", index.name),
+                    Some(format!(
+                        "the index fails while `{table}` has duplicate ({cols}) values: find and fix duplicates first (SELECT {cols}, count(*) FROM {table} GROUP BY {cols} HAVING count(*) > 1)"
+                    )),
+                );
+            }
+            safe("M040", format!("add index `{}` on `{table}` ({cols}) (PostgreSQL: CONCURRENTLY)", index.name))
+        }
+        Op::DropIndex { table, index } => {
+            let cols = index.columns.join(", ");
+            if hints.index_swaps.contains(&(table.clone(), index.name.clone())) {
+                return (
+                    Review,
+                    "M044",
+                    format!(
+                        "drop index `{}` on `{table}` ({cols}), replaced by an index on changed columns",
+                        index.name
+                    ),
+                    Some(
+                        "the replacement index is created first; check queries that relied on the old column list"
+                            .to_string(),
+                    ),
+                );
+            }
+            if index.unique {
+                return (
+                    Review,
+                    "M043",
+                    format!("drop unique index `{}` on `{table}` ({cols})", index.name),
+                    Some(format!(
+                        "`{table}` ({cols}) stops being unique: duplicates can appear, and rolling back (recreating the index) then fails"
+                    )),
+                );
+            }
+            safe("M042", format!("drop index `{}` on `{table}` ({cols})", index.name))
+        }
+        Op::AddForeignKey { table, column, references } => {
+            if new_table || added.contains_key(&(table.clone(), column.clone())) {
+                return safe(
+                    "M050",
+                    format!("foreign key `{table}.{column}` -> `{}`.name on a new column", references.table),
+                );
+            }
+            (
+                Review,
+                "M051",
+                format!("add foreign key `{table}.{column}` -> `{}`.name on an existing column", references.table),
+                Some(format!(
+                    "rows of `{table}` whose `{column}` matches no `{}`.name make it fail: find them first (PostgreSQL adds it NOT VALID, then validates)",
+                    references.table
+                )),
+            )
+        }
+        Op::DropForeignKey { table, column, references } => (
+            Review,
+            "M052",
+            format!("drop foreign key `{table}.{column}` -> `{}`.name", references.table),
+            Some(format!(
+                "`{table}.{column}` is no longer checked against `{}`: rows can point at missing documents, and rolling back then fails",
+                references.table
+            )),
+        ),
+        Op::CheckValues { table, column, allowed } => (
+            Review,
+            "M061",
+            format!("check that `{table}.{column}` holds only {}", allowed.join(" / ")),
+            Some(format!(
+                "the migration fails while rows of `{table}` hold a removed option of `{column}`: update them to a remaining option first"
+            )),
+        ),
+        Op::Sql { .. } => (
+            Review,
+            "M080",
+            "hand-written SQL step".to_string(),
+            Some(
+                "it cannot be analysed: review it for locking and data loss, and test it on a copy of production"
+                    .to_string(),
+            ),
+        ),
+    }
+}
+
+fn backfill_word(b: super::ops::Backfill) -> &'static str {
+    match b {
+        super::ops::Backfill::Today => "today",
+        super::ops::Backfill::Now => "now",
+    }
+}
+
+/// `varchar(140) NOT NULL DEFAULT 'x'`, for reasons.
+pub fn describe_column(c: &Column) -> String {
+    let mut s = c.ty.postgres();
+    if c.not_null {
+        s.push_str(" NOT NULL");
+    }
+    if let Some(d) = &c.default {
+        s.push_str(&format!(" DEFAULT {d}"));
+    }
+    s
+}
+
+/// How a type change classifies (M030–M034), or None when the type is unchanged.
+pub fn type_change(from: ColumnType, to: ColumnType) -> Option<(Class, &'static str)> {
+    use ColumnType as T;
+    if from == to {
+        return None;
+    }
+    let widen_text = (Class::Review, "M030");
+    let widen_num = (Class::Review, "M031");
+    let narrow = (Class::Dangerous, "M032");
+    Some(match (from, to) {
+        (T::Varchar(Some(a)), T::Varchar(Some(b))) if b > a => widen_text,
+        (T::Varchar(Some(_)), T::Varchar(Some(_))) => narrow,
+        (T::Varchar(_), T::Varchar(None) | T::Text) => widen_text,
+        (T::Varchar(None) | T::Text, T::Varchar(Some(_))) => narrow,
+        (T::Text, T::Varchar(None)) => narrow,
+        (T::Integer, T::BigInt | T::Double) => widen_num,
+        (T::BigInt, T::Integer) => narrow,
+        (T::Integer | T::BigInt, T::Numeric(p, s)) if p - s.min(p) >= 19 => widen_num,
+        (T::Numeric(p1, s1), T::Numeric(p2, s2)) if s1 == s2 && p2 >= p1 => widen_num,
+        (T::Numeric(..), T::Numeric(..)) => narrow,
+        (T::Timestamp, T::Timestamptz) | (T::Timestamptz, T::Timestamp) => (Class::Review, "M034"),
+        _ => (Class::Dangerous, "M033"),
+    })
+}
+
+fn classify_alter(
+    table: &str,
+    from: &Column,
+    to: &Column,
+    new_table: bool,
+    added: &HashMap<(String, String), Column>,
+) -> Verdict {
+    let c = &from.name;
+    let mut parts: Vec<String> = Vec::new();
+    let mut worst: Option<(Class, &'static str)> = None;
+    let mut bump = |v: (Class, &'static str)| {
+        if worst.is_none_or(|w| v.0 > w.0) {
+            worst = Some(v);
+        }
+    };
+    if let Some(v) = type_change(from.ty, to.ty) {
+        parts.push(format!("type {} -> {}", from.ty, to.ty));
+        bump(v);
+    }
+    if from.not_null != to.not_null {
+        if to.not_null {
+            parts.push("nullable -> NOT NULL".into());
+            bump((Class::Review, "M020"));
+        } else {
+            parts.push("NOT NULL -> nullable".into());
+            bump((Class::Safe, "M021"));
+        }
+    }
+    if from.default != to.default {
+        let show = |d: &Option<super::model::Literal>| d.as_ref().map_or("none".to_string(), ToString::to_string);
+        parts.push(format!("default {} -> {}", show(&from.default), show(&to.default)));
+        bump((Class::Safe, "M022"));
+    }
+    if from.options != to.options {
+        parts.push("Select options".into());
+        bump((Class::Safe, "M060"));
+    }
+    if from.app_default != to.app_default {
+        parts.push("application default".into());
+        bump((Class::Safe, "M060"));
+    }
+    let (class, code) = worst.unwrap_or((Class::Safe, "M060"));
+    let reason = format!("alter column `{table}.{c}`: {}", parts.join(", "));
+    let fresh = new_table || added.contains_key(&(table.to_string(), c.clone()));
+    if fresh || class == Class::Safe {
+        return (Class::Safe, code, reason, None);
+    }
+    let rec = match code {
+        "M020" => format!(
+            "the change fails while `{table}.{c}` holds NULLs: backfill them first (UPDATE … SET {c} = … WHERE {c} IS NULL)"
+        ),
+        "M030" => format!("compatible: existing values of `{c}` fit; cheap on PostgreSQL"),
+        "M031" => {
+            format!("compatible, but PostgreSQL rewrites `{table}` for `{c}` (locks it for the duration): schedule it")
+        }
+        "M032" => format!(
+            "values of `{c}` that no longer fit make it fail or get truncated: validate the data first; acknowledge M032 in the revision to apply"
+        ),
+        "M033" => format!(
+            "`{c}` changes from {} to {}: add `{c}_new`, convert with a data step, switch, drop `{c}`; acknowledge M033 to apply as is",
+            from.ty, to.ty
+        ),
+        "M034" => format!("the meaning of stored `{c}` values changes with the time zone: convert them explicitly"),
+        _ => String::new(),
+    };
+    (class, code, reason, Some(rec).filter(|r| !r.is_empty()))
+}

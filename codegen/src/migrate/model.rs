@@ -1,0 +1,413 @@
+//! The dialect-neutral schema model: tables, columns, indexes and foreign keys. The desired
+//! schema is built from the DocTypes ([`table_of`]); the current schema is the replay of the
+//! migration chain. Both render to SQL through [`super::render`], so a table created by a
+//! revision and the committed `schema.<dialect>.sql` are the same text.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ir::{DefaultValue, DocType, FieldType, StandardColumn};
+use crate::names::{constraint_name, snake_case};
+
+/// Every table, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Schema {
+    pub tables: BTreeMap<String, Table>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<Column>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<Index>,
+    /// The table's previous name (the DocType's `renamed_from`). Desired schema only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub primary_key: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub not_null: bool,
+    /// A constant DDL default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Literal>,
+    /// A foreign key to `<table>.name` (ON UPDATE CASCADE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<Reference>,
+    /// Select options: no DDL, but removing one needs a data check (M061).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    /// A default the application applies (`today` / `now`): no DDL, but a new NOT NULL column
+    /// with one needs a backfill (M012).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_default: Option<super::ops::Backfill>,
+    /// The column's previous name (the field's `renamed_from`). Desired schema only: the diff
+    /// reads it, revisions never store it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    pub table: String,
+    pub on_delete: OnDelete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OnDelete {
+    Restrict,
+    Cascade,
+}
+
+impl OnDelete {
+    pub fn sql(self) -> &'static str {
+        match self {
+            OnDelete::Restrict => "RESTRICT",
+            OnDelete::Cascade => "CASCADE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Index {
+    pub name: String,
+    pub columns: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unique: bool,
+}
+
+/// A constant default value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Literal {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl fmt::Display for Literal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Literal::Bool(b) => write!(f, "{b}"),
+            Literal::Int(i) => write!(f, "{i}"),
+            Literal::Float(x) => write!(f, "{x}"),
+            Literal::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// A column's type, spelled as PostgreSQL spells it. SQLite stores it by affinity
+/// ([`ColumnType::sqlite`]), so two types with the same affinity never differ there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColumnType {
+    /// `varchar(n)`; `None` is unbounded `varchar`.
+    Varchar(Option<u32>),
+    Text,
+    Integer,
+    BigInt,
+    Double,
+    Numeric(u32, u32),
+    Boolean,
+    Date,
+    Timestamptz,
+    Timestamp,
+    Time,
+    Jsonb,
+    Uuid,
+}
+
+impl ColumnType {
+    pub fn postgres(self) -> String {
+        match self {
+            ColumnType::Varchar(Some(n)) => format!("varchar({n})"),
+            ColumnType::Varchar(None) => "varchar".into(),
+            ColumnType::Text => "text".into(),
+            ColumnType::Integer => "integer".into(),
+            ColumnType::BigInt => "bigint".into(),
+            ColumnType::Double => "double precision".into(),
+            ColumnType::Numeric(p, s) => format!("numeric({p},{s})"),
+            ColumnType::Boolean => "boolean".into(),
+            ColumnType::Date => "date".into(),
+            ColumnType::Timestamptz => "timestamptz".into(),
+            ColumnType::Timestamp => "timestamp".into(),
+            ColumnType::Time => "time".into(),
+            ColumnType::Jsonb => "jsonb".into(),
+            ColumnType::Uuid => "uuid".into(),
+        }
+    }
+
+    /// The SQLite declared type (= its affinity). Decimals are TEXT: stored exactly.
+    pub fn sqlite(self) -> &'static str {
+        match self {
+            ColumnType::Integer | ColumnType::BigInt | ColumnType::Boolean => "INTEGER",
+            ColumnType::Double => "REAL",
+            _ => "TEXT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ColumnType> {
+        let s = s.trim().to_ascii_lowercase();
+        let args = |prefix: &str| -> Option<Vec<u32>> {
+            let inner = s.strip_prefix(prefix)?.trim().strip_prefix('(')?.strip_suffix(')')?;
+            inner.split(',').map(|p| p.trim().parse().ok()).collect()
+        };
+        Some(match s.as_str() {
+            "varchar" | "character varying" => ColumnType::Varchar(None),
+            "text" => ColumnType::Text,
+            "integer" | "int" | "int4" => ColumnType::Integer,
+            "bigint" | "int8" => ColumnType::BigInt,
+            "double precision" | "double" | "float8" => ColumnType::Double,
+            "boolean" | "bool" => ColumnType::Boolean,
+            "date" => ColumnType::Date,
+            "timestamptz" | "timestamp with time zone" => ColumnType::Timestamptz,
+            "timestamp" | "timestamp without time zone" => ColumnType::Timestamp,
+            "time" | "time without time zone" => ColumnType::Time,
+            "jsonb" => ColumnType::Jsonb,
+            "uuid" => ColumnType::Uuid,
+            _ => {
+                if let Some(a) = args("varchar").or_else(|| args("character varying")) {
+                    match a.as_slice() {
+                        [n] => ColumnType::Varchar(Some(*n)),
+                        _ => return None,
+                    }
+                } else if let Some(a) = args("numeric") {
+                    match a.as_slice() {
+                        [p, s] => ColumnType::Numeric(*p, *s),
+                        [p] => ColumnType::Numeric(*p, 0),
+                        _ => return None,
+                    }
+                } else {
+                    return None;
+                }
+            }
+        })
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.postgres())
+    }
+}
+
+impl Serialize for ColumnType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.postgres())
+    }
+}
+
+impl<'de> Deserialize<'de> for ColumnType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ColumnType::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown column type `{s}`")))
+    }
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn column_mut(&mut self, name: &str) -> Option<&mut Column> {
+        self.columns.iter_mut().find(|c| c.name == name)
+    }
+
+    pub fn index(&self, name: &str) -> Option<&Index> {
+        self.indexes.iter().find(|i| i.name == name)
+    }
+}
+
+impl Column {
+    pub fn new(name: &str, ty: ColumnType) -> Column {
+        Column {
+            name: name.to_string(),
+            ty,
+            primary_key: false,
+            not_null: false,
+            default: None,
+            references: None,
+            options: Vec::new(),
+            app_default: None,
+            renamed_from: None,
+        }
+    }
+
+    /// The same database definition (name aside): Select options, application defaults and
+    /// rename hints have no database effect.
+    pub fn same_ddl(&self, other: &Column) -> bool {
+        self.ty == other.ty
+            && self.primary_key == other.primary_key
+            && self.not_null == other.not_null
+            && self.default == other.default
+            && self.references == other.references
+    }
+}
+
+/// The SQL type of a declared field (None for Table fields, which are child tables).
+pub fn field_type(
+    ty: FieldType,
+    max_length: Option<u32>,
+    precision: Option<u32>,
+    scale: Option<u32>,
+) -> Option<ColumnType> {
+    use FieldType as T;
+    Some(match ty {
+        T::Table => return None,
+        T::Data | T::Email | T::Phone | T::Url => ColumnType::Varchar(Some(max_length.unwrap_or(140))),
+        T::Link => ColumnType::Varchar(Some(140)),
+        T::Select => ColumnType::Varchar(None),
+        T::Text => ColumnType::Text,
+        T::Int => ColumnType::Integer,
+        T::BigInt => ColumnType::BigInt,
+        T::Float => ColumnType::Double,
+        T::Currency | T::Decimal => ColumnType::Numeric(precision.unwrap_or(18), scale.unwrap_or(6)),
+        T::Check => ColumnType::Boolean,
+        T::Date => ColumnType::Date,
+        T::Datetime => ColumnType::Timestamptz,
+        T::Time => ColumnType::Time,
+        T::Json => ColumnType::Jsonb,
+        T::Uuid => ColumnType::Uuid,
+    })
+}
+
+fn standard_type(c: StandardColumn) -> ColumnType {
+    use StandardColumn as S;
+    match c {
+        S::Id => ColumnType::Uuid,
+        S::Creation | S::Modified => ColumnType::Timestamptz,
+        S::Docstatus | S::Idx => ColumnType::Integer,
+        S::Version => ColumnType::BigInt,
+        _ => ColumnType::Varchar(Some(140)),
+    }
+}
+
+/// The table of one DocType. Links and parents are named by the snake_case of their DocType, so
+/// a DocType renders on its own (the derive macro sees one file).
+pub fn table_of(d: &DocType) -> Table {
+    let table = d.table();
+    let mut columns = Vec::new();
+    for c in d.standard_columns() {
+        let mut col = Column::new(c.name(), standard_type(c));
+        match c {
+            StandardColumn::Id => col.primary_key = true,
+            StandardColumn::Docstatus => {
+                col.not_null = true;
+                col.default = Some(Literal::Int(0));
+            }
+            StandardColumn::Version => {
+                col.not_null = true;
+                col.default = Some(Literal::Int(1));
+            }
+            StandardColumn::AmendedFrom => {
+                col.references = Some(Reference { table: table.clone(), on_delete: OnDelete::Restrict })
+            }
+            StandardColumn::Parent => {
+                col.not_null = true;
+                col.references =
+                    d.parent.as_deref().map(|p| Reference { table: snake_case(p), on_delete: OnDelete::Cascade });
+            }
+            _ => col.not_null = true,
+        }
+        columns.push(col);
+    }
+    for f in &d.fields {
+        let Some(ty) = field_type(f.ty, f.max_length, f.precision, f.scale) else { continue };
+        let mut col = Column::new(&f.name, ty);
+        col.not_null = f.required;
+        col.renamed_from.clone_from(&f.renamed_from);
+        col.app_default = match &f.default {
+            Some(DefaultValue::Today) => Some(super::ops::Backfill::Today),
+            Some(DefaultValue::Now) => Some(super::ops::Backfill::Now),
+            _ => None,
+        };
+        col.default = match &f.default {
+            // `today` / `now` are applied by the application.
+            None | Some(DefaultValue::Today | DefaultValue::Now) => None,
+            Some(DefaultValue::Str(s)) => Some(Literal::Str(s.clone())),
+            Some(DefaultValue::Int(i)) => Some(Literal::Int(*i)),
+            Some(DefaultValue::Float(x)) => Some(Literal::Float(*x)),
+            Some(DefaultValue::Bool(b)) => Some(Literal::Bool(*b)),
+        };
+        if f.ty == FieldType::Link {
+            col.references = f.to.as_deref().map(|t| Reference { table: snake_case(t), on_delete: OnDelete::Restrict });
+        }
+        if f.ty == FieldType::Select {
+            col.options.clone_from(&f.options);
+        }
+        columns.push(col);
+    }
+
+    let mut index_cols: Vec<(Vec<String>, bool)> = Vec::new();
+    let mut add = |cols: Vec<String>, unique: bool| match index_cols.iter_mut().find(|(c, _)| *c == cols) {
+        // A declared unique index on the columns of an automatic one makes that one unique.
+        Some(existing) => existing.1 |= unique,
+        None => index_cols.push((cols, unique)),
+    };
+    if d.child {
+        add(vec!["parent".into(), "idx".into()], false);
+    } else {
+        add(vec!["name".into()], true);
+        add(vec!["owner".into()], false);
+        add(vec!["modified".into()], false);
+        add(vec!["owner".into(), "modified".into()], false);
+        if d.submittable {
+            add(vec!["amended_from".into()], false);
+        }
+    }
+    for f in d.fields.iter().filter(|f| f.ty != FieldType::Table) {
+        if f.unique {
+            add(vec![f.name.clone()], true);
+        } else if f.ty == FieldType::Link || f.index {
+            add(vec![f.name.clone()], false);
+        }
+    }
+    for ix in &d.indexes {
+        add(ix.fields.clone(), ix.unique);
+    }
+    let indexes = index_cols
+        .into_iter()
+        .map(|(cols, unique)| {
+            let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+            Index { name: constraint_name(&table, &refs, if unique { "key" } else { "idx" }), columns: cols, unique }
+        })
+        .collect();
+    Table { name: table, columns, indexes, renamed_from: d.renamed_from.as_deref().map(snake_case) }
+}
+
+/// Tables the runtime itself needs, part of every application's schema.
+pub fn runtime_tables() -> Vec<Table> {
+    let mut prefix = Column::new("prefix", ColumnType::Varchar(Some(140)));
+    prefix.primary_key = true;
+    let mut current = Column::new("current", ColumnType::BigInt);
+    current.not_null = true;
+    vec![Table { name: "m_series".into(), columns: vec![prefix, current], indexes: Vec::new(), renamed_from: None }]
+}
+
+/// The desired schema of an application: its DocTypes' tables plus the runtime's.
+pub fn schema_of(tables: impl IntoIterator<Item = Table>) -> Schema {
+    let mut schema = Schema::default();
+    for t in runtime_tables().into_iter().chain(tables) {
+        schema.tables.insert(t.name.clone(), t);
+    }
+    schema
+}
+
+/// The desired schema of a set of DocTypes.
+pub fn schema_of_doctypes<'a>(doctypes: impl IntoIterator<Item = &'a DocType>) -> Schema {
+    schema_of(doctypes.into_iter().map(table_of))
+}

@@ -1,0 +1,208 @@
+//! `m migrate:*`: run a migration command and print its result as text or JSON.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use super::MigrateError;
+use super::commands::{self, Ctx, use_color};
+use crate::app::App;
+use crate::config::Config;
+
+#[derive(Debug, Clone)]
+pub enum MigrateCommand {
+    Migrate { json: bool },
+    Status { live: bool, json: bool },
+    Create { name: String, merge: bool, json: bool },
+    Rollback { steps: Option<usize>, to: Option<String>, force: bool, json: bool },
+    History { json: bool },
+    Heads { json: bool },
+    Repair { id: String, json: bool },
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Run one command; errors are printed by the caller.
+pub async fn run(cmd: MigrateCommand, config: &Config, app: &App) -> Result<ExitCode, MigrateError> {
+    let ctx = Ctx::new(config, app)?;
+    let json_out = matches!(
+        cmd,
+        MigrateCommand::Migrate { json: true }
+            | MigrateCommand::Status { json: true, .. }
+            | MigrateCommand::Create { json: true, .. }
+            | MigrateCommand::Rollback { json: true, .. }
+            | MigrateCommand::History { json: true }
+            | MigrateCommand::Heads { json: true }
+            | MigrateCommand::Repair { json: true, .. }
+    );
+    if let Some(w) = ctx.disk_warning()
+        && !json_out
+    {
+        eprintln!("warning: {w}");
+    }
+    let color = use_color() && !json_out;
+    match cmd {
+        MigrateCommand::Migrate { json } => {
+            let mut m = ctx.migrator().await?;
+            let result = m.migrate(false).await;
+            m.close().await;
+            let applied = result?;
+            if json {
+                print_json(&json!({ "applied": applied }));
+            } else if applied.is_empty() {
+                println!("nothing to apply: the database is at the chain's head");
+            } else {
+                for id in &applied {
+                    println!("applied {id}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Status { live, json } => {
+            let st = commands::status(&ctx, live, color).await?;
+            if json {
+                print_json(&serde_json::to_value(&st).unwrap_or_default());
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("revisions: {}", st.source);
+            println!("applied: {}", st.applied.len());
+            for a in &st.applied {
+                let extra = if a.state == "applied" {
+                    String::new()
+                } else {
+                    format!(
+                        " [{} {}/{}: {}]",
+                        a.state,
+                        a.steps_applied,
+                        a.steps_total,
+                        a.error.clone().unwrap_or_default()
+                    )
+                };
+                println!("  {} {} ({}, {} ms){extra}", a.id, a.name, a.class, a.duration_ms);
+            }
+            println!("pending: {}", st.pending.len());
+            for c in &st.cards {
+                println!("{c}");
+            }
+            if st.heads.len() > 1 {
+                println!("heads: {} (run `m migrate:create --merge <name>`)", st.heads.join(", "));
+            }
+            if st.ungenerated.is_empty() {
+                println!("DocTypes: match the revisions");
+            } else {
+                println!("DocType changes without a revision (run `m migrate:create <name>`):");
+                for u in &st.ungenerated {
+                    println!("  {u}");
+                }
+            }
+            if let Some(drift) = &st.drift {
+                if drift.is_empty() {
+                    println!("live: the database matches the applied revisions");
+                } else {
+                    println!("live: the database differs from the applied revisions:");
+                    for d in drift {
+                        println!("  {d}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Create { name, merge, json } => {
+            let c = commands::create(&ctx, &name, merge, color)?;
+            if json {
+                print_json(&serde_json::to_value(&c).unwrap_or_default());
+            } else {
+                println!("{}", c.message);
+                if !c.card.is_empty() {
+                    print!("\n{}", c.card);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Rollback { steps, to, force, json } => {
+            let mut m = ctx.migrator().await?;
+            let plan = m.rollback_plan(steps, to.as_deref()).await;
+            let result = match plan {
+                Ok(plan) => {
+                    if !json {
+                        for (id, down, class) in &plan {
+                            println!("roll back {id}: {class}");
+                            for s in down {
+                                println!("  {:<9}  {}  {}", s.class.as_str(), s.code, s.reason);
+                            }
+                        }
+                    }
+                    m.rollback(steps, to.as_deref(), force).await
+                }
+                Err(e) => Err(e),
+            };
+            m.close().await;
+            let done = result?;
+            if json {
+                print_json(&json!({ "rolled_back": done }));
+            } else if done.is_empty() {
+                println!("nothing to roll back");
+            } else {
+                for id in &done {
+                    println!("rolled back {id}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::History { json } => {
+            let mut m = ctx.migrator().await?;
+            let log = m.log().await;
+            m.close().await;
+            let log = log?;
+            if json {
+                print_json(&serde_json::to_value(&log).unwrap_or_default());
+            } else if log.is_empty() {
+                println!("no migration has run against this database");
+            } else {
+                for e in &log {
+                    println!(
+                        "{:>4}  {}  {:<16} {}  {}{}",
+                        e.seq,
+                        e.at,
+                        e.action,
+                        e.id,
+                        e.class.clone().unwrap_or_default(),
+                        e.detail.as_ref().map(|d| format!("  {d}")).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Heads { json } => {
+            let chain = ctx.chain()?;
+            let heads: Vec<String> = chain.heads().iter().map(|h| h.file.clone()).collect();
+            if json {
+                print_json(&json!({ "heads": heads }));
+            } else if heads.is_empty() {
+                println!("no revisions");
+            } else {
+                for h in &heads {
+                    println!("{h}");
+                }
+                if heads.len() > 1 {
+                    eprintln!("{} heads: run `m migrate:create --merge <name>`", heads.len());
+                }
+            }
+            Ok(if heads.len() > 1 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        MigrateCommand::Repair { id, json } => {
+            let mut m = ctx.migrator().await?;
+            let result = m.repair(&id).await;
+            m.close().await;
+            let detail = result?;
+            if json {
+                print_json(&json!({ "repaired": id, "detail": detail }));
+            } else {
+                println!("{detail}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
