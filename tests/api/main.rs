@@ -7,6 +7,7 @@ mod artifacts;
 mod crud;
 mod lifecycle;
 mod list;
+mod migrate;
 mod permissions;
 mod regenerate;
 mod startup;

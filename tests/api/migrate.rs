@@ -1,0 +1,381 @@
+//! Migrations against real databases: the example application's revisions and their
+//! snapshots, apply / rollback round trips with data, the SQLite table rebuild, tamper
+//! detection, concurrent migrators, heads and merges, partial failure and acknowledgements.
+
+use std::collections::BTreeSet;
+
+use m_codegen::migrate::model::{Schema, schema_of_doctypes};
+use m_codegen::migrate::{Chain, Diff, Op, Revision, diff, render, review_card, script};
+use m_runtime::migrate::commands::{Ctx, ungenerated};
+use m_runtime::migrate::{Migrator, Source, Timeouts};
+
+use crate::support::{Backend, Scratch};
+
+/// Every revision of `migrations/` renders to its snapshot (up and down SQL per dialect, review
+/// card), and the DocTypes have no change without a revision.
+#[test]
+fn revisions_match_snapshots_and_doctypes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let files = m_runtime::migrate::read_dir(&dir).unwrap();
+    let chain = Chain::load(&files).unwrap();
+    assert!(!chain.revisions.is_empty(), "the example application ships its initial revision");
+    for r in &chain.revisions {
+        let before = chain.before(&r.revision.id).unwrap();
+        let mut after = before.clone();
+        for s in &r.revision.up {
+            s.op.replay(&mut after).unwrap();
+        }
+        let mut text = review_card(&r.revision, false);
+        for dialect in m_codegen::ddl::Dialect::ALL {
+            let up: Vec<&Op> = r.revision.up.iter().map(|s| &s.op).collect();
+            let down: Vec<&Op> = r.revision.down.iter().map(|s| &s.op).collect();
+            text.push_str(&format!(
+                "\n== {d} up ==\n{}\n== {d} down ==\n{}",
+                script(&render(&up, &before, dialect).unwrap(), dialect),
+                script(&render(&down, &after, dialect).unwrap(), dialect),
+                d = dialect.as_str()
+            ));
+        }
+        let name = r.file.trim_end_matches(".toml").to_string();
+        insta::with_settings!({ snapshot_path => "../../snapshots/migrations", prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!(name, text);
+        });
+    }
+    let app = m_runtime::app::App::new("m", "0.1.0", m::doctypes::doctypes()).unwrap();
+    let desired = m_runtime::migrate::desired_schema(&app).unwrap();
+    let pending = ungenerated(&chain, &desired).unwrap();
+    assert!(
+        pending.is_empty(),
+        "doctypes/ changed without a revision: run `cargo run -- migrate:create <name>` and review it:\n{:#?}",
+        pending.up.iter().map(|s| &s.reason).collect::<Vec<_>>()
+    );
+}
+
+const TERRITORY: &str = "name = \"Territory\"\nnaming = \"field:territory_name\"\n\n[fields.territory_name]\ntype = \"Data\"\nrequired = true\n";
+const CUSTOMER: &str = "name = \"Customer\"\nnaming = \"field:customer_name\"\n\n[fields.customer_name]\ntype = \"Data\"\nrequired = true\n\n[fields.fax]\ntype = \"Data\"\nindex = true\n\n[fields.territory]\ntype = \"Link\"\nto = \"Territory\"\n";
+const ORDER: &str =
+    "name = \"Sales Order\"\n\n[fields.customer]\ntype = \"Link\"\nto = \"Customer\"\nrequired = true\n";
+
+fn desired(customer: &str) -> Schema {
+    let sources: Vec<(String, String)> = [("territory", TERRITORY), ("customer", customer), ("sales_order", ORDER)]
+        .iter()
+        .map(|(f, t)| (format!("doctypes/{f}.toml"), t.to_string()))
+        .collect();
+    let project =
+        m_codegen::load_sources(&sources).unwrap_or_else(|d| panic!("{}", m_codegen::diagnostic::render_all(&d)));
+    schema_of_doctypes(&project.doctypes)
+}
+
+/// Append a revision for `target` to `files` (as `m migrate:create` would).
+fn add_revision(files: &mut Vec<(String, String)>, id: &str, name: &str, target: &Schema) -> Revision {
+    let chain = Chain::load(files).unwrap();
+    let d = diff(&chain.replay().unwrap(), target).unwrap();
+    let parents = chain.heads().first().map(|h| vec![h.revision.id.clone()]).unwrap_or_default();
+    let rev = Revision::new(id, name, "2026-11-26T00:00:00Z", parents, d);
+    files.push((rev.file_name(), rev.to_toml()));
+    rev
+}
+
+fn source(files: &[(String, String)]) -> Source {
+    Source { files: files.to_vec(), dir: None, differs_from_binary: Vec::new() }
+}
+
+async fn migrator(scratch: &Scratch, files: &[(String, String)]) -> Migrator {
+    Migrator::open(&scratch.url, source(files), "test", Timeouts::default()).await.unwrap()
+}
+
+async fn sql(m: &mut Migrator, statement: &str) {
+    m.conn().await.exec(statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+async fn rows(m: &mut Migrator, query: &str) -> Vec<Vec<Option<String>>> {
+    m.conn().await.rows(query, &[]).await.unwrap_or_else(|e| panic!("{query}: {e}"))
+}
+
+const NOW: &str = "'2026-11-26T00:00:00Z'";
+
+async fn seed(m: &mut Migrator) {
+    let id = |n: u32| format!("'0190b0c0-0000-7000-8000-{n:012}'");
+    sql(m, &format!("INSERT INTO territory (id, name, owner, modified_by, creation, modified, territory_name) VALUES ({}, 'North', 'a', 'a', {NOW}, {NOW}, 'North')", id(1))).await;
+    for (i, c) in ["Acme", "Globex"].iter().enumerate() {
+        sql(m, &format!("INSERT INTO customer (id, name, owner, modified_by, creation, modified, customer_name, fax, territory) VALUES ({}, '{c}', 'a', 'a', {NOW}, {NOW}, '{c}', '555-{i}', 'North')", id(10 + i as u32))).await;
+    }
+    sql(m, &format!("INSERT INTO sales_order (id, name, owner, modified_by, creation, modified, customer) VALUES ({}, 'SO-1', 'a', 'a', {NOW}, {NOW}, 'Acme')", id(20))).await;
+}
+
+async fn customers(m: &mut Migrator) -> Vec<Vec<Option<String>>> {
+    rows(m, "SELECT name, customer_name, territory FROM customer ORDER BY name").await
+}
+
+crate::both_backends!(apply_rollback_reapply_keeps_every_row, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
+    let mut m = migrator(&scratch, &files).await;
+    assert_eq!(m.migrate(false).await.unwrap().len(), 1);
+    seed(&mut m).await;
+    let before = customers(&mut m).await;
+    m.close().await;
+
+    // SAFE: a nullable column.
+    let v2 = CUSTOMER.replace("[fields.territory]", "[fields.phone]\ntype = \"Phone\"\n\n[fields.territory]");
+    let rev = add_revision(&mut files, "20260102000000", "add_phone", &desired(&v2));
+    assert_eq!(rev.class, m_codegen::migrate::Class::Safe);
+    let mut m = migrator(&scratch, &files).await;
+    assert_eq!(m.migrate(false).await.unwrap(), vec!["20260102000000".to_string()]);
+    assert_eq!(customers(&mut m).await, before);
+    // Its downgrade drops the column: DANGEROUS, refused without --force.
+    let refused = m.rollback(None, None, false).await.unwrap_err();
+    assert!(refused.0.contains("DANGEROUS"), "{refused}");
+    assert_eq!(m.rollback(None, None, true).await.unwrap(), vec!["20260102000000".to_string()]);
+    assert_eq!(customers(&mut m).await, before);
+    assert_eq!(m.migrate(false).await.unwrap(), vec!["20260102000000".to_string()]);
+    assert_eq!(customers(&mut m).await, before);
+    let log: Vec<String> = m.log().await.unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(log, ["apply", "apply", "rollback", "apply"]);
+    m.close().await;
+});
+
+crate::both_backends!(rebuild_keeps_indexes_and_inbound_foreign_keys, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
+    let mut m = migrator(&scratch, &files).await;
+    m.migrate(false).await.unwrap();
+    seed(&mut m).await;
+    let before = customers(&mut m).await;
+    m.close().await;
+    // NOT NULL -> nullable: SQLite rebuilds `customer`, which has indexes and is referenced by
+    // sales_order.customer.
+    let v2 = CUSTOMER
+        .replace("naming = \"field:customer_name\"\n", "")
+        .replace("type = \"Data\"\nrequired = true\n", "type = \"Data\"\n");
+    add_revision(&mut files, "20260102000000", "optional_name", &desired(&v2));
+    let mut m = migrator(&scratch, &files).await;
+    m.migrate(false).await.unwrap();
+    assert_eq!(customers(&mut m).await, before);
+    let drift =
+        m_runtime::migrate::live::drift(m.conn().await, &Chain::load(&files).unwrap().replay().unwrap()).await.unwrap();
+    assert!(drift.is_empty(), "the database matches the revisions: {drift:?}");
+    // The inbound foreign key still holds.
+    let bad = m
+        .conn()
+        .await
+        .exec(&format!("INSERT INTO sales_order (id, name, owner, modified_by, creation, modified, customer) VALUES ('0190b0c0-0000-7000-8000-000000000099', 'SO-2', 'a', 'a', {NOW}, {NOW}, 'Nobody')"))
+        .await;
+    assert!(bad.is_err(), "a sales order pointing at a missing customer is rejected");
+    // And it still cascades renames.
+    sql(&mut m, "UPDATE customer SET name = 'Acme Ltd' WHERE name = 'Acme'").await;
+    assert_eq!(rows(&mut m, "SELECT customer FROM sales_order").await, vec![vec![Some("Acme Ltd".to_string())]]);
+    m.close().await;
+});
+
+crate::both_backends!(edited_deleted_and_crlf_revisions, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
+    let mut m = migrator(&scratch, &files).await;
+    m.migrate(false).await.unwrap();
+    m.close().await;
+    // A CRLF checkout is not an edit.
+    let crlf: Vec<(String, String)> = files.iter().map(|(n, t)| (n.clone(), t.replace('\n', "\r\n"))).collect();
+    let mut m = migrator(&scratch, &crlf).await;
+    m.verify().await.expect("CRLF is the same revision");
+    m.close().await;
+    // An edit is a hard error naming the file.
+    let edited: Vec<(String, String)> = files
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.replace("\"initial\"", "\"initial\" ").replace("name = \"initial\" ", "name = \"initial\"")
+                    + "# edited\n",
+            )
+        })
+        .collect();
+    let mut m = migrator(&scratch, &edited).await;
+    let e = m.migrate(false).await.unwrap_err();
+    assert!(e.0.contains("migrations/20260101000000_initial.toml was edited"), "{e}");
+    // Repair accepts it explicitly, and logs that it did.
+    m.repair("20260101000000").await.unwrap();
+    m.verify().await.unwrap();
+    assert!(m.log().await.unwrap().iter().any(|l| l.action == "repair"));
+    m.close().await;
+    // A deleted applied revision is a hard error too.
+    let mut m = migrator(&scratch, &[]).await;
+    let e = m.verify().await.unwrap_err();
+    assert!(e.0.contains("20260101000000_initial.toml is missing"), "{e}");
+    m.close().await;
+});
+
+crate::both_backends!(concurrent_migrators_apply_once, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
+    let v2 = CUSTOMER.replace("[fields.territory]", "[fields.phone]\ntype = \"Phone\"\n\n[fields.territory]");
+    add_revision(&mut files, "20260102000000", "add_phone", &desired(&v2));
+    let run = |files: Vec<(String, String)>, url: String| async move {
+        let mut m = Migrator::open(&url, source(&files), "test", Timeouts::default()).await.unwrap();
+        let applied = m.migrate(false).await.unwrap();
+        m.close().await;
+        applied
+    };
+    // Two migrators on their own connections, interleaved on this task.
+    let (a, b) = tokio::join!(run(files.clone(), scratch.url.clone()), run(files.clone(), scratch.url.clone()));
+    assert_eq!(a.len() + b.len(), 2, "each revision applied exactly once: {a:?} {b:?}");
+    let mut m = migrator(&scratch, &files).await;
+    let applies = m.log().await.unwrap().into_iter().filter(|l| l.action == "apply").count();
+    assert_eq!(applies, 2);
+    m.close().await;
+});
+
+crate::both_backends!(heads_merge_and_acknowledgement, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
+    // Two branches from the same parent.
+    let base = files.clone();
+    let mut a = base.clone();
+    add_revision(
+        &mut a,
+        "20260102000000",
+        "add_phone",
+        &desired(&CUSTOMER.replace("[fields.territory]", "[fields.phone]\ntype = \"Phone\"\n\n[fields.territory]")),
+    );
+    let mut b = base.clone();
+    add_revision(
+        &mut b,
+        "20260103000000",
+        "add_vat",
+        &desired(&CUSTOMER.replace("[fields.territory]", "[fields.vat]\ntype = \"Data\"\n\n[fields.territory]")),
+    );
+    let mut both: Vec<(String, String)> = base.clone();
+    both.push(a[1].clone());
+    both.push(b[1].clone());
+    let mut m = migrator(&scratch, &both).await;
+    let e = m.migrate(false).await.unwrap_err();
+    assert!(e.0.contains("2 heads"), "{e}");
+    m.close().await;
+    // `m migrate:create --merge` joins them (they touch different columns).
+    let dir = scratch.dir.join("merge");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (n, t) in &both {
+        std::fs::write(dir.join(n), t).unwrap();
+    }
+    let mut both_target = desired(CUSTOMER);
+    for (t, c) in [("customer", "phone"), ("customer", "vat")] {
+        let mut col =
+            m_codegen::migrate::model::Column::new(c, m_codegen::migrate::model::ColumnType::Varchar(Some(140)));
+        col.not_null = false;
+        both_target.tables.get_mut(t).unwrap().columns.push(col);
+    }
+    let ctx = Ctx {
+        url: scratch.url.clone(),
+        source: Source::resolve(&[], Some(&dir)).unwrap(),
+        desired: both_target,
+        tool_version: "test".into(),
+        timeouts: Timeouts::default(),
+    };
+    let created = m_runtime::migrate::commands::create(&ctx, "merge branches", true, false).unwrap();
+    assert!(created.file.is_some(), "{}", created.message);
+    let merged = m_runtime::migrate::read_dir(&dir).unwrap();
+    let mut m = migrator(&scratch, &merged).await;
+    assert_eq!(m.migrate(false).await.unwrap().len(), 4);
+    m.close().await;
+
+    // Branches that touch the same column cannot be merged.
+    let mut c = base.clone();
+    add_revision(
+        &mut c,
+        "20260104000000",
+        "drop_fax",
+        &desired(&CUSTOMER.replace("[fields.fax]\ntype = \"Data\"\nindex = true\n\n", "")),
+    );
+    let clash = Chain::conflicts(
+        &Chain::load(&c).unwrap().touched_since("20260104000000", &BTreeSet::from(["20260101000000".to_string()])),
+        &BTreeSet::from(["customer.fax".to_string()]),
+    );
+    assert_eq!(clash, vec!["customer.fax".to_string()]);
+
+    // A DANGEROUS revision is refused until it acknowledges its codes.
+    let mut files = merged.clone();
+    let drop = {
+        let chain = Chain::load(&files).unwrap();
+        let mut target = chain.replay().unwrap();
+        target.tables.get_mut("customer").unwrap().columns.retain(|c| c.name != "vat");
+        target
+    };
+    let rev = add_revision(&mut files, "20260109000000", "drop_vat", &drop);
+    let mut m = migrator(&scratch, &files).await;
+    let e = m.migrate(false).await.unwrap_err();
+    assert!(e.0.contains("does not acknowledge M014"), "{e}");
+    m.close().await;
+    let mut acked = rev.clone();
+    acked.acknowledge = vec!["M014".into()];
+    files.pop();
+    files.push((acked.file_name(), acked.to_toml()));
+    let mut m = migrator(&scratch, &files).await;
+    assert_eq!(m.migrate(false).await.unwrap(), vec!["20260109000000".to_string()]);
+    m.close().await;
+});
+
+crate::both_backends!(a_failed_revision_is_recorded_and_resumes, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
+    let mut m = migrator(&scratch, &files).await;
+    m.migrate(false).await.unwrap();
+    seed(&mut m).await;
+    m.close().await;
+    // Add an indexed column (PostgreSQL: CONCURRENTLY, its own phase), then a data check that
+    // fails while a row holds an unexpected value.
+    let chain = Chain::load(&files).unwrap();
+    let mut target = chain.replay().unwrap();
+    target.tables.get_mut("customer").unwrap().columns.push(m_codegen::migrate::model::Column::new(
+        "grade",
+        m_codegen::migrate::model::ColumnType::Varchar(Some(140)),
+    ));
+    let d = diff(&chain.replay().unwrap(), &target).unwrap();
+    let mut ops: Vec<Op> = d.up.iter().map(|s| s.op.clone()).collect();
+    ops.push(Op::AddIndex {
+        table: "customer".into(),
+        index: m_codegen::migrate::model::Index {
+            name: "customer__grade_idx".into(),
+            columns: vec!["grade".into()],
+            unique: false,
+        },
+    });
+    ops.push(Op::CheckValues { table: "customer".into(), column: "fax".into(), allowed: vec!["555-0".into()] });
+    let steps = m_codegen::migrate::classify::classify(ops, &chain.replay().unwrap(), &Default::default()).unwrap();
+    let rev = Revision::new(
+        "20260102000000",
+        "grade",
+        "2026-11-26T00:00:00Z",
+        vec!["20260101000000".into()],
+        Diff { up: steps, down: Vec::new() },
+    );
+    files.push((rev.file_name(), rev.to_toml()));
+    let mut m = migrator(&scratch, &files).await;
+    let e = m.migrate(false).await.unwrap_err();
+    assert!(e.0.contains("check failed"), "{e}");
+    let h = m.history().await.unwrap();
+    let row = h.iter().find(|h| h.id == "20260102000000").expect("the failure is recorded");
+    match backend {
+        // One transaction: nothing was changed.
+        Backend::Sqlite => {
+            assert_eq!((row.state.as_str(), row.steps_applied), ("failed", 0));
+            assert!(rows(&mut m, "SELECT 1 FROM pragma_table_info('customer') WHERE name = 'grade'").await.is_empty());
+        }
+        // The column and the index were committed; the check's phase was not.
+        Backend::Postgres => {
+            assert_eq!((row.state.as_str(), row.steps_applied, row.steps_total), ("partial", 2, 3));
+        }
+    }
+    // It blocks until resolved: fix the data, run again, it resumes and completes.
+    sql(&mut m, "UPDATE customer SET fax = '555-0'").await;
+    assert_eq!(m.migrate(false).await.unwrap(), vec!["20260102000000".to_string()]);
+    let h = m.history().await.unwrap();
+    assert!(h.iter().all(|h| h.state == "applied"), "{h:?}");
+    assert!(m.log().await.unwrap().iter().any(|l| l.action == "fail"));
+    m.close().await;
+});
