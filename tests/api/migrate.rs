@@ -25,21 +25,25 @@ fn revisions_match_snapshots_and_doctypes() {
         for s in &r.revision.up {
             s.op.replay(&mut after).unwrap();
         }
-        let mut text = review_card(&r.revision, false);
+        let name = r.file.trim_end_matches(".toml").to_string();
+        let mut snapshots = vec![(format!("{name}__card"), review_card(&r.revision, false))];
         for dialect in m_codegen::ddl::Dialect::ALL {
             let up: Vec<&Op> = r.revision.up.iter().map(|s| &s.op).collect();
             let down: Vec<&Op> = r.revision.down.iter().map(|s| &s.op).collect();
-            text.push_str(&format!(
-                "\n== {d} up ==\n{}\n== {d} down ==\n{}",
-                script(&render(&up, &before, dialect).unwrap(), dialect),
-                script(&render(&down, &after, dialect).unwrap(), dialect),
-                d = dialect.as_str()
+            snapshots.push((
+                format!("{name}__{}", dialect.as_str()),
+                format!(
+                    "-- up\n{}\n-- down\n{}",
+                    script(&render(&up, &before, dialect).unwrap(), dialect),
+                    script(&render(&down, &after, dialect).unwrap(), dialect)
+                ),
             ));
         }
-        let name = r.file.trim_end_matches(".toml").to_string();
-        insta::with_settings!({ snapshot_path => "../../snapshots/migrations", prepend_module_to_snapshot => false, omit_expression => true }, {
-            insta::assert_snapshot!(name, text);
-        });
+        for (snapshot, text) in snapshots {
+            insta::with_settings!({ snapshot_path => "../../snapshots/migrations", prepend_module_to_snapshot => false, omit_expression => true }, {
+                insta::assert_snapshot!(snapshot, text);
+            });
+        }
     }
     let app = m_runtime::app::App::new("m", "0.1.0", m::doctypes::doctypes()).unwrap();
     let desired = m_runtime::migrate::desired_schema(&app).unwrap();
@@ -379,3 +383,184 @@ crate::both_backends!(a_failed_revision_is_recorded_and_resumes, |backend| {
     assert!(m.log().await.unwrap().iter().any(|l| l.action == "fail"));
     m.close().await;
 });
+
+/// The example application's revisions, copied into a scratch folder.
+fn copy_app_revisions(dir: &std::path::Path) -> Vec<(String, String)> {
+    let files =
+        m_runtime::migrate::read_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    for (n, t) in &files {
+        std::fs::write(dir.join(n), t).unwrap();
+    }
+    files
+}
+
+fn app_ctx(scratch: &Scratch, desired: Schema) -> Ctx {
+    Ctx {
+        url: scratch.url.clone(),
+        source: Source::resolve(&[], Some(&scratch.migrations_dir())).unwrap(),
+        desired,
+        tool_version: "test".into(),
+        timeouts: Timeouts::default(),
+    }
+}
+
+fn app_desired() -> Schema {
+    let app = m_runtime::app::App::new("m", "0.1.0", m::doctypes::doctypes()).unwrap();
+    m_runtime::migrate::desired_schema(&app).unwrap()
+}
+
+crate::both_backends!(development_start_applies_only_safe_changes, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    copy_app_revisions(&scratch.migrations_dir());
+    // A REVIEW change (a NOT NULL column without default on an existing table) is neither
+    // written nor applied by a development start.
+    let mut review = app_desired();
+    let mut col =
+        m_codegen::migrate::model::Column::new("vat", m_codegen::migrate::model::ColumnType::Varchar(Some(140)));
+    col.not_null = true;
+    review.tables.get_mut("customer").unwrap().columns.push(col);
+    m_runtime::migrate::commands::development_start(&app_ctx(&scratch, review)).await.unwrap();
+    assert_eq!(m_runtime::migrate::read_dir(&scratch.migrations_dir()).unwrap().len(), 1, "no revision written");
+    let mut m = migrator(&scratch, &m_runtime::migrate::read_dir(&scratch.migrations_dir()).unwrap()).await;
+    let history = m.history().await.unwrap();
+    assert_eq!(history.len(), 1, "the pending SAFE initial revision was applied");
+    let cols = rows(&mut m, "SELECT * FROM customer").await;
+    assert!(cols.is_empty());
+    m.close().await;
+    // A SAFE change is written as `<id>_auto.toml` and applied.
+    let mut safe = app_desired();
+    safe.tables
+        .get_mut("customer")
+        .unwrap()
+        .columns
+        .push(m_codegen::migrate::model::Column::new("vat", m_codegen::migrate::model::ColumnType::Varchar(Some(140))));
+    m_runtime::migrate::commands::development_start(&app_ctx(&scratch, safe.clone())).await.unwrap();
+    let files = m_runtime::migrate::read_dir(&scratch.migrations_dir()).unwrap();
+    assert_eq!(files.len(), 2);
+    assert!(files[1].0.ends_with("_auto.toml"));
+    let mut m = migrator(&scratch, &files).await;
+    assert_eq!(m.history().await.unwrap().len(), 2);
+    let drift =
+        m_runtime::migrate::live::drift(m.conn().await, &Chain::load(&files).unwrap().replay().unwrap()).await.unwrap();
+    assert!(drift.is_empty(), "{drift:?}");
+    m.close().await;
+    // Production accepts it; a pending REVIEW revision makes production refuse.
+    m_runtime::migrate::commands::production_check(&app_ctx(&scratch, safe.clone())).await.unwrap();
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migrations_give_up_on_a_held_lock() {
+    let Some(scratch) = Scratch::new(Backend::Postgres).await else {
+        eprintln!("skipped: M_TEST_PG_URL is not set");
+        return;
+    };
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
+    let mut m = migrator(&scratch, &files).await;
+    m.migrate(false).await.unwrap();
+    m.close().await;
+    let v2 = CUSTOMER.replace("[fields.territory]", "[fields.phone]\ntype = \"Phone\"\n\n[fields.territory]");
+    add_revision(&mut files, "20260102000000", "add_phone", &desired(&v2));
+    // Another session holds the table.
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(&scratch.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE customer IN ACCESS EXCLUSIVE MODE").execute(&mut holder).await.unwrap();
+    let timeouts = Timeouts { lock: std::time::Duration::from_secs(1), statement: std::time::Duration::from_secs(30) };
+    let mut m = Migrator::open(&scratch.url, source(&files), "test", timeouts).await.unwrap();
+    let started = std::time::Instant::now();
+    let e = m.migrate(false).await.unwrap_err();
+    assert!(e.0.contains("lock timeout"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "lock_timeout applies");
+    let h = m.history().await.unwrap();
+    assert_eq!(h.iter().find(|h| h.id == "20260102000000").map(|h| h.state.as_str()), Some("failed"));
+    sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.unwrap();
+    assert_eq!(m.migrate(false).await.unwrap(), vec!["20260102000000".to_string()]);
+    m.close().await;
+}
+
+/// The `m` binary's migration commands, with `--json`, exit statuses and warnings.
+#[test]
+fn migrate_commands_of_the_binary() {
+    let scratch = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(Scratch::new(Backend::Sqlite))
+        .unwrap();
+    let dir = scratch.migrations_dir();
+    let files = copy_app_revisions(&dir);
+    let m = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_m"))
+            .args(args)
+            .env("DATABASE_URL", &scratch.url)
+            .env("M_MIGRATIONS_DIR", &dir)
+            .env("M_ENV", "development")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_else(|e| panic!("{e}: {s}"));
+
+    let (code, out, err) = m(&["migrate:status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let st = json(&out);
+    assert_eq!(st["pending"].as_array().unwrap().len(), 1);
+    assert_eq!(st["applied"].as_array().unwrap().len(), 0);
+    assert_eq!(st["ungenerated"].as_array().unwrap().len(), 0, "{out}");
+
+    let (code, out, err) = m(&["migrate", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json(&out)["applied"].as_array().unwrap().len(), 1);
+
+    let (code, out, _) = m(&["migrate:status", "--live"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("live: the database matches the applied revisions"), "{out}");
+
+    let (code, out, _) = m(&["migrate:create", "nothing"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("no changes"), "{out}");
+
+    let (code, out, _) = m(&["migrate:history", "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(json(&out)[0]["action"], "apply");
+
+    // The initial revision's downgrade drops every table: refused without --force.
+    let (code, out, err) = m(&["migrate:rollback"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(err.contains("DANGEROUS"), "{err}");
+    assert!(out.contains("M002"), "the downgrade's classes are shown: {out}");
+
+    // Two revisions on the same parent: two heads, a non-zero exit; disk differs from the binary.
+    let chain = Chain::load(&files).unwrap();
+    let parent = chain.heads()[0].revision.id.clone();
+    for (id, col) in [("29990101000000", "a1"), ("29990101000001", "b1")] {
+        let mut target = chain.replay().unwrap();
+        target
+            .tables
+            .get_mut("customer")
+            .unwrap()
+            .columns
+            .push(m_codegen::migrate::model::Column::new(col, m_codegen::migrate::model::ColumnType::Text));
+        let d = diff(&chain.replay().unwrap(), &target).unwrap();
+        let rev = Revision::new(id, col, "2999-01-01T00:00:00Z", vec![parent.clone()], d);
+        std::fs::write(dir.join(rev.file_name()), rev.to_toml()).unwrap();
+    }
+    let (code, out, err) = m(&["migrate:heads"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("a1.toml") && out.contains("b1.toml"), "{out}");
+    assert!(err.contains("differs from the revisions built into this binary"), "{err}");
+    let (code, _, err) = m(&["migrate"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("2 heads"), "{err}");
+    let (code, out, err) = m(&["migrate:create", "join", "--merge", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(json(&out)["file"].as_str().unwrap().ends_with("_join.toml"), "{out}");
+    let (code, _, _) = m(&["migrate:heads"]);
+    assert_eq!(code, Some(0));
+}

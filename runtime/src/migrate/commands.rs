@@ -68,15 +68,17 @@ pub fn ungenerated(chain: &Chain, desired: &Schema) -> Result<Diff, MigrateError
     diff(&current, desired).map_err(|e| err(e.0))
 }
 
-/// A sortable, unique revision id: the UTC time to the second.
+/// A sortable, unique revision id: the UTC time to the second, or one second after the newest
+/// revision when that one is later (a clock behind, or ids from the future).
 fn new_id(chain: &Chain) -> String {
-    let mut t = chrono::Utc::now();
-    loop {
-        let id = t.format("%Y%m%d%H%M%S").to_string();
-        if chain.get(&id).is_none() && chain.revisions.iter().all(|r| r.revision.id < id) {
-            return id;
-        }
-        t += chrono::Duration::seconds(1);
+    let now = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let Some(newest) = chain.revisions.iter().map(|r| r.revision.id.clone()).max() else { return now };
+    if now > newest {
+        return now;
+    }
+    match chrono::NaiveDateTime::parse_from_str(&newest, "%Y%m%d%H%M%S") {
+        Ok(t) => (t + chrono::Duration::seconds(1)).format("%Y%m%d%H%M%S").to_string(),
+        Err(_) => format!("{newest}1"),
     }
 }
 

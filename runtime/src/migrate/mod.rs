@@ -410,11 +410,17 @@ impl Migrator {
                 let _ = self
                     .log_entry(id, "fail", Some(&r.checksum), Some(class), Some(state), began, Some(&message))
                     .await;
-                let hint = if done > 0 {
+                let mut hint = if done > 0 {
                     format!(" ({done} of {} phases committed; `m migrate` resumes from there)", phases.len())
                 } else {
                     " (nothing was changed)".to_string()
                 };
+                if message.contains("already exists") && r.revision.parents.is_empty() {
+                    hint.push_str(
+                        ". The database already has these tables but no migration history: it was created outside \
+                         the migrations (e.g. by an earlier version); use a new database, or drop the tables",
+                    );
+                }
                 Err(err(format!("migrations/{} failed: {message}{hint}", r.file)))
             }
         }
