@@ -58,7 +58,10 @@ async fn seed(url: &str, n: usize, ids_file: &str) -> anyhow::Result<()> {
         db_max_connections: 8,
         ..m_runtime::config::Config::default()
     };
-    let app = m_runtime::app::App::new("m", "0.1.0", m::doctypes::doctypes()).map_err(anyhow::Error::msg)?;
+    // The development start applies the example application's embedded revisions.
+    let app = m_runtime::app::App::new("m", "0.1.0", m::doctypes::doctypes())
+        .map_err(anyhow::Error::msg)?
+        .with_migrations(m::migrations::MIGRATIONS, None);
     let server = m_runtime::server::Server::build(&config, app, m::doctypes::OPENAPI).await?;
     let repo = server.repo.clone();
     let admin = m_runtime::perms::Principal::administrator();

@@ -206,7 +206,9 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("M_LOG_LEVEL")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    // Logs go to stderr: stdout carries command output (`--json`).
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
 }
 
 /// The route table: method, path and the permission it needs.

@@ -479,14 +479,28 @@ async fn postgres_migrations_give_up_on_a_held_lock() {
     m.close().await;
 }
 
-/// The `m` binary's migration commands, with `--json`, exit statuses and warnings.
 #[test]
-fn migrate_commands_of_the_binary() {
+fn migrate_commands_of_the_binary_sqlite() {
+    binary_commands(Backend::Sqlite);
+}
+
+#[test]
+fn migrate_commands_of_the_binary_postgres() {
+    if crate::support::pg_url().is_none() {
+        eprintln!("skipped: M_TEST_PG_URL is not set");
+        return;
+    }
+    binary_commands(Backend::Postgres);
+}
+
+/// The `m` binary's migration commands, with `--json`, exit statuses and warnings; two `m migrate`
+/// processes started together.
+fn binary_commands(backend: Backend) {
     let scratch = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(Scratch::new(Backend::Sqlite))
+        .block_on(Scratch::new(backend))
         .unwrap();
     let dir = scratch.migrations_dir();
     let files = copy_app_revisions(&dir);
@@ -514,9 +528,29 @@ fn migrate_commands_of_the_binary() {
     assert_eq!(st["applied"].as_array().unwrap().len(), 0);
     assert_eq!(st["ungenerated"].as_array().unwrap().len(), 0, "{out}");
 
-    let (code, out, err) = m(&["migrate", "--json"]);
-    assert_eq!(code, Some(0), "{err}");
-    assert_eq!(json(&out)["applied"].as_array().unwrap().len(), 1);
+    // Two processes at once: the revision is applied exactly once.
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_m"))
+            .args(["migrate", "--json"])
+            .env("DATABASE_URL", &scratch.url)
+            .env("M_MIGRATIONS_DIR", &dir)
+            .env("M_ENV", "development")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let applied =
+        |o: &std::process::Output| json(&String::from_utf8_lossy(&o.stdout))["applied"].as_array().unwrap().len();
+    assert_eq!(applied(&a) + applied(&b), 1);
 
     let (code, out, _) = m(&["migrate:status", "--live"]);
     assert_eq!(code, Some(0));
@@ -528,7 +562,9 @@ fn migrate_commands_of_the_binary() {
 
     let (code, out, _) = m(&["migrate:history", "--json"]);
     assert_eq!(code, Some(0));
-    assert_eq!(json(&out)[0]["action"], "apply");
+    let log = json(&out);
+    assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
+    assert_eq!(log[0]["action"], "apply");
 
     // The initial revision's downgrade drops every table: refused without --force.
     let (code, out, err) = m(&["migrate:rollback"]);

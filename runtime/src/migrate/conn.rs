@@ -29,7 +29,11 @@ pub type TextRow = Vec<Option<String>>;
 impl MigConn {
     pub async fn connect(url: &str) -> Result<MigConn, sqlx::Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url)?.application_name("m migrate").disable_statement_logging();
+            let options = PgConnectOptions::from_str(url)?
+                .application_name("m migrate")
+                // `CREATE … IF NOT EXISTS` notices are noise in command output.
+                .options([("client_min_messages", "warning")])
+                .disable_statement_logging();
             Ok(MigConn::Pg(options.connect().await?))
         } else {
             let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
