@@ -370,3 +370,82 @@ fn diffing_500_doctypes_is_fast() {
     assert_eq!(d.up.len(), 500);
     println!("bench: diff + classify of 501 DocTypes (500 dropped columns): {} ms", elapsed.as_millis());
 }
+
+#[test]
+fn reusing_a_renamed_name_in_the_same_revision_is_refused() {
+    let current = replayed(&base());
+    let renamed = edit(
+        "[fields.fax]\ntype = \"Data\"\n",
+        "[fields.telefax]\ntype = \"Data\"\nrenamed_from = \"fax\"\n\n[fields.fax]\ntype = \"Text\"\n",
+    );
+    let e = diff(&current, &schema(&renamed, &[])).unwrap_err();
+    assert!(e.0.contains("`fax` is still a field"), "{e}");
+    // Once the rename is in the chain, `renamed_from` may stay and the old name can be reused.
+    let done = schema(
+        &edit("[fields.fax]\ntype = \"Data\"\n", "[fields.telefax]\ntype = \"Data\"\nrenamed_from = \"fax\"\n"),
+        &[],
+    );
+    let d = diff(&current, &done).unwrap();
+    let mut after = current.clone();
+    for s in &d.up {
+        s.op.replay(&mut after).unwrap();
+    }
+    let d = diff(&after, &schema(&renamed, &[])).unwrap();
+    assert_eq!(d.up.iter().map(|s| s.code.as_str()).collect::<Vec<_>>(), ["M010"]);
+}
+
+#[test]
+fn a_new_link_column_with_a_default_is_review() {
+    // TOML gives a Link no default; a schema written by hand can.
+    use m_codegen::migrate::model::{Column, ColumnType, Literal, OnDelete, Reference};
+    let mut after = base();
+    let mut home = Column::new("home", ColumnType::Varchar(Some(140)));
+    home.default = Some(Literal::Str("North".into()));
+    home.references = Some(Reference { table: "territory".into(), on_delete: OnDelete::Restrict });
+    after.tables.get_mut("customer").unwrap().columns.push(home);
+    let d = diff(&replayed(&base()), &after).unwrap();
+    assert!(d.up.iter().any(|s| s.code == "M051" && s.class == Class::Review), "{:?}", d.up);
+}
+
+#[test]
+fn sqlite_rebuild_avoids_an_existing_new_table_and_checks_casts() {
+    let new_customer = ("doctypes/new_customer.toml", "name = \"New Customer\"\n\n[fields.x]\ntype = \"Data\"\n");
+    let before = schema(CUSTOMER, &[new_customer]);
+    let after = schema(&edit("[fields.age]\ntype = \"Data\"", "[fields.age]\ntype = \"Int\""), &[new_customer]);
+    let current = replayed(&before);
+    let d = diff(&current, &after).unwrap();
+    let ops: Vec<&Op> = d.up.iter().map(|s| &s.op).collect();
+    let sql = script(&render(&ops, &current, Dialect::Sqlite).unwrap(), Dialect::Sqlite);
+    assert!(sql.contains("CREATE TABLE \"_m_new_customer\""), "{sql}");
+    assert!(!sql.contains("DROP TABLE \"new_customer\""), "{sql}");
+    assert!(sql.contains("-- must return no row: `customer.age` holds values that are not integer"), "{sql}");
+    // PostgreSQL casts the column's default with it: dropped first, set again after.
+    let after = schema(&edit("type = \"Int\"\ndefault = 1", "type = \"Float\"\ndefault = 1"), &[new_customer]);
+    let d = diff(&current, &after).unwrap();
+    let ops: Vec<&Op> = d.up.iter().map(|s| &s.op).collect();
+    let sql = script(&render(&ops, &current, Dialect::Postgres).unwrap(), Dialect::Postgres);
+    let (drop, ty, set) = (
+        sql.find("ALTER COLUMN \"qty\" DROP DEFAULT").expect("drop default"),
+        sql.find("ALTER COLUMN \"qty\" TYPE double precision").expect("type"),
+        sql.find("ALTER COLUMN \"qty\" SET DEFAULT 1").expect("set default"),
+    );
+    assert!(drop < ty && ty < set, "{sql}");
+}
+
+#[test]
+fn merging_refuses_branches_where_one_rebuilds_a_table_the_other_changes() {
+    use std::collections::BTreeSet;
+    let current = replayed(&base());
+    let phone = diff(&current, &schema(&format!("{CUSTOMER}\n[fields.phone]\ntype = \"Phone\"\n"), &[])).unwrap();
+    let optional =
+        diff(&current, &schema(&edit("type = \"Data\"\nrequired = true\n", "type = \"Data\"\n"), &[])).unwrap();
+    let objects =
+        |d: &m_codegen::migrate::Diff| -> BTreeSet<String> { d.up.iter().flat_map(|s| s.op.objects()).collect() };
+    assert!(!Chain::conflicts(&objects(&phone), &objects(&optional)).is_empty());
+    let fax_index = diff(
+        &current,
+        &schema(&edit("[fields.fax]\ntype = \"Data\"\n", "[fields.fax]\ntype = \"Data\"\nindex = true\n"), &[]),
+    )
+    .unwrap();
+    assert!(Chain::conflicts(&objects(&phone), &objects(&fax_index)).is_empty());
+}

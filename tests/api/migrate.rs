@@ -600,3 +600,97 @@ fn binary_commands(backend: Backend) {
     let (code, _, _) = m(&["migrate:heads"]);
     assert_eq!(code, Some(0));
 }
+
+crate::both_backends!(merged_branches_keep_each_others_columns, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
+    let base = Chain::load(&files).unwrap().replay().unwrap();
+    // Branch A adds a column; branch B changes a column in a way SQLite does by rebuilding the
+    // table. A hand-written merge joins them.
+    let mut a = base.clone();
+    a.tables.get_mut("customer").unwrap().columns.push(m_codegen::migrate::model::Column::new(
+        "phone",
+        m_codegen::migrate::model::ColumnType::Varchar(Some(140)),
+    ));
+    let ra = Revision::new(
+        "20260102000000",
+        "a",
+        "2026-01-02T00:00:00Z",
+        vec!["20260101000000".into()],
+        diff(&base, &a).unwrap(),
+    );
+    let mut b = base.clone();
+    b.tables.get_mut("customer").unwrap().column_mut("customer_name").unwrap().not_null = false;
+    let rb = Revision::new(
+        "20260103000000",
+        "b",
+        "2026-01-03T00:00:00Z",
+        vec!["20260101000000".into()],
+        diff(&base, &b).unwrap(),
+    );
+    let merge = Revision::new(
+        "20260104000000",
+        "merge",
+        "2026-01-04T00:00:00Z",
+        vec!["20260102000000".into(), "20260103000000".into()],
+        Diff::default(),
+    );
+    let mut m = migrator(&scratch, &files).await;
+    m.migrate(false).await.unwrap();
+    seed(&mut m).await;
+    m.close().await;
+    files.push((ra.file_name(), ra.to_toml()));
+    let mut m = migrator(&scratch, &files).await;
+    m.migrate(false).await.unwrap();
+    sql(&mut m, "UPDATE customer SET phone = '+1 555'").await;
+    m.close().await;
+    for r in [&rb, &merge] {
+        files.push((r.file_name(), r.to_toml()));
+    }
+    let mut m = migrator(&scratch, &files).await;
+    assert_eq!(m.migrate(false).await.unwrap().len(), 2);
+    assert_eq!(
+        rows(&mut m, "SELECT phone FROM customer ORDER BY name").await,
+        vec![vec![Some("+1 555".to_string())], vec![Some("+1 555".to_string())]]
+    );
+    m.close().await;
+});
+
+crate::both_backends!(type_changes_check_values_and_keep_defaults, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let v1 = format!("{CUSTOMER}\n[fields.age]\ntype = \"Data\"\n\n[fields.qty]\ntype = \"Int\"\ndefault = 1\n");
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(&v1));
+    let mut m = migrator(&scratch, &files).await;
+    m.migrate(false).await.unwrap();
+    seed(&mut m).await;
+    sql(&mut m, "UPDATE customer SET age = '42' WHERE name = 'Acme'").await;
+    sql(&mut m, "UPDATE customer SET age = 'abc' WHERE name = 'Globex'").await;
+    m.close().await;
+    let v2 = v1
+        .replace("[fields.age]\ntype = \"Data\"", "[fields.age]\ntype = \"Int\"")
+        .replace("type = \"Int\"\ndefault = 1", "type = \"BigInt\"\ndefault = 1");
+    let mut rev = add_revision(&mut files, "20260102000000", "types", &desired(&v2));
+    rev.acknowledge = vec!["M033".into()];
+    files.pop();
+    files.push((rev.file_name(), rev.to_toml()));
+    let mut m = migrator(&scratch, &files).await;
+    let e = m.migrate(false).await.unwrap_err();
+    assert!(e.0.contains("(nothing was changed)"), "{e}");
+    assert_eq!(
+        rows(&mut m, "SELECT age FROM customer ORDER BY name").await,
+        vec![vec![Some("42".into())], vec![Some("abc".into())]]
+    );
+    // Fix the data; the failed revision is pending and applies.
+    sql(&mut m, "UPDATE customer SET age = '7' WHERE name = 'Globex'").await;
+    assert_eq!(m.migrate(false).await.unwrap(), vec!["20260102000000".to_string()]);
+    assert_eq!(
+        rows(&mut m, "SELECT age FROM customer ORDER BY name").await,
+        vec![vec![Some("42".into())], vec![Some("7".into())]]
+    );
+    // The default survived the type change.
+    sql(&mut m, &format!("INSERT INTO customer (id, name, owner, modified_by, creation, modified, customer_name) VALUES ('0190b0c0-0000-7000-8000-000000000077', 'Initech', 'a', 'a', {NOW}, {NOW}, 'Initech')")).await;
+    assert_eq!(rows(&mut m, "SELECT qty FROM customer WHERE name = 'Initech'").await, vec![vec![Some("1".into())]]);
+    m.close().await;
+});

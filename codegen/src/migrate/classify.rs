@@ -118,6 +118,20 @@ fn classify_one(
                     )),
                 );
             }
+            if let (Some(r), Some(_)) = (&column.references, &column.default) {
+                return (
+                    Review,
+                    "M051",
+                    format!(
+                        "add Link column `{table}.{c}` {desc}: existing rows get the default, checked against `{}`",
+                        r.table
+                    ),
+                    Some(format!(
+                        "every existing row of `{table}` gets the default, which must be the name of a `{}` row: make sure it exists, or add `{c}` without a default",
+                        r.table
+                    )),
+                );
+            }
             if column.default.is_some() {
                 return safe("M011", format!("add column `{table}.{c}` {desc} with a constant default"));
             }

@@ -41,6 +41,23 @@ pub fn check_identifiers(desired: &Schema) -> Result<(), ReplayError> {
 pub fn diff(current: &Schema, desired: &Schema) -> Result<Diff, ReplayError> {
     check_identifiers(desired)?;
     let (desired, table_renames, column_renames) = strip_renames(desired);
+    // A previous name still in use would make the rename ambiguous (and its downgrade lossy).
+    for (old, new) in &table_renames {
+        let pending = current.tables.contains_key(old) && !current.tables.contains_key(new);
+        if pending && desired.tables.contains_key(old) {
+            return Err(ReplayError(format!(
+                "`{new}` has `renamed_from` naming `{old}`, which is still a table of the DocTypes: rename in one revision, reuse the name in a later one"
+            )));
+        }
+    }
+    for (t, old, new) in &column_renames {
+        let pending = current.tables.get(t).is_some_and(|c| c.column(old).is_some() && c.column(new).is_none());
+        if pending && desired.tables.get(t).is_some_and(|tbl| tbl.column(old).is_some()) {
+            return Err(ReplayError(format!(
+                "`{t}.{new}` has `renamed_from = \"{old}\"`, but `{old}` is still a field: rename in one revision, reuse the name in a later one"
+            )));
+        }
+    }
     let (up_ops, up_hints) = plan(current, &desired, &table_renames, &column_renames);
     let up = classify(up_ops, current, &up_hints)?;
     let mut after = current.clone();

@@ -166,20 +166,23 @@ impl Op {
         }
     }
 
-    /// The objects this operation touches, for merge checks: `table` for table-level changes,
+    /// The objects this operation touches, for merge checks: `table` for table-level changes —
+    /// including everything SQLite does by rebuilding the table, which rewrites every column —
     /// `table.column` and `table#index` otherwise.
     pub fn objects(&self) -> Vec<String> {
         let Some(t) = self.table() else { return vec!["<sql>".to_string()] };
         match self {
             Op::CreateTable { .. } | Op::DropTable { .. } => vec![t.to_string()],
             Op::RenameTable { to, .. } => vec![t.to_string(), to.clone()],
-            Op::AddColumn { column, .. } => vec![format!("{t}.{}", column.name)],
-            Op::DropColumn { column, .. }
-            | Op::AddForeignKey { column, .. }
-            | Op::DropForeignKey { column, .. }
-            | Op::CheckValues { column, .. } => vec![format!("{t}.{column}")],
+            Op::AddColumn { column, backfill, .. } => {
+                let rebuilds = backfill.is_some()
+                    || (column.not_null && column.default.is_none())
+                    || (column.references.is_some() && column.default.is_some());
+                if rebuilds { vec![t.to_string()] } else { vec![format!("{t}.{}", column.name)] }
+            }
+            Op::AlterColumn { .. } | Op::AddForeignKey { .. } | Op::DropForeignKey { .. } => vec![t.to_string()],
+            Op::DropColumn { column, .. } | Op::CheckValues { column, .. } => vec![format!("{t}.{column}")],
             Op::RenameColumn { column, to, .. } => vec![format!("{t}.{column}"), format!("{t}.{to}")],
-            Op::AlterColumn { to, .. } => vec![format!("{t}.{}", to.name)],
             Op::AddIndex { index, .. } | Op::DropIndex { index, .. } => vec![format!("{t}#{}", index.name)],
             Op::Sql { .. } => vec!["<sql>".to_string()],
         }

@@ -258,7 +258,13 @@ fn postgres(op: &Op, prev: &Schema, state: &Schema, created: &HashSet<String>, o
         }
         Op::AlterColumn { table: t, from, to } => {
             let c = q(&to.name);
-            if from.ty != to.ty {
+            let retype = from.ty != to.ty;
+            // PostgreSQL casts the old default with the column; drop it first, set it after.
+            let reset_default = retype && from.default.is_some();
+            if reset_default {
+                out.exec(format!("ALTER TABLE {} ALTER COLUMN {c} DROP DEFAULT", q(t)));
+            }
+            if retype {
                 narrowing_check(t, from, to, out);
                 let compatible = super::classify::type_change(from.ty, to.ty).is_some_and(|(_, code)| code != "M033");
                 let using = if compatible { String::new() } else { format!(" USING {c}::{}", to.ty.postgres()) };
@@ -268,10 +274,11 @@ fn postgres(op: &Op, prev: &Schema, state: &Schema, created: &HashSet<String>, o
                 let verb = if to.not_null { "SET" } else { "DROP" };
                 out.exec(format!("ALTER TABLE {} ALTER COLUMN {c} {verb} NOT NULL", q(t)));
             }
-            if from.default != to.default {
+            if from.default != to.default || reset_default {
                 match &to.default {
                     Some(v) => out.exec(format!("ALTER TABLE {} ALTER COLUMN {c} SET DEFAULT {}", q(t), literal(v, d))),
-                    None => out.exec(format!("ALTER TABLE {} ALTER COLUMN {c} DROP DEFAULT", q(t))),
+                    None if !reset_default => out.exec(format!("ALTER TABLE {} ALTER COLUMN {c} DROP DEFAULT", q(t))),
+                    None => {}
                 }
             }
         }
@@ -352,7 +359,7 @@ fn sqlite(op: &Op, prev: &Schema, state: &Schema, out: &mut Out) {
                 out.exec(sql);
             } else {
                 let fill = backfill.map(|b| (column.name.clone(), backfill_sql(b, d).to_string()));
-                rebuild(table(prev, t), table(state, t), fill, out);
+                rebuild(state, table(prev, t), table(state, t), fill, out);
             }
         }
         Op::DropColumn { table: t, column } => {
@@ -361,7 +368,7 @@ fn sqlite(op: &Op, prev: &Schema, state: &Schema, out: &mut Out) {
             if simple {
                 out.exec(format!("ALTER TABLE {} DROP COLUMN {}", q(t), q(column)));
             } else {
-                rebuild(before, table(state, t), None, out);
+                rebuild(state, before, table(state, t), None, out);
             }
         }
         Op::RenameColumn { table: t, column, to } => {
@@ -373,13 +380,13 @@ fn sqlite(op: &Op, prev: &Schema, state: &Schema, out: &mut Out) {
             let same_here =
                 from.ty.sqlite() == to.ty.sqlite() && from.not_null == to.not_null && from.default == to.default;
             if !same_here {
-                rebuild(table(prev, t), table(state, t), None, out);
+                rebuild(state, table(prev, t), table(state, t), None, out);
             }
         }
         Op::AddIndex { table: t, index } => out.exec(index_sql(table(state, t), index, d, false)),
         Op::DropIndex { index, .. } => out.exec(format!("DROP INDEX IF EXISTS {}", q(&index.name))),
         Op::AddForeignKey { table: t, .. } | Op::DropForeignKey { table: t, .. } => {
-            rebuild(table(prev, t), table(state, t), None, out)
+            rebuild(state, table(prev, t), table(state, t), None, out)
         }
         Op::CheckValues { table: t, column, allowed } => values_check(t, column, allowed, d, out),
         Op::Sql { sqlite, .. } => out.exec(sqlite.clone()),
@@ -398,9 +405,34 @@ fn rename_indexes_sqlite(before: &Table, after: &Table, out: &mut Out) {
 
 /// Steps 4–8 of the SQLite table rebuild; the revision's transaction, `foreign_keys=OFF` and the
 /// `foreign_key_check` around it are the migrator's (steps 1–3, 9–11).
-fn rebuild(before: &Table, after: &Table, fill: Option<(String, String)>, out: &mut Out) {
+fn rebuild(state: &Schema, before: &Table, after: &Table, fill: Option<(String, String)>, out: &mut Out) {
     let d = Dialect::Sqlite;
-    let tmp = format!("new_{}", after.name);
+    // `new_<t>` unless a table has that name (a DocType "New Customer").
+    let mut tmp = format!("new_{}", after.name);
+    while state.tables.contains_key(&tmp) {
+        tmp = format!("_m_{tmp}");
+    }
+    // CAST never fails in SQLite ('abc' becomes 0): refuse values that would not convert.
+    for c in &after.columns {
+        let Some(old) = before.column(&c.name) else { continue };
+        if old.ty.sqlite() == c.ty.sqlite() {
+            continue;
+        }
+        let col = q(&c.name);
+        let bad = match c.ty.sqlite() {
+            "INTEGER" => format!(
+                "(typeof({col}) = 'text' AND (trim({col}) = '' OR ltrim(trim({col}), '+-') GLOB '*[^0-9]*')) OR (typeof({col}) = 'real' AND {col} <> CAST({col} AS INTEGER))"
+            ),
+            "REAL" => format!(
+                "typeof({col}) = 'text' AND (trim({col}) = '' OR ltrim(trim({col}), '+-') GLOB '*[^0-9.eE+-]*')"
+            ),
+            _ => continue,
+        };
+        out.expect_none(
+            format!("SELECT 1 FROM {} WHERE {bad} LIMIT 1", q(&before.name)),
+            format!("`{}.{}` holds values that are not {}: convert them first", before.name, c.name, c.ty.postgres()),
+        );
+    }
     out.exec(create_table_sql(after, &tmp, d, true));
     let mut cols = Vec::new();
     let mut exprs = Vec::new();

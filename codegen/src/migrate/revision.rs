@@ -272,10 +272,15 @@ impl Chain {
         self.replay_set(&ids)
     }
 
-    /// Re-classify a revision's steps against the schema it applies to.
+    /// Re-classify a revision's steps against the schema of its ancestors.
     pub fn analyze(&self, id: &str) -> Result<Analysis, ChainError> {
+        self.analyze_on(id, self.before(id)?)
+    }
+
+    /// Re-classify a revision's steps against `before`: the schema of the database it is applied
+    /// to, which after a merge also holds the other branch's changes.
+    pub fn analyze_on(&self, id: &str, before: Schema) -> Result<Analysis, ChainError> {
         let r = self.get(id).ok_or_else(|| ChainError(format!("no revision {id}")))?;
-        let before = self.before(id)?;
         let ops: Vec<Op> = r.revision.up.iter().map(|s| s.op.clone()).collect();
         let computed =
             classify(ops, &before, &Hints::default()).map_err(|e| ChainError(format!("migrations/{}: {e}", r.file)))?;

@@ -166,6 +166,9 @@ impl Default for Timeouts {
     }
 }
 
+/// The state of a revision whose rollback committed some phases and then failed.
+const ROLLBACK_FAILED: &str = "rollback_failed";
+
 const LOCK_KEY: i64 = 0x6d5f_6d69_6772; // "m_migr"
 
 /// A migrator bound to one database and one chain.
@@ -321,7 +324,8 @@ impl Migrator {
                     "revision {} was applied to this database but migrations/{}_{}.toml is missing; restore it (or run `m migrate:repair {}` if it was removed on purpose)",
                     h.id, h.id, h.name, h.id
                 )),
-                Some(r) if r.checksum != h.checksum => problems.push(format!(
+                // Nothing of a failed revision was committed: fixing its file is allowed.
+                Some(r) if r.checksum != h.checksum && h.state != "failed" => problems.push(format!(
                     "migrations/{} was edited after it was applied (checksum differs); restore the applied version, or run `m migrate:repair {}` to accept the edit",
                     r.file, h.id
                 )),
@@ -363,10 +367,23 @@ impl Migrator {
     async fn migrate_locked(&mut self, only_safe: bool) -> Result<Vec<String>, MigrateError> {
         let history = self.verify().await?;
         self.check_heads()?;
+        if let Some(h) = history.iter().find(|h| h.state == ROLLBACK_FAILED) {
+            return Err(err(format!(
+                "rolling back revision {} failed half-way ({}); the database is between two versions: finish by hand, then run `m migrate:repair {}`",
+                h.id,
+                h.error.clone().unwrap_or_default(),
+                h.id
+            )));
+        }
         let pending: Vec<String> = self.pending(&history).iter().map(|r| r.revision.id.clone()).collect();
+        // Each revision is rendered against everything applied before it — after a merge, that
+        // includes the other branch (a SQLite rebuild must keep its columns).
+        let mut done: BTreeSet<String> =
+            history.iter().filter(|h| h.state == "applied").map(|h| h.id.clone()).collect();
         let mut plan = Vec::new();
         for id in &pending {
-            let a = self.chain.analyze(id)?;
+            let a = self.chain.analyze_on(id, self.chain.replay_set(&done)?)?;
+            done.insert(id.clone());
             if only_safe && a.class > Class::Safe {
                 break;
             }
@@ -446,11 +463,9 @@ impl Migrator {
         class: Class,
         began: Instant,
     ) -> Result<bool, (usize, MigrateError)> {
-        let fail = |e: MigrateError| (0usize, e);
-        // Steps 1-2 of the rebuild procedure: foreign keys off outside the transaction.
-        self.conn.exec("PRAGMA foreign_keys = OFF").await.map_err(|e| fail(e.into()))?;
-        self.conn.exec("BEGIN IMMEDIATE").await.map_err(|e| fail(e.into()))?;
-        let outcome = async {
+        self.sqlite_begin().await.map_err(|e| (0, e))?;
+        let result = async {
+            // Another migrator may have applied it while this one waited for the lock.
             let state = self
                 .conn
                 .rows("SELECT state FROM m_migrations WHERE id = $1", &[Arg::Text(r.revision.id.clone())])
@@ -461,7 +476,7 @@ impl Migrator {
             for st in phases.iter().flat_map(|p| &p.statements) {
                 self.run_stmt(st).await?;
             }
-            // Step 9: no row may break a foreign key.
+            // No row may break a foreign key (step 9 of the rebuild procedure).
             if self.conn.any_row("PRAGMA foreign_key_check").await? {
                 return Err(err("PRAGMA foreign_key_check found rows that break a foreign key"));
             }
@@ -471,16 +486,7 @@ impl Migrator {
             Ok(true)
         }
         .await;
-        let end = match &outcome {
-            Ok(_) => self.conn.exec("COMMIT").await,
-            Err(_) => self.conn.exec("ROLLBACK").await,
-        };
-        let _ = self.conn.exec("PRAGMA foreign_keys = ON").await;
-        match (outcome, end) {
-            (Ok(applied), Ok(())) => Ok(applied),
-            (Ok(_), Err(e)) => Err(fail(e.into())),
-            (Err(e), _) => Err(fail(e)),
-        }
+        self.sqlite_end(result).await.map_err(|e| (0, e))
     }
 
     async fn run_postgres(
@@ -491,47 +497,31 @@ impl Migrator {
         start: usize,
         began: Instant,
     ) -> Result<bool, (usize, MigrateError)> {
-        let lock_ms = self.timeouts.lock.as_millis();
-        let stmt_ms = self.timeouts.statement.as_millis();
         let total = phases.len();
         for (k, phase) in phases.iter().enumerate().skip(start) {
             let last = k + 1 == total;
-            let result: Result<(), MigrateError> = async {
-                if phase.transactional {
-                    self.conn.exec("BEGIN").await?;
-                    self.conn
-                        .exec(&format!("SET LOCAL lock_timeout = {lock_ms}; SET LOCAL statement_timeout = {stmt_ms}"))
-                        .await?;
-                } else {
-                    self.conn.exec(&format!("SET lock_timeout = {lock_ms}; SET statement_timeout = {stmt_ms}")).await?;
-                }
+            self.pg_begin(phase.transactional).await.map_err(|e| (k, e))?;
+            let result = async {
                 for st in &phase.statements {
                     self.run_stmt(st).await?;
                 }
+                // Progress is recorded in the phase's own transaction.
                 let state = if last { "applied" } else { "partial" };
                 self.record(r, class, state, k + 1, total, None, began).await?;
                 if last {
                     self.log_entry(&r.revision.id, "apply", Some(&r.checksum), Some(class), Some(state), began, None)
                         .await?;
                 }
-                if phase.transactional {
-                    self.conn.exec("COMMIT").await?;
-                }
                 Ok(())
             }
             .await;
-            if let Err(e) = result {
-                if phase.transactional {
-                    let _ = self.conn.exec("ROLLBACK").await;
-                }
-                return Err((k, e));
-            }
+            self.pg_end(phase.transactional, result).await.map_err(|e| (k, e))?;
         }
-        if total == 0 || start >= total {
-            self.record(r, class, "applied", total, total, None, began).await.map_err(|e| (start, e))?;
+        if total == 0 {
+            self.record(r, class, "applied", 0, 0, None, began).await.map_err(|e| (0, e))?;
             self.log_entry(&r.revision.id, "apply", Some(&r.checksum), Some(class), Some("applied"), began, None)
                 .await
-                .map_err(|e| (start, e))?;
+                .map_err(|e| (0, e))?;
         }
         Ok(true)
     }
@@ -713,58 +703,130 @@ impl Migrator {
         Ok(done)
     }
 
+    /// Run a downgrade. SQLite: one transaction (nothing changes on failure). PostgreSQL: phase by
+    /// phase; the history row goes away in the last phase's transaction, and a failure after a
+    /// committed phase marks the revision `rollback_failed` (it blocks `m migrate` until repaired).
     async fn run_down(&mut self, id: &str, phases: &[Phase]) -> Result<(), MigrateError> {
-        let sqlite = self.dialect() == Dialect::Sqlite;
-        if sqlite {
-            self.conn.exec("PRAGMA foreign_keys = OFF").await?;
-            self.conn.exec("BEGIN IMMEDIATE").await?;
-        }
-        let result: Result<(), MigrateError> = async {
-            let n = phases.len();
-            for (k, phase) in phases.iter().enumerate() {
-                let tx = phase.transactional && !sqlite;
-                if tx {
-                    self.conn.exec("BEGIN").await?;
-                    let (l, s) = (self.timeouts.lock.as_millis(), self.timeouts.statement.as_millis());
-                    self.conn.exec(&format!("SET LOCAL lock_timeout = {l}; SET LOCAL statement_timeout = {s}")).await?;
+        let delete_sql = "DELETE FROM m_migrations WHERE id = $1";
+        if self.dialect() == Dialect::Sqlite {
+            self.sqlite_begin().await?;
+            let result = async {
+                for st in phases.iter().flat_map(|p| &p.statements) {
+                    self.run_stmt(st).await?;
                 }
-                for st in &phase.statements {
-                    if let Err(e) = self.run_stmt(st).await {
-                        if tx {
-                            let _ = self.conn.exec("ROLLBACK").await;
-                        }
-                        return Err(e);
-                    }
-                }
-                if k + 1 == n && !sqlite {
-                    self.conn.run("DELETE FROM m_migrations WHERE id = $1", &[Arg::Text(id.into())]).await?;
-                }
-                if tx {
-                    self.conn.exec("COMMIT").await?;
-                }
-            }
-            if sqlite {
                 if self.conn.any_row("PRAGMA foreign_key_check").await? {
                     return Err(err("PRAGMA foreign_key_check found rows that break a foreign key"));
                 }
-                self.conn.run("DELETE FROM m_migrations WHERE id = $1", &[Arg::Text(id.into())]).await?;
-            } else if n == 0 {
-                self.conn.run("DELETE FROM m_migrations WHERE id = $1", &[Arg::Text(id.into())]).await?;
+                self.conn.run(delete_sql, &[Arg::Text(id.into())]).await?;
+                Ok(())
             }
-            Ok(())
+            .await;
+            return self.sqlite_end(result).await;
         }
-        .await;
-        if sqlite {
-            let end = if result.is_ok() { self.conn.exec("COMMIT").await } else { self.conn.exec("ROLLBACK").await };
+        let n = phases.len();
+        if n == 0 {
+            self.conn.run(delete_sql, &[Arg::Text(id.into())]).await?;
+            return Ok(());
+        }
+        for (k, phase) in phases.iter().enumerate() {
+            let last = k + 1 == n;
+            let result = match self.pg_begin(phase.transactional).await {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let body = async {
+                        for st in &phase.statements {
+                            self.run_stmt(st).await?;
+                        }
+                        if last {
+                            self.conn.run(delete_sql, &[Arg::Text(id.into())]).await?;
+                        }
+                        Ok(())
+                    }
+                    .await;
+                    self.pg_end(phase.transactional, body).await
+                }
+            };
+            if let Err(e) = result {
+                if k > 0 {
+                    let message = format!("{k} of {n} phases of the downgrade committed: {e}");
+                    let _ = self
+                        .conn
+                        .run(
+                            "UPDATE m_migrations SET state = $1, error = $2 WHERE id = $3",
+                            &[Arg::Text(ROLLBACK_FAILED.into()), Arg::Text(message), Arg::Text(id.into())],
+                        )
+                        .await;
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// SQLite: `foreign_keys=OFF` (outside the transaction, where it takes effect), then
+    /// `BEGIN IMMEDIATE`, which waits for other writers (and migrators).
+    async fn sqlite_begin(&mut self) -> Result<(), MigrateError> {
+        self.conn.exec("PRAGMA foreign_keys = OFF").await?;
+        if let Err(e) = self.conn.exec("BEGIN IMMEDIATE").await {
             let _ = self.conn.exec("PRAGMA foreign_keys = ON").await;
-            end?;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// SQLite: COMMIT an Ok result (a failed COMMIT is rolled back), ROLLBACK an error, and
+    /// `foreign_keys=ON` whatever happened.
+    async fn sqlite_end<T>(&mut self, mut result: Result<T, MigrateError>) -> Result<T, MigrateError> {
+        if result.is_ok()
+            && let Err(e) = self.conn.exec("COMMIT").await
+        {
+            result = Err(e.into());
+        }
+        if result.is_err() {
+            let _ = self.conn.exec("ROLLBACK").await;
+        }
+        let _ = self.conn.exec("PRAGMA foreign_keys = ON").await;
+        result
+    }
+
+    /// PostgreSQL: start a phase — a transaction with `SET LOCAL` timeouts, or session timeouts
+    /// for a non-transactional phase.
+    async fn pg_begin(&mut self, transactional: bool) -> Result<(), MigrateError> {
+        let (l, s) = (self.timeouts.lock.as_millis(), self.timeouts.statement.as_millis());
+        if !transactional {
+            self.conn.exec(&format!("SET lock_timeout = {l}; SET statement_timeout = {s}")).await?;
+            return Ok(());
+        }
+        self.conn.exec("BEGIN").await?;
+        if let Err(e) =
+            self.conn.exec(&format!("SET LOCAL lock_timeout = {l}; SET LOCAL statement_timeout = {s}")).await
+        {
+            let _ = self.conn.exec("ROLLBACK").await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: end a phase — COMMIT an Ok result, ROLLBACK an error or a failed COMMIT.
+    async fn pg_end<T>(&mut self, transactional: bool, mut result: Result<T, MigrateError>) -> Result<T, MigrateError> {
+        if !transactional {
+            return result;
+        }
+        if result.is_ok()
+            && let Err(e) = self.conn.exec("COMMIT").await
+        {
+            result = Err(e.into());
+        }
+        if result.is_err() {
+            let _ = self.conn.exec("ROLLBACK").await;
         }
         result
     }
 
-    /// Accept the current state of a revision explicitly: re-stamp an edited file's checksum,
-    /// mark a failed or partial revision as applied (after fixing it by hand), or forget a
-    /// revision whose file was removed. Logged.
+    /// Accept the current state of a revision explicitly (logged): re-stamp an applied revision's
+    /// edited file; mark a partial revision, or one whose rollback failed half-way, as applied
+    /// once it was finished by hand; clear a failed attempt (nothing was committed) so the
+    /// revision is simply pending; forget a revision whose file was removed.
     pub async fn repair(&mut self, id: &str) -> Result<String, MigrateError> {
         self.lock().await?;
         let result = self.repair_locked(id).await;
@@ -782,6 +844,13 @@ impl Migrator {
                 self.conn.run("DELETE FROM m_migrations WHERE id = $1", &[Arg::Text(id.into())]).await?;
                 let detail = format!("history row removed: migrations/{}_{}.toml no longer exists", h.id, h.name);
                 self.log_entry(id, "repair", Some(&h.checksum), None, Some("removed"), began, Some(&detail)).await?;
+                Ok(detail)
+            }
+            (Some(h), Some(_)) if h.state == "failed" => {
+                // Nothing of it was committed: forget the failure; the revision is pending again.
+                self.conn.run("DELETE FROM m_migrations WHERE id = $1", &[Arg::Text(id.into())]).await?;
+                let detail = format!("cleared the failed attempt of revision {id}; it is pending again");
+                self.log_entry(id, "repair", Some(&h.checksum), None, Some("pending"), began, Some(&detail)).await?;
                 Ok(detail)
             }
             (Some(h), Some(r)) => {
