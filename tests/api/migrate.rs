@@ -694,3 +694,26 @@ crate::both_backends!(type_changes_check_values_and_keep_defaults, |backend| {
     assert_eq!(rows(&mut m, "SELECT qty FROM customer WHERE name = 'Initech'").await, vec![vec![Some("1".into())]]);
     m.close().await;
 });
+
+crate::both_backends!(live_status_reports_drift, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
+    let mut m = migrator(&scratch, &files).await;
+    m.migrate(false).await.unwrap();
+    let expected = Chain::load(&files).unwrap().replay().unwrap();
+    assert_eq!(m_runtime::migrate::live::drift(m.conn().await, &expected).await.unwrap(), Vec::<String>::new());
+    // Changes made behind the migrations' back.
+    sql(&mut m, "ALTER TABLE customer ADD COLUMN extra TEXT").await;
+    sql(&mut m, "DROP INDEX customer__fax_idx").await;
+    sql(&mut m, "CREATE TABLE scratch_notes (id TEXT)").await;
+    let drift = m_runtime::migrate::live::drift(m.conn().await, &expected).await.unwrap();
+    for line in [
+        "unexpected column `customer.extra`",
+        "missing index `customer__fax_idx` on `customer`",
+        "unexpected table `scratch_notes`",
+    ] {
+        assert!(drift.iter().any(|d| d == line), "{line} not in {drift:?}");
+    }
+    m.close().await;
+});

@@ -151,11 +151,17 @@ fn plan(
             let swap = added
                 .iter()
                 .find(|a| !a.unique && !ix.unique && a.name != ix.name && a.columns.first() == ix.columns.first());
+            // The same columns becoming (or ceasing to be) unique: also create the new index
+            // before dropping this one, so the table is never without an index on them.
+            let same_columns = added.iter().any(|a| a.columns == ix.columns);
             match swap {
                 Some(a) if survives => {
                     hints.index_swaps.insert((name.clone(), ix.name.clone()));
                     hints.index_swaps.insert((name.clone(), a.name.clone()));
                     deferred_drops.push(Op::DropIndex { table: name.clone(), index: ix.clone() });
+                }
+                _ if same_columns && survives => {
+                    deferred_drops.push(Op::DropIndex { table: name.clone(), index: ix.clone() })
                 }
                 _ => drops.push(Op::DropIndex { table: name.clone(), index: ix.clone() }),
             }

@@ -33,6 +33,8 @@ impl MigConn {
                 .application_name("m migrate")
                 // `CREATE … IF NOT EXISTS` notices are noise in command output.
                 .options([("client_min_messages", "warning")])
+                // DDL changes result types under cached plans: no statement cache here.
+                .statement_cache_capacity(0)
                 .disable_statement_logging();
             Ok(MigConn::Pg(options.connect().await?))
         } else {
@@ -46,6 +48,7 @@ impl MigConn {
                 .foreign_keys(true)
                 // Another migrator holds the write lock for at most one revision.
                 .busy_timeout(Duration::from_secs(120))
+                .statement_cache_capacity(0)
                 .disable_statement_logging();
             Ok(MigConn::Sqlite(options.connect().await?))
         }

@@ -8,8 +8,17 @@ use m_codegen::migrate::model::{ColumnType, Schema};
 
 use super::{Arg, MigConn, MigrateError};
 
-/// What the database has: table -> (columns: name -> (type, not null), index names).
-type Found = BTreeMap<String, (BTreeMap<String, (String, bool)>, Vec<String>)>;
+/// What the database has, per table.
+#[derive(Debug, Default)]
+struct FoundTable {
+    /// name -> (type, not null)
+    columns: BTreeMap<String, (String, bool)>,
+    indexes: Vec<String>,
+    /// (column, referenced table)
+    foreign_keys: Vec<(String, String)>,
+}
+
+type Found = BTreeMap<String, FoundTable>;
 
 const OWN_TABLES: &[&str] = &["m_migrations", "m_migration_log"];
 
@@ -27,7 +36,7 @@ async fn introspect(conn: &mut MigConn) -> Result<Found, MigrateError> {
                 .await?;
             for r in cols {
                 let s = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-                found.entry(s(0)).or_default().0.insert(s(1), (s(2), s(3) == "true"));
+                found.entry(s(0)).or_default().columns.insert(s(1), (s(2), s(3) == "true"));
             }
             let idx = conn
                 .rows(
@@ -37,7 +46,21 @@ async fn introspect(conn: &mut MigConn) -> Result<Found, MigrateError> {
                 .await?;
             for r in idx {
                 let s = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-                found.entry(s(0)).or_default().1.push(s(1));
+                found.entry(s(0)).or_default().indexes.push(s(1));
+            }
+            let fks = conn
+                .rows(
+                    "SELECT cl.relname::text, a.attname::text, ref.relname::text FROM pg_constraint c \
+                     JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace n ON n.oid = cl.relnamespace \
+                     JOIN pg_class ref ON ref.oid = c.confrelid \
+                     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
+                     WHERE c.contype = 'f' AND n.nspname = current_schema()",
+                    &[],
+                )
+                .await?;
+            for r in fks {
+                let s = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                found.entry(s(0)).or_default().foreign_keys.push((s(1), s(2)));
             }
         }
         Dialect::Sqlite => {
@@ -51,10 +74,10 @@ async fn introspect(conn: &mut MigConn) -> Result<Found, MigrateError> {
                 let cols = conn
                     .rows("SELECT name, type, \"notnull\", pk FROM pragma_table_info($1)", &[Arg::Text(t.clone())])
                     .await?;
-                let entry = found.entry(t.clone()).or_default();
+                let mut entry = FoundTable::default();
                 for r in cols {
                     let s = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-                    entry.0.insert(s(0), (s(1), s(2) == "1" || s(3) != "0"));
+                    entry.columns.insert(s(0), (s(1), s(2) == "1" || s(3) != "0"));
                 }
                 let idx = conn
                     .rows(
@@ -62,7 +85,15 @@ async fn introspect(conn: &mut MigConn) -> Result<Found, MigrateError> {
                         &[Arg::Text(t.clone())],
                     )
                     .await?;
-                entry.1.extend(idx.into_iter().filter_map(|r| r.into_iter().next().flatten()));
+                entry.indexes.extend(idx.into_iter().filter_map(|r| r.into_iter().next().flatten()));
+                let fks = conn
+                    .rows("SELECT \"from\", \"table\" FROM pragma_foreign_key_list($1)", &[Arg::Text(t.clone())])
+                    .await?;
+                for r in fks {
+                    let s = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                    entry.foreign_keys.push((s(0), s(1)));
+                }
+                found.insert(t, entry);
             }
         }
     }
@@ -78,7 +109,7 @@ pub async fn drift(conn: &mut MigConn, expected: &Schema) -> Result<Vec<String>,
     let found = introspect(conn).await?;
     let mut out = Vec::new();
     for (name, t) in &expected.tables {
-        let Some((cols, idx)) = found.get(name) else {
+        let Some(FoundTable { columns: cols, indexes: idx, foreign_keys: fks }) = found.get(name) else {
             out.push(format!("missing table `{name}`"));
             continue;
         };
@@ -108,6 +139,16 @@ pub async fn drift(conn: &mut MigConn, expected: &Schema) -> Result<Vec<String>,
                     say(want_not_null)
                 ));
             }
+        }
+        let want_fks: Vec<(String, String)> =
+            t.columns.iter().filter_map(|c| c.references.as_ref().map(|r| (c.name.clone(), r.table.clone()))).collect();
+        for (c, target) in &want_fks {
+            if !fks.contains(&(c.clone(), target.clone())) {
+                out.push(format!("missing foreign key `{name}.{c}` -> `{target}`"));
+            }
+        }
+        for (c, target) in fks.iter().filter(|fk| !want_fks.contains(fk)) {
+            out.push(format!("unexpected foreign key `{name}.{c}` -> `{target}`"));
         }
         for extra in cols.keys().filter(|k| t.column(k).is_none()) {
             out.push(format!("unexpected column `{name}.{extra}`"));
