@@ -107,6 +107,16 @@ async fn seed(m: &mut Migrator) {
     sql(m, &format!("INSERT INTO sales_order (id, name, owner, modified_by, creation, modified, customer) VALUES ({}, 'SO-1', 'a', 'a', {NOW}, {NOW}, 'Acme')", id(20))).await;
 }
 
+/// A database at an initial revision for `customer`, with rows.
+async fn seeded(scratch: &Scratch, customer: &str) -> (Vec<(String, String)>, Migrator) {
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(customer));
+    let mut m = migrator(scratch, &files).await;
+    m.migrate(false).await.unwrap();
+    seed(&mut m).await;
+    (files, m)
+}
+
 async fn customers(m: &mut Migrator) -> Vec<Vec<Option<String>>> {
     rows(m, "SELECT name, customer_name, territory FROM customer ORDER BY name").await
 }
@@ -142,11 +152,7 @@ crate::both_backends!(apply_rollback_reapply_keeps_every_row, |backend| {
 
 crate::both_backends!(rebuild_keeps_indexes_and_inbound_foreign_keys, |backend| {
     let Some(scratch) = Scratch::new(backend).await else { return };
-    let mut files = Vec::new();
-    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
-    let mut m = migrator(&scratch, &files).await;
-    m.migrate(false).await.unwrap();
-    seed(&mut m).await;
+    let (mut files, mut m) = seeded(&scratch, CUSTOMER).await;
     let before = customers(&mut m).await;
     m.close().await;
     // NOT NULL -> nullable: SQLite rebuilds `customer`, which has indexes and is referenced by
@@ -325,11 +331,7 @@ crate::both_backends!(heads_merge_and_acknowledgement, |backend| {
 
 crate::both_backends!(a_failed_revision_is_recorded_and_resumes, |backend| {
     let Some(scratch) = Scratch::new(backend).await else { return };
-    let mut files = Vec::new();
-    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
-    let mut m = migrator(&scratch, &files).await;
-    m.migrate(false).await.unwrap();
-    seed(&mut m).await;
+    let (mut files, m) = seeded(&scratch, CUSTOMER).await;
     m.close().await;
     // Add an indexed column (PostgreSQL: CONCURRENTLY, its own phase), then a data check that
     // fails while a row holds an unexpected value.
@@ -660,11 +662,7 @@ crate::both_backends!(merged_branches_keep_each_others_columns, |backend| {
 crate::both_backends!(type_changes_check_values_and_keep_defaults, |backend| {
     let Some(scratch) = Scratch::new(backend).await else { return };
     let v1 = format!("{CUSTOMER}\n[fields.age]\ntype = \"Data\"\n\n[fields.qty]\ntype = \"Int\"\ndefault = 1\n");
-    let mut files = Vec::new();
-    add_revision(&mut files, "20260101000000", "initial", &desired(&v1));
-    let mut m = migrator(&scratch, &files).await;
-    m.migrate(false).await.unwrap();
-    seed(&mut m).await;
+    let (mut files, mut m) = seeded(&scratch, &v1).await;
     sql(&mut m, "UPDATE customer SET age = '42' WHERE name = 'Acme'").await;
     sql(&mut m, "UPDATE customer SET age = 'abc' WHERE name = 'Globex'").await;
     m.close().await;

@@ -99,6 +99,16 @@ pub fn create_table_sql(t: &Table, name: &str, dialect: Dialect, inline_fks: boo
     format!("CREATE TABLE {} (\n{}\n)", q(name), lines.join(",\n"))
 }
 
+/// `CONSTRAINT … REFERENCES …` for a column added with `ADD COLUMN`.
+fn inline_reference(table: &str, column: &str, r: &Reference) -> String {
+    format!(
+        " CONSTRAINT {} REFERENCES {} (\"name\") ON UPDATE CASCADE ON DELETE {}",
+        q(&fk_name(table, column)),
+        q(&r.table),
+        r.on_delete.sql()
+    )
+}
+
 fn add_fk_sql(table: &str, column: &str, r: &Reference) -> String {
     format!("ALTER TABLE {} ADD CONSTRAINT {} {}", q(table), q(&fk_name(table, column)), fk_clause(column, r))
 }
@@ -238,12 +248,7 @@ fn postgres(op: &Op, prev: &Schema, state: &Schema, created: &HashSet<String>, o
             }
             let mut sql = format!("ALTER TABLE {} ADD COLUMN {}", q(t), column_sql(&col, d));
             if let Some(r) = &column.references {
-                sql.push_str(&format!(
-                    " CONSTRAINT {} REFERENCES {} (\"name\") ON UPDATE CASCADE ON DELETE {}",
-                    q(&fk_name(t, &column.name)),
-                    q(&r.table),
-                    r.on_delete.sql()
-                ));
+                sql.push_str(&inline_reference(t, &column.name, r));
             }
             out.exec(sql);
             if let Some(b) = backfill {

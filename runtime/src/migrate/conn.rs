@@ -18,6 +18,21 @@ pub enum Arg {
     Int(i64),
 }
 
+/// Bind `args` to a `sqlx::query` of either backend.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for a in $args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.clone()),
+                Arg::OptText(s) => q.bind(s.clone()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+
 pub enum MigConn {
     Pg(PgConnection),
     Sqlite(SqliteConnection),
@@ -72,28 +87,10 @@ impl MigConn {
     /// Run one statement with `$1`-style parameters (rewritten to `?` for SQLite, in order).
     pub async fn run(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
         match self {
-            MigConn::Pg(c) => {
-                let mut q = sqlx::query(sql);
-                for a in args {
-                    q = match a {
-                        Arg::Text(s) => q.bind(s.clone()),
-                        Arg::OptText(s) => q.bind(s.clone()),
-                        Arg::Int(i) => q.bind(*i),
-                    };
-                }
-                Ok(q.execute(c).await?.rows_affected())
-            }
+            MigConn::Pg(c) => Ok(bind_args!(sqlx::query(sql), args).execute(c).await?.rows_affected()),
             MigConn::Sqlite(c) => {
                 let sql = sqlite_placeholders(sql);
-                let mut q = sqlx::query(&sql);
-                for a in args {
-                    q = match a {
-                        Arg::Text(s) => q.bind(s.clone()),
-                        Arg::OptText(s) => q.bind(s.clone()),
-                        Arg::Int(i) => q.bind(*i),
-                    };
-                }
-                Ok(q.execute(c).await?.rows_affected())
+                Ok(bind_args!(sqlx::query(&sql), args).execute(c).await?.rows_affected())
             }
         }
     }
@@ -121,28 +118,12 @@ impl MigConn {
         }
         match self {
             MigConn::Pg(c) => {
-                let mut q = sqlx::query(sql);
-                for a in args {
-                    q = match a {
-                        Arg::Text(s) => q.bind(s.clone()),
-                        Arg::OptText(s) => q.bind(s.clone()),
-                        Arg::Int(i) => q.bind(*i),
-                    };
-                }
-                let rows = q.fetch_all(c).await?;
+                let rows = bind_args!(sqlx::query(sql), args).fetch_all(c).await?;
                 Ok(collect!(rows))
             }
             MigConn::Sqlite(c) => {
                 let sql = sqlite_placeholders(sql);
-                let mut q = sqlx::query(&sql);
-                for a in args {
-                    q = match a {
-                        Arg::Text(s) => q.bind(s.clone()),
-                        Arg::OptText(s) => q.bind(s.clone()),
-                        Arg::Int(i) => q.bind(*i),
-                    };
-                }
-                let rows = q.fetch_all(c).await?;
+                let rows = bind_args!(sqlx::query(&sql), args).fetch_all(c).await?;
                 Ok(collect!(rows))
             }
         }
