@@ -394,19 +394,6 @@ pub fn next_series(dialect: Dialect, key: &str) -> Sql {
     sql
 }
 
-/// Internal tables of the runtime (not DocTypes).
-pub fn internal_tables(dialect: Dialect) -> Vec<String> {
-    let text = match dialect {
-        Dialect::Postgres => "varchar(140)",
-        Dialect::Sqlite => "TEXT",
-    };
-    let int = match dialect {
-        Dialect::Postgres => "bigint",
-        Dialect::Sqlite => "INTEGER",
-    };
-    vec![format!("CREATE TABLE IF NOT EXISTS m_series (prefix {text} PRIMARY KEY, current {int} NOT NULL)")]
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -154,15 +154,6 @@ impl Db {
     pub async fn fetch(&self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
         self.reader().await?.fetch(sql, binds, kinds).await
     }
-
-    /// Run statements outside of a transaction (schema setup).
-    pub async fn execute_script(&self, statements: &[String]) -> Result<(), DbError> {
-        let mut tx = self.begin().await?;
-        for s in statements {
-            tx.execute(s, Vec::new()).await?;
-        }
-        tx.commit().await
-    }
 }
 
 /// Something that runs a query: a connection or a transaction.
