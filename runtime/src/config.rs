@@ -68,6 +68,12 @@ pub struct Config {
     /// application's `migrations/` when its source tree is present). Production reads only the
     /// revisions embedded in the binary.
     pub migrations_dir: Option<std::path::PathBuf>,
+    /// A request running longer is answered 504 (`M_REQUEST_TIMEOUT_SECS`).
+    pub request_timeout_secs: u64,
+    /// Requests in flight at once; more are answered 503 at once (`M_MAX_CONCURRENT_REQUESTS`).
+    pub max_concurrent_requests: usize,
+    /// After SIGTERM / ctrl-c, how long in-flight requests may take (`M_SHUTDOWN_TIMEOUT_SECS`).
+    pub shutdown_timeout_secs: u64,
     /// Migration sessions on PostgreSQL: `lock_timeout` and `statement_timeout` in seconds.
     pub migrate_lock_timeout_secs: u64,
     pub migrate_statement_timeout_secs: u64,
@@ -94,6 +100,9 @@ impl Default for Config {
             sqlite_readers: 4,
             statement_timeout_secs: 10,
             migrations_dir: None,
+            request_timeout_secs: 30,
+            max_concurrent_requests: 512,
+            shutdown_timeout_secs: 30,
             migrate_lock_timeout_secs: 10,
             migrate_statement_timeout_secs: 600,
         }
@@ -118,6 +127,9 @@ const ENV_KEYS: &[&str] = &[
     "sqlite_readers",
     "statement_timeout_secs",
     "migrations_dir",
+    "request_timeout_secs",
+    "max_concurrent_requests",
+    "shutdown_timeout_secs",
     "migrate_lock_timeout_secs",
     "migrate_statement_timeout_secs",
 ];
@@ -137,6 +149,9 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if self.max_page_size == 0 {
             return Err("M_MAX_PAGE_SIZE must be at least 1".into());
+        }
+        if self.request_timeout_secs == 0 || self.max_concurrent_requests == 0 {
+            return Err("M_REQUEST_TIMEOUT_SECS and M_MAX_CONCURRENT_REQUESTS must be at least 1".into());
         }
         if self.db_max_connections == 0 {
             return Err("M_DB_MAX_CONNECTIONS must be at least 1".into());

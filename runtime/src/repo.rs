@@ -43,6 +43,8 @@ pub enum RepoError {
     PreconditionFailed,
     #[error("{0}")]
     Unavailable(String),
+    #[error("the database did not answer within the statement timeout")]
+    Timeout,
     #[error("{0}")]
     Internal(String),
 }
@@ -51,6 +53,7 @@ impl From<DbError> for RepoError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Unavailable(m) => RepoError::Unavailable(m),
+            DbError::Timeout => RepoError::Timeout,
             other => RepoError::Internal(other.to_string()),
         }
     }
@@ -140,6 +143,26 @@ impl Repo {
 
     pub fn limits(&self) -> &ListLimits {
         &self.inner.limits
+    }
+
+    /// `SELECT 1` on a reader connection (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        self.inner.db.fetch("SELECT 1", Vec::new(), &[FieldKind::Int]).await?;
+        Ok(())
+    }
+
+    /// Ids of the revisions the database has applied (readiness).
+    pub async fn applied_revisions(&self) -> Result<Vec<String>> {
+        let rows = self
+            .inner
+            .db
+            .fetch("SELECT id FROM m_migrations WHERE state = 'applied'", Vec::new(), &[FieldKind::Data])
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect())
     }
 
     fn dialect(&self) -> Dialect {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -11,7 +12,7 @@ use crate::app::App;
 use crate::auth::Authenticator;
 use crate::config::{Config, Mode};
 use crate::db::Db;
-use crate::http::{ApiState, router};
+use crate::http::{ApiState, Limits, Readiness, router};
 use crate::migrate;
 use crate::repo::Repo;
 
@@ -20,12 +21,13 @@ pub struct Server {
     listener: TcpListener,
     router: axum::Router,
     pub repo: Repo,
+    shutdown_timeout: Duration,
 }
 
 impl Server {
     /// Connect, prepare and bind. `openapi` is the application's generated OpenAPI document.
     pub async fn build(config: &Config, app: App, openapi: &str) -> anyhow::Result<Server> {
-        prepare_schema(config, &app).await?;
+        let revisions = prepare_schema(config, &app).await?;
         let db = Db::connect(config.database_url.expose(), &config.pool())
             .await
             .context("cannot connect to the database")?;
@@ -44,10 +46,20 @@ impl Server {
             auth: Arc::new(auth),
             openapi: Arc::from(openapi),
             max_body_bytes: config.max_body_bytes,
+            ready: Arc::new(Readiness {
+                revisions,
+                redis_url: config.redis_url.as_ref().map(|u| u.expose().to_string()),
+            }),
+            limits: Limits::new(config.max_concurrent_requests, Duration::from_secs(config.request_timeout_secs)),
         };
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        Ok(Server { listener, router: router(state), repo })
+        Ok(Server {
+            listener,
+            router: router(state),
+            repo,
+            shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -59,21 +71,48 @@ impl Server {
         self.router.clone()
     }
 
-    /// Serve until ctrl-c or SIGTERM, then finish in-flight requests.
+    /// Serve until ctrl-c or SIGTERM, then finish in-flight requests (within the shutdown
+    /// timeout).
     pub async fn run(self) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown_signal()).await.context("server error")
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serve until `signal` completes; then stop accepting connections and give in-flight
+    /// requests up to the shutdown timeout before returning.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            signal.await;
+            let _ = stopping_tx.send(());
+        };
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(signal).into_future();
+        let deadline = self.shutdown_timeout;
+        let expire = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(deadline).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = serve => served.context("server error"),
+            () = expire => {
+                tracing::warn!(seconds = deadline.as_secs(), "shutdown timeout reached: dropping the requests still in flight");
+                Ok(())
+            }
+        }
     }
 }
 
 /// Development applies SAFE revisions (writing one for SAFE DocType changes); production only
 /// checks that the database is at the chain's head and refuses to start otherwise.
-async fn prepare_schema(config: &Config, app: &App) -> anyhow::Result<()> {
+/// Returns the revisions the database has applied, for readiness.
+async fn prepare_schema(config: &Config, app: &App) -> anyhow::Result<Vec<String>> {
     let ctx = migrate::commands::Ctx::new(config, app)?;
-    match config.env {
+    Ok(match config.env {
         Mode::Development => migrate::commands::development_start(&ctx).await?,
         Mode::Production => migrate::commands::production_check(&ctx).await?,
-    }
-    Ok(())
+    })
 }
 
 async fn shutdown_signal() {

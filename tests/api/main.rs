@@ -10,4 +10,5 @@ mod list;
 mod migrate;
 mod permissions;
 mod regenerate;
+mod runtime;
 mod startup;

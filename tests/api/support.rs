@@ -216,8 +216,13 @@ pub fn doctypes() -> Vec<&'static m_runtime::meta::DocMeta> {
 impl TestApp {
     /// Start the application on a fresh database; None when the backend is not available here.
     pub async fn start(backend: Backend) -> Option<TestApp> {
+        Self::start_with(backend, |_| {}).await.map(|(app, _)| app)
+    }
+
+    /// Start with a changed configuration; also returns the configuration used.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<(TestApp, Config)> {
         let scratch = Scratch::new(backend).await?;
-        let config = Config {
+        let mut config = Config {
             database_url: Secret::new(scratch.url.clone()),
             jwt_secret: Some(Secret::new(SECRET)),
             port: 0,
@@ -227,9 +232,15 @@ impl TestApp {
             migrations_dir: Some(scratch.migrations_dir()),
             ..Config::default()
         };
+        tweak(&mut config);
         let app = m_runtime::app::App::new("m", "0.1.0", doctypes()).expect("valid application");
         let server = Server::build(&config, app, m::doctypes::OPENAPI).await.expect("server starts");
-        Some(TestApp { router: server.router(), _scratch: scratch })
+        Some((TestApp { router: server.router(), _scratch: scratch }, config))
+    }
+
+    /// Requests against a server built elsewhere.
+    pub fn from_router(router: axum::Router, scratch: Scratch) -> TestApp {
+        TestApp { router, _scratch: scratch }
     }
 
     /// A bearer token for `user` with `roles`.

@@ -41,6 +41,9 @@ pub enum DbError {
     TooLong,
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The statement ran past the statement timeout and was cancelled.
+    #[error("the statement ran past the statement timeout")]
+    Timeout,
     #[error("database error: {0}")]
     Other(String),
 }
@@ -58,6 +61,12 @@ impl From<sqlx::Error> for DbError {
                     }
                     sqlx::error::ErrorKind::ForeignKeyViolation => DbError::ForeignKey,
                     sqlx::error::ErrorKind::NotNullViolation => DbError::NotNull { column: message },
+                    // PostgreSQL: query_canceled (statement_timeout); SQLite: interrupted by the
+                    // progress handler at the statement timeout.
+                    _ if db.code().as_deref() == Some("57014") => DbError::Timeout,
+                    // PostgreSQL: admin_shutdown, crash_shutdown, cannot_connect_now.
+                    _ if db.code().as_deref().is_some_and(|c| c.starts_with("57P")) => DbError::Unavailable(message),
+                    _ if message == "interrupted" => DbError::Timeout,
                     // SQLite: the file is locked by another process beyond the busy timeout.
                     _ if message.starts_with("database is locked") => DbError::Unavailable(message),
                     // PostgreSQL: string_data_right_truncation (varchar(n) overflow).
@@ -69,9 +78,12 @@ impl From<sqlx::Error> for DbError {
                     _ => DbError::Other(message),
                 }
             }
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-                DbError::Unavailable(e.to_string())
-            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => DbError::Unavailable(e.to_string()),
             _ => DbError::Other(e.to_string()),
         }
     }
@@ -89,7 +101,7 @@ pub struct PoolConfig {
     pub acquire_timeout: Duration,
     /// A connection older than this is closed when it comes back.
     pub max_lifetime: Duration,
-    /// PostgreSQL `statement_timeout` of every connection.
+    /// Statement timeout: PostgreSQL `statement_timeout`; SQLite interrupts the statement.
     pub statement_timeout: Duration,
 }
 

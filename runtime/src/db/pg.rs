@@ -19,6 +19,14 @@ pub struct PgConn {
     conn: PgConnection,
     busy: bool,
     in_tx: bool,
+    /// The connection failed at the transport level (the server went away): never reuse it.
+    broken: bool,
+}
+
+/// Whether an error means the connection itself is gone.
+fn breaks_connection(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed)
+        || matches!(e, sqlx::Error::Database(d) if d.code().as_deref().is_some_and(|c| c.starts_with("57P")))
 }
 
 pub struct PgManager {
@@ -32,12 +40,15 @@ impl managed::Manager for PgManager {
 
     async fn create(&self) -> Result<PgConn, sqlx::Error> {
         let conn = self.options.connect().await?;
-        Ok(PgConn { conn, busy: false, in_tx: false })
+        Ok(PgConn { conn, busy: false, in_tx: false, broken: false })
     }
 
     async fn recycle(&self, c: &mut PgConn, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
         if c.busy {
             return Err(RecycleError::message("a statement was cancelled mid-flight"));
+        }
+        if c.broken {
+            return Err(RecycleError::message("the connection failed"));
         }
         if metrics.age() > self.max_lifetime {
             return Err(RecycleError::message("connection reached its lifetime"));
@@ -107,6 +118,17 @@ impl PgDb {
 pub struct PgConnGuard(Object<PgManager>);
 
 impl PgConnGuard {
+    /// A transport failure usually means the server restarted: this connection is dropped, and
+    /// so are the idle ones (opened before the restart), so the next requests connect afresh.
+    fn note_failure(&mut self, e: &sqlx::Error) {
+        if breaks_connection(e) {
+            self.0.broken = true;
+            if let Some(pool) = Object::pool(&self.0) {
+                pool.retain(|_, _| false);
+            }
+        }
+    }
+
     pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
         let args = bind_all(binds)?;
         let c = &mut *self.0;
@@ -114,6 +136,9 @@ impl PgConnGuard {
         // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
         let rows = sqlx::query_with(sql, args).fetch_all(&mut c.conn).await;
         c.busy = false;
+        if let Err(e) = &rows {
+            self.note_failure(e);
+        }
         rows?.iter().map(|r| decode_row(r, kinds)).collect()
     }
 
@@ -123,6 +148,9 @@ impl PgConnGuard {
         c.busy = true;
         let done = sqlx::query_with(sql, args).execute(&mut c.conn).await;
         c.busy = false;
+        if let Err(e) = &done {
+            self.note_failure(e);
+        }
         Ok(done?.rows_affected())
     }
 

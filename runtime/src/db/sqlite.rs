@@ -7,7 +7,8 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, Object, Pool, RecycleError, RecycleResult};
 use rust_decimal::Decimal;
@@ -25,14 +26,47 @@ pub struct LiteConn {
     conn: SqliteConnection,
     busy: bool,
     in_tx: bool,
+    /// When the running statement must stop, in milliseconds since `EPOCH` (0: no statement).
+    deadline: Arc<AtomicU64>,
+    timeout: Duration,
+}
+
+/// The reference point of statement deadlines.
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn now_ms() -> u64 {
+    u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl LiteConn {
+    /// Wrap a connection; SQLite interrupts any statement that runs past `timeout` (checked
+    /// every few thousand virtual-machine steps).
+    async fn new(mut conn: SqliteConnection, timeout: Duration) -> Result<LiteConn, sqlx::Error> {
+        let deadline = Arc::new(AtomicU64::new(0));
+        let watch = deadline.clone();
+        conn.lock_handle().await?.set_progress_handler(4000, move || {
+            let d = watch.load(Ordering::Relaxed);
+            d == 0 || now_ms() < d
+        });
+        Ok(LiteConn { conn, busy: false, in_tx: false, deadline, timeout })
+    }
+
+    fn arm(&self) {
+        let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        self.deadline.store(now_ms().saturating_add(ms.max(1)), Ordering::Relaxed);
+    }
+
+    fn disarm(&self) {
+        self.deadline.store(0, Ordering::Relaxed);
+    }
+
     async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
         let args = bind_all(binds)?;
         self.busy = true;
+        self.arm();
         // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
         let rows = sqlx::query_with(sql, args).fetch_all(&mut self.conn).await;
+        self.disarm();
         self.busy = false;
         rows?.iter().map(|r| decode_row(r, kinds)).collect()
     }
@@ -40,7 +74,9 @@ impl LiteConn {
     async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
         let args = bind_all(binds)?;
         self.busy = true;
+        self.arm();
         let done = sqlx::query_with(sql, args).execute(&mut self.conn).await;
+        self.disarm();
         self.busy = false;
         Ok(done?.rows_affected())
     }
@@ -59,6 +95,7 @@ impl LiteConn {
 
 pub struct ReaderManager {
     options: SqliteConnectOptions,
+    statement_timeout: Duration,
 }
 
 impl managed::Manager for ReaderManager {
@@ -66,8 +103,7 @@ impl managed::Manager for ReaderManager {
     type Error = sqlx::Error;
 
     async fn create(&self) -> Result<LiteConn, sqlx::Error> {
-        let conn = self.options.connect().await?;
-        Ok(LiteConn { conn, busy: false, in_tx: false })
+        LiteConn::new(self.options.connect().await?, self.statement_timeout).await
     }
 
     async fn recycle(&self, c: &mut LiteConn, _: &Metrics) -> RecycleResult<sqlx::Error> {
@@ -103,14 +139,15 @@ impl SqliteDb {
             .busy_timeout(Duration::from_secs(5))
             .disable_statement_logging();
         let writer = base.clone().create_if_missing(true).connect().await?;
-        let readers = Pool::builder(ReaderManager { options: base.read_only(true) })
-            .max_size(config.sqlite_readers.max(1))
-            .wait_timeout(Some(config.acquire_timeout))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| DbError::Other(e.to_string()))?;
+        let readers =
+            Pool::builder(ReaderManager { options: base.read_only(true), statement_timeout: config.statement_timeout })
+                .max_size(config.sqlite_readers.max(1))
+                .wait_timeout(Some(config.acquire_timeout))
+                .runtime(deadpool::Runtime::Tokio1)
+                .build()
+                .map_err(|e| DbError::Other(e.to_string()))?;
         Ok(SqliteDb {
-            writer: Arc::new(Mutex::new(LiteConn { conn: writer, busy: false, in_tx: false })),
+            writer: Arc::new(Mutex::new(LiteConn::new(writer, config.statement_timeout).await?)),
             readers,
             acquire_timeout: config.acquire_timeout,
         })

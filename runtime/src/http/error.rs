@@ -29,6 +29,12 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The request ran past the request timeout.
+    #[error("the request took longer than {0} s")]
+    RequestTimeout(u64),
+    /// Too many requests in flight: shed instead of queueing.
+    #[error("the server is overloaded; retry shortly")]
+    Overloaded,
 }
 
 #[derive(Serialize)]
@@ -81,6 +87,7 @@ impl IntoResponse for ApiError {
                 RepoError::Unavailable(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable".into(), &[])
                 }
+                RepoError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout", e.to_string(), &[]),
                 RepoError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into(), &[]),
             },
             ApiError::Param(p) => {
@@ -93,6 +100,8 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", self.to_string(), &[]),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found".into(), &[]),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", self.to_string(), &[]),
+            ApiError::RequestTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout", self.to_string(), &[]),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", self.to_string(), &[]),
         };
         let body = Body { error: ErrorBody { code, message, request_id: request_id::current(), details } };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -105,8 +114,17 @@ impl IntoResponse for ApiError {
             };
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
         }
-        if let ApiError::Repo(RepoError::Internal(m) | RepoError::Unavailable(m)) = &self {
-            res.extensions_mut().insert(InternalDetail(m.clone()));
+        if let ApiError::Overloaded = &self {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        match &self {
+            ApiError::Repo(RepoError::Internal(m) | RepoError::Unavailable(m)) => {
+                res.extensions_mut().insert(InternalDetail(m.clone()));
+            }
+            ApiError::Repo(RepoError::Timeout) | ApiError::RequestTimeout(_) => {
+                res.extensions_mut().insert(InternalDetail(self.to_string()));
+            }
+            _ => {}
         }
         res
     }

@@ -3,6 +3,8 @@
 
 mod docs;
 mod error;
+mod guard;
+mod ready;
 mod request_id;
 
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use axum::routing::{get, post};
 use serde::Serialize;
 
 pub use error::ApiError;
+pub use guard::Limits;
+pub use ready::Readiness;
 
 use crate::auth::Authenticator;
 use crate::doc::{Doc, DocJson};
@@ -31,12 +35,15 @@ pub struct ApiState {
     pub auth: Arc<Authenticator>,
     pub openapi: Arc<str>,
     pub max_body_bytes: usize,
+    pub ready: Arc<Readiness>,
+    pub limits: Arc<Limits>,
 }
 
 /// The whole API.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready::ready))
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
         .route("/api/meta/{doctype}", get(meta))
@@ -45,6 +52,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/{doctype}/{docref}/{action}", post(lifecycle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), guard::middleware))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

@@ -258,8 +258,9 @@ pub fn use_color() -> bool {
 }
 
 /// A development start: apply pending SAFE revisions; write and apply an `_auto` revision for
-/// SAFE DocType changes; report what it did not apply and why.
-pub async fn development_start(ctx: &Ctx) -> Result<(), MigrateError> {
+/// SAFE DocType changes; report what it did not apply and why. Returns the revisions the
+/// database has applied.
+pub async fn development_start(ctx: &Ctx) -> Result<Vec<String>, MigrateError> {
     if let Some(w) = ctx.disk_warning() {
         tracing::warn!("{w}");
     }
@@ -325,13 +326,17 @@ pub async fn development_start(ctx: &Ctx) -> Result<(), MigrateError> {
         Ok(())
     }
     .await;
+    let applied = match result {
+        Ok(()) => m.history().await.map(|h| h.into_iter().filter(|r| r.state == "applied").map(|r| r.id).collect()),
+        Err(e) => Err(e),
+    };
     m.close().await;
-    result
+    applied
 }
 
 /// A production start: never migrates; refuses pending, failed or edited revisions and DocType
-/// changes without a revision.
-pub async fn production_check(ctx: &Ctx) -> Result<(), MigrateError> {
+/// changes without a revision. Returns the revisions the database has applied.
+pub async fn production_check(ctx: &Ctx) -> Result<Vec<String>, MigrateError> {
     let mut m = ctx.migrator().await?;
     let result = async {
         let history = m.verify().await?;
@@ -349,7 +354,7 @@ pub async fn production_check(ctx: &Ctx) -> Result<(), MigrateError> {
                 "the DocTypes of this build have changes that no revision contains: run `m migrate:create <name>`, rebuild and deploy with the revision",
             ));
         }
-        Ok(())
+        Ok(m.chain.revisions.iter().map(|r| r.revision.id.clone()).collect())
     }
     .await;
     m.close().await;

@@ -1,0 +1,321 @@
+//! Production runtime behaviour on SQLite and PostgreSQL: health and readiness, statement and
+//! request timeouts, load shedding, graceful shutdown, a database outage and a Redis outage
+//! (on private instances the test starts and stops; never the shared ones).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use m_runtime::config::{Config, Mode, Secret};
+use m_runtime::db::{Db, DbError, PoolConfig};
+use m_runtime::meta::FieldKind;
+use m_runtime::server::Server;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{Backend, Scratch, TestApp};
+
+/// Another session holding the write lock: SQLite `BEGIN IMMEDIATE`, PostgreSQL an exclusive
+/// lock on `territory`. Writes to it wait until `release`.
+enum Holder {
+    Sqlite(sqlx::SqliteConnection),
+    Pg(sqlx::PgConnection),
+}
+
+impl Holder {
+    async fn hold(url: &str) -> Holder {
+        use sqlx::Connection;
+        if url.starts_with("sqlite") {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut c).await.unwrap();
+            Holder::Sqlite(c)
+        } else {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql("BEGIN; LOCK TABLE territory IN ACCESS EXCLUSIVE MODE").execute(&mut c).await.unwrap();
+            Holder::Pg(c)
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Holder::Sqlite(mut c) => sqlx::raw_sql("ROLLBACK").execute(&mut c).await.map(|_| ()).unwrap(),
+            Holder::Pg(mut c) => sqlx::raw_sql("ROLLBACK").execute(&mut c).await.map(|_| ()).unwrap(),
+        }
+    }
+}
+
+fn config(scratch: &Scratch, url: &str) -> Config {
+    Config {
+        env: Mode::Development,
+        database_url: Secret::new(url),
+        jwt_secret: Some(Secret::new(crate::support::SECRET)),
+        port: 0,
+        db_max_connections: 4,
+        db_min_connections: 2,
+        migrations_dir: Some(scratch.migrations_dir()),
+        ..Config::default()
+    }
+}
+
+fn app() -> m_runtime::app::App {
+    m_runtime::app::App::new("m", "0.1.0", crate::support::doctypes()).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+async fn raw_http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let token = TestApp::admin();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+}
+
+crate::both_backends!(health_and_readiness, |backend| {
+    // Redis configured but not listening: readiness warns and stays 200.
+    let dead_redis = format!("redis://127.0.0.1:{}", free_port());
+    let Some((app, _)) = TestApp::start_with(backend, |c| c.redis_url = Some(Secret::new(dead_redis))).await else {
+        return;
+    };
+    app.get("/health").anonymous().send().await.expect(200);
+    let r = app.get("/ready").anonymous().send().await.expect(200);
+    assert_eq!(r.header("content-type").as_deref(), Some("application/health+json"));
+    assert_eq!(r.json["status"], "warn", "{}", r.json);
+    assert_eq!(r.json["checks"]["database:responseTime"][0]["status"], "pass", "{}", r.json);
+    assert_eq!(r.json["checks"]["migrations:applied"][0]["status"], "pass", "{}", r.json);
+    assert_eq!(r.json["checks"]["redis:responseTime"][0]["status"], "warn", "{}", r.json);
+});
+
+/// A child process stopped (and reaped) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+crate::both_backends!(a_private_redis_going_down_only_warns, |backend| {
+    if std::process::Command::new("redis-server").arg("--version").output().is_err() {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    }
+    let port = free_port();
+    let mut redis = KillOnDrop(
+        std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("redis://127.0.0.1:{port}");
+    let Some((app, _)) = TestApp::start_with(backend, |c| c.redis_url = Some(Secret::new(url))).await else {
+        return;
+    };
+    let r = app.get("/ready").anonymous().send().await.expect(200);
+    assert_eq!(r.json["checks"]["redis:responseTime"][0]["status"], "pass", "{}", r.json);
+    redis.stop();
+    let r = app.get("/ready").anonymous().send().await.expect(200);
+    assert_eq!(r.json["status"], "warn", "{}", r.json);
+    app.post("/api/v1/Territory", json!({"territory_name": "North"})).send().await.expect(201);
+    app.get("/api/v1/Territory").send().await.expect(200);
+});
+
+crate::both_backends!(statements_stop_at_the_statement_timeout, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let pool = PoolConfig {
+        min_connections: 1,
+        max_connections: 2,
+        statement_timeout: Duration::from_secs(1),
+        ..PoolConfig::default()
+    };
+    let db = Db::connect(&scratch.url, &pool).await.unwrap();
+    let slow = match backend {
+        Backend::Postgres => "SELECT 1 FROM pg_sleep(5)",
+        Backend::Sqlite => {
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) SELECT count(*) FROM c"
+        }
+    };
+    let started = Instant::now();
+    let e = db.fetch(slow, Vec::new(), &[FieldKind::BigInt]).await.unwrap_err();
+    assert!(matches!(e, DbError::Timeout), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "stopped after {:?}", started.elapsed());
+    // The connection is usable afterwards.
+    db.fetch("SELECT 1", Vec::new(), &[FieldKind::Int]).await.unwrap();
+});
+
+crate::both_backends!(slow_requests_time_out_and_overload_is_shed, |backend| {
+    let Some((app, config)) = TestApp::start_with(backend, |c| {
+        c.request_timeout_secs = 1;
+        c.max_concurrent_requests = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let hold = Holder::hold(config.database_url.expose()).await;
+    let slow = tokio::spawn(app.post("/api/v1/Territory", json!({"territory_name": "Slow"})).send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The one permit is taken: the next request is shed at once.
+    let started = Instant::now();
+    let r = app.get("/api/v1/Customer").send().await.expect_error(503, "overloaded");
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    assert!(started.elapsed() < Duration::from_millis(500));
+    app.get("/health").anonymous().send().await.expect(200);
+    slow.await.unwrap().expect_error(504, "timeout");
+    hold.release().await;
+    app.post("/api/v1/Territory", json!({"territory_name": "After"})).send().await.expect(201);
+});
+
+crate::both_backends!(shutdown_finishes_in_flight_requests, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let config = config(&scratch, &scratch.url.clone());
+    let server = Server::build(&config, app(), m::doctypes::OPENAPI).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let signal = stop.clone();
+    let running = tokio::spawn(server.run_until(async move { signal.notified().await }));
+    let hold = Holder::hold(&scratch.url).await;
+    let in_flight = tokio::spawn(raw_http(addr, "POST", "/api/v1/Territory", r#"{"territory_name": "North"}"#));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.notify_one();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no new connections while shutting down");
+    hold.release().await;
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    tokio::time::timeout(Duration::from_secs(5), running).await.expect("the server stops").unwrap().unwrap();
+});
+
+/// A PostgreSQL server of its own, in a scratch folder, on a free port.
+struct PrivatePg {
+    dir: std::path::PathBuf,
+    port: u16,
+    bin: std::path::PathBuf,
+    as_postgres: bool,
+}
+
+impl PrivatePg {
+    fn bin_dir() -> Option<std::path::PathBuf> {
+        let mut dirs: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .collect();
+        dirs.sort();
+        dirs.pop().filter(|d| d.join("initdb").exists())
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> std::process::Output {
+        let exe = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        cmd.args(args).output().unwrap()
+    }
+
+    fn start_new() -> Option<PrivatePg> {
+        let bin = Self::bin_dir()?;
+        let root = std::process::Command::new("id").arg("-u").output().ok()?.stdout == b"0\n";
+        let dir = std::env::temp_dir().join(format!("m-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        if root {
+            std::process::Command::new("chown").args(["-R", "postgres"]).arg(&dir).status().unwrap();
+        }
+        let pg = PrivatePg { dir, port: free_port(), bin, as_postgres: root };
+        let data = pg.dir.join("data");
+        let out = pg.run("initdb", &["-D", data.to_str()?, "-U", "postgres", "--auth=trust", "-N"]);
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        pg.start();
+        Some(pg)
+    }
+
+    fn start(&self) {
+        let data = self.dir.join("data");
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.display());
+        let log = self.dir.join("log");
+        let out = self
+            .run("pg_ctl", &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"]);
+        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn stop(&self) {
+        let data = self.dir.join("data");
+        let out = self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = self.run("pg_ctl", &["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_a_fast_503_and_recovers() {
+    let Some(pg) = PrivatePg::start_new() else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "PostgreSQL server binaries are required when CI=true");
+        eprintln!("skipped: no PostgreSQL server binaries");
+        return;
+    };
+    let scratch = Scratch::new(Backend::Sqlite).await.unwrap();
+    let config = config(&scratch, &pg.url());
+    let server = Server::build(&config, app(), m::doctypes::OPENAPI).await.unwrap();
+    let app = TestApp::from_router(server.router(), scratch);
+    app.post("/api/v1/Territory", json!({"territory_name": "North"})).send().await.expect(201);
+    app.get("/ready").anonymous().send().await.expect(200);
+
+    pg.stop();
+    let started = Instant::now();
+    app.get("/api/v1/Territory").send().await.expect_error(503, "unavailable");
+    assert!(started.elapsed() < Duration::from_secs(5), "failed fast: {:?}", started.elapsed());
+    let r = app.get("/ready").anonymous().send().await.expect(503);
+    assert_eq!(r.json["checks"]["database:responseTime"][0]["status"], "fail", "{}", r.json);
+    app.get("/health").anonymous().send().await.expect(200);
+
+    pg.start();
+    let started = Instant::now();
+    loop {
+        let r = app.get("/api/v1/Territory").send().await;
+        if r.status == 200 {
+            assert_eq!(r.json["total"], 1, "{}", r.json);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no recovery: {}", r.json);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.get("/ready").anonymous().send().await.expect(200);
+}
