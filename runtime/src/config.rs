@@ -68,6 +68,10 @@ pub struct Config {
     /// application's `migrations/` when its source tree is present). Production reads only the
     /// revisions embedded in the binary.
     pub migrations_dir: Option<std::path::PathBuf>,
+    /// Statements at least this slow are logged as warnings (`M_SLOW_QUERY_MS`).
+    pub slow_query_ms: u64,
+    /// `json` or `text` (`M_LOG_FORMAT`); default JSON lines in production, text in development.
+    pub log_format: Option<String>,
     /// A request running longer is answered 504 (`M_REQUEST_TIMEOUT_SECS`).
     pub request_timeout_secs: u64,
     /// Requests in flight at once; more are answered 503 at once (`M_MAX_CONCURRENT_REQUESTS`).
@@ -100,6 +104,8 @@ impl Default for Config {
             sqlite_readers: 4,
             statement_timeout_secs: 10,
             migrations_dir: None,
+            slow_query_ms: 500,
+            log_format: None,
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
             shutdown_timeout_secs: 30,
@@ -128,6 +134,8 @@ const ENV_KEYS: &[&str] = &[
     "statement_timeout_secs",
     "migrations_dir",
     "request_timeout_secs",
+    "slow_query_ms",
+    "log_format",
     "max_concurrent_requests",
     "shutdown_timeout_secs",
     "migrate_lock_timeout_secs",
@@ -149,6 +157,12 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if self.max_page_size == 0 {
             return Err("M_MAX_PAGE_SIZE must be at least 1".into());
+        }
+        if let Some(f) = &self.log_format
+            && f != "json"
+            && f != "text"
+        {
+            return Err(format!("M_LOG_FORMAT must be `json` or `text`, not `{f}`"));
         }
         if self.request_timeout_secs == 0 || self.max_concurrent_requests == 0 {
             return Err("M_REQUEST_TIMEOUT_SECS and M_MAX_CONCURRENT_REQUESTS must be at least 1".into());
@@ -190,6 +204,7 @@ impl Config {
             acquire_timeout: std::time::Duration::from_secs(self.db_acquire_timeout_secs),
             max_lifetime: std::time::Duration::from_secs(self.db_max_lifetime_secs),
             statement_timeout: std::time::Duration::from_secs(self.statement_timeout_secs),
+            slow_statement: std::time::Duration::from_millis(self.slow_query_ms),
         }
     }
 }

@@ -67,10 +67,14 @@ fn free_port() -> u16 {
 
 /// One HTTP/1.1 request on a fresh connection: (status, body).
 async fn raw_http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    raw_http_with(addr, method, path, body, "").await
+}
+
+async fn raw_http_with(addr: SocketAddr, method: &str, path: &str, body: &str, extra: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let token = TestApp::admin();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -319,3 +323,71 @@ async fn a_database_outage_is_a_fast_503_and_recovers() {
     }
     app.get("/ready").anonymous().send().await.expect(200);
 }
+
+crate::both_backends!(production_logs_are_json_lines, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let bin = env!("CARGO_BIN_EXE_m");
+    let env = |c: &mut std::process::Command| {
+        c.env("DATABASE_URL", &scratch.url)
+            .env("M_ENV", "production")
+            .env("M_JWT_SECRET", crate::support::SECRET)
+            .env("M_SLOW_QUERY_MS", "0")
+            .env_remove("M_LOG_LEVEL")
+            .env_remove("RUST_LOG")
+            .env_remove("M_LOG_FORMAT");
+    };
+    let mut migrate = std::process::Command::new(bin);
+    env(&mut migrate);
+    let out = migrate.arg("migrate").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let port = free_port();
+    let mut start = std::process::Command::new(bin);
+    env(&mut start);
+    let child = start
+        .args(["start", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = KillOnDrop(child);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = raw_http_with(
+        addr,
+        "POST",
+        "/api/v1/Territory",
+        r#"{"territory_name": "Secret North"}"#,
+        "X-Request-Id: log-test-1\r\n",
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    server.stop();
+    let mut stderr = String::new();
+    if let Some(mut e) = server.0.stderr.take() {
+        use std::io::Read;
+        e.read_to_string(&mut stderr).unwrap();
+    }
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let request =
+        lines.iter().find(|l| l["request_id"] == "log-test-1").unwrap_or_else(|| panic!("no request line:\n{stderr}"));
+    assert_eq!(request["level"], "INFO", "{request}");
+    assert_eq!(request["method"], "POST");
+    assert_eq!(request["route"], "/api/v1/{doctype}");
+    assert_eq!(request["doctype"], "Territory");
+    assert_eq!(request["status"], 201);
+    assert_eq!(request["user"], "admin@example.com");
+    assert!(request["duration_ms"].as_f64().is_some(), "{request}");
+    // Every statement is "slow" at 0 ms: logged with its text and duration, never its values.
+    let statements: Vec<&serde_json::Value> = lines.iter().filter(|l| l["message"] == "slow statement").collect();
+    assert!(statements.iter().any(|l| l["sql"].as_str().is_some_and(|s| s.contains("INSERT INTO"))), "{stderr}");
+    assert!(!stderr.contains("Secret North"), "a value reached the logs:\n{stderr}");
+    assert!(!stderr.contains(&TestApp::admin()), "a token reached the logs");
+});

@@ -89,6 +89,17 @@ impl From<sqlx::Error> for DbError {
     }
 }
 
+/// Log a statement (its text has placeholders only; values are never logged): at debug level
+/// under the target `m::sql`, or as a warning when it took `slow` or longer.
+pub(crate) fn log_statement(sql: &str, elapsed: Duration, slow: Duration) {
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    if elapsed >= slow {
+        tracing::warn!(target: "m::sql", duration_ms, sql, "slow statement");
+    } else {
+        tracing::debug!(target: "m::sql", duration_ms, sql, "statement");
+    }
+}
+
 /// Pool sizes and timeouts.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -103,6 +114,8 @@ pub struct PoolConfig {
     pub max_lifetime: Duration,
     /// Statement timeout: PostgreSQL `statement_timeout`; SQLite interrupts the statement.
     pub statement_timeout: Duration,
+    /// Statements slower than this are logged as warnings (others at debug level).
+    pub slow_statement: Duration,
 }
 
 impl Default for PoolConfig {
@@ -114,6 +127,7 @@ impl Default for PoolConfig {
             acquire_timeout: Duration::from_secs(30),
             max_lifetime: Duration::from_secs(3600),
             statement_timeout: Duration::from_secs(10),
+            slow_statement: Duration::from_millis(500),
         }
     }
 }

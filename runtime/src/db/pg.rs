@@ -21,6 +21,7 @@ pub struct PgConn {
     in_tx: bool,
     /// The connection failed at the transport level (the server went away): never reuse it.
     broken: bool,
+    slow: Duration,
 }
 
 /// Whether an error means the connection itself is gone.
@@ -32,6 +33,7 @@ fn breaks_connection(e: &sqlx::Error) -> bool {
 pub struct PgManager {
     options: PgConnectOptions,
     max_lifetime: Duration,
+    slow: Duration,
 }
 
 impl managed::Manager for PgManager {
@@ -40,7 +42,7 @@ impl managed::Manager for PgManager {
 
     async fn create(&self) -> Result<PgConn, sqlx::Error> {
         let conn = self.options.connect().await?;
-        Ok(PgConn { conn, busy: false, in_tx: false, broken: false })
+        Ok(PgConn { conn, busy: false, in_tx: false, broken: false, slow: self.slow })
     }
 
     async fn recycle(&self, c: &mut PgConn, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
@@ -73,7 +75,7 @@ impl PgDb {
             .application_name("m")
             .options([("statement_timeout", format!("{}ms", config.statement_timeout.as_millis()))])
             .disable_statement_logging();
-        let manager = PgManager { options, max_lifetime: config.max_lifetime };
+        let manager = PgManager { options, max_lifetime: config.max_lifetime, slow: config.slow_statement };
         let pool = Pool::builder(manager)
             .max_size(config.max_connections.max(1))
             .wait_timeout(Some(config.acquire_timeout))
@@ -133,9 +135,11 @@ impl PgConnGuard {
         let args = bind_all(binds)?;
         let c = &mut *self.0;
         c.busy = true;
+        let started = std::time::Instant::now();
         // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
         let rows = sqlx::query_with(sql, args).fetch_all(&mut c.conn).await;
         c.busy = false;
+        super::log_statement(sql, started.elapsed(), c.slow);
         if let Err(e) = &rows {
             self.note_failure(e);
         }
@@ -146,8 +150,10 @@ impl PgConnGuard {
         let args = bind_all(binds)?;
         let c = &mut *self.0;
         c.busy = true;
+        let started = std::time::Instant::now();
         let done = sqlx::query_with(sql, args).execute(&mut c.conn).await;
         c.busy = false;
+        super::log_statement(sql, started.elapsed(), c.slow);
         if let Err(e) = &done {
             self.note_failure(e);
         }

@@ -29,6 +29,7 @@ pub struct LiteConn {
     /// When the running statement must stop, in milliseconds since `EPOCH` (0: no statement).
     deadline: Arc<AtomicU64>,
     timeout: Duration,
+    slow: Duration,
 }
 
 /// The reference point of statement deadlines.
@@ -41,14 +42,14 @@ fn now_ms() -> u64 {
 impl LiteConn {
     /// Wrap a connection; SQLite interrupts any statement that runs past `timeout` (checked
     /// every few thousand virtual-machine steps).
-    async fn new(mut conn: SqliteConnection, timeout: Duration) -> Result<LiteConn, sqlx::Error> {
+    async fn new(mut conn: SqliteConnection, timeout: Duration, slow: Duration) -> Result<LiteConn, sqlx::Error> {
         let deadline = Arc::new(AtomicU64::new(0));
         let watch = deadline.clone();
         conn.lock_handle().await?.set_progress_handler(4000, move || {
             let d = watch.load(Ordering::Relaxed);
             d == 0 || now_ms() < d
         });
-        Ok(LiteConn { conn, busy: false, in_tx: false, deadline, timeout })
+        Ok(LiteConn { conn, busy: false, in_tx: false, deadline, timeout, slow })
     }
 
     fn arm(&self) {
@@ -64,10 +65,12 @@ impl LiteConn {
         let args = bind_all(binds)?;
         self.busy = true;
         self.arm();
+        let started = Instant::now();
         // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
         let rows = sqlx::query_with(sql, args).fetch_all(&mut self.conn).await;
         self.disarm();
         self.busy = false;
+        super::log_statement(sql, started.elapsed(), self.slow);
         rows?.iter().map(|r| decode_row(r, kinds)).collect()
     }
 
@@ -75,9 +78,11 @@ impl LiteConn {
         let args = bind_all(binds)?;
         self.busy = true;
         self.arm();
+        let started = Instant::now();
         let done = sqlx::query_with(sql, args).execute(&mut self.conn).await;
         self.disarm();
         self.busy = false;
+        super::log_statement(sql, started.elapsed(), self.slow);
         Ok(done?.rows_affected())
     }
 
@@ -96,6 +101,7 @@ impl LiteConn {
 pub struct ReaderManager {
     options: SqliteConnectOptions,
     statement_timeout: Duration,
+    slow: Duration,
 }
 
 impl managed::Manager for ReaderManager {
@@ -103,7 +109,7 @@ impl managed::Manager for ReaderManager {
     type Error = sqlx::Error;
 
     async fn create(&self) -> Result<LiteConn, sqlx::Error> {
-        LiteConn::new(self.options.connect().await?, self.statement_timeout).await
+        LiteConn::new(self.options.connect().await?, self.statement_timeout, self.slow).await
     }
 
     async fn recycle(&self, c: &mut LiteConn, _: &Metrics) -> RecycleResult<sqlx::Error> {
@@ -139,15 +145,18 @@ impl SqliteDb {
             .busy_timeout(Duration::from_secs(5))
             .disable_statement_logging();
         let writer = base.clone().create_if_missing(true).connect().await?;
-        let readers =
-            Pool::builder(ReaderManager { options: base.read_only(true), statement_timeout: config.statement_timeout })
-                .max_size(config.sqlite_readers.max(1))
-                .wait_timeout(Some(config.acquire_timeout))
-                .runtime(deadpool::Runtime::Tokio1)
-                .build()
-                .map_err(|e| DbError::Other(e.to_string()))?;
+        let readers = Pool::builder(ReaderManager {
+            options: base.read_only(true),
+            statement_timeout: config.statement_timeout,
+            slow: config.slow_statement,
+        })
+        .max_size(config.sqlite_readers.max(1))
+        .wait_timeout(Some(config.acquire_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Other(e.to_string()))?;
         Ok(SqliteDb {
-            writer: Arc::new(Mutex::new(LiteConn::new(writer, config.statement_timeout).await?)),
+            writer: Arc::new(Mutex::new(LiteConn::new(writer, config.statement_timeout, config.slow_statement).await?)),
             readers,
             acquire_timeout: config.acquire_timeout,
         })

@@ -100,6 +100,9 @@ impl FromRequestParts<ApiState> for Caller {
             None => None,
         };
         let who = state.auth.authenticate(authorization)?;
+        if let Some(slot) = parts.extensions.get::<request_id::UserSlot>() {
+            let _ = slot.0.set(who.user.clone());
+        }
         let if_match = parts.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
         Ok(Caller { who, expect: Expect { if_match } })
     }

@@ -1,7 +1,11 @@
 //! Request ids: taken from `X-Request-Id` when it is well-formed, else generated; echoed in the
-//! response header and in error bodies (through a task-local the error response reads).
+//! response header and in error bodies (through a task-local the error response reads). The same
+//! middleware writes the one log line per request: id, method, route template, DocType, status,
+//! duration and the authenticated user (never the credentials).
 
-use axum::extract::Request;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -34,8 +38,20 @@ fn well_formed(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
+/// Where the authentication extractor leaves the caller's name for the request log.
+#[derive(Clone, Default)]
+pub struct UserSlot(pub Arc<OnceLock<String>>);
+
+/// The DocType segment of an API path (`/api/v1/{doctype}…`, `/api/meta/{doctype}`), decoded and
+/// bounded.
+fn doctype_of(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/api/v1/").or_else(|| path.strip_prefix("/api/meta/"))?;
+    let seg = rest.split('/').next().filter(|s| !s.is_empty())?;
+    Some(seg.replace("%20", " ").chars().take(64).collect())
+}
+
 /// Middleware: assign the id, run the request inside its scope, log one line per request.
-pub async fn middleware(req: Request, next: Next) -> Response {
+pub async fn middleware(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(&X_REQUEST_ID)
@@ -43,15 +59,21 @@ pub async fn middleware(req: Request, next: Next) -> Response {
         .filter(|v| well_formed(v))
         .map_or_else(generate, str::to_string);
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let route = req.extensions().get::<MatchedPath>().map_or("<unmatched>", MatchedPath::as_str).to_string();
+    let doctype = doctype_of(req.uri().path()).unwrap_or_default();
+    let user = UserSlot::default();
+    req.extensions_mut().insert(user.clone());
     let started = std::time::Instant::now();
     let mut res = REQUEST_ID.scope(id.clone(), next.run(req)).await;
-    let status = res.status();
+    let status = res.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let user = user.0.get().map_or("", String::as_str);
     if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
-        tracing::error!(request_id = %id, %method, path, status = status.as_u16(), duration_ms = ms, error = %detail, "request failed");
+        tracing::error!(request_id = %id, %method, route, doctype, status, duration_ms = ms, user, error = %detail, "request failed");
+    } else if status == 403 {
+        tracing::info!(request_id = %id, %method, route, doctype, status, duration_ms = ms, user, "permission denied");
     } else {
-        tracing::info!(request_id = %id, %method, path, status = status.as_u16(), duration_ms = ms, "request");
+        tracing::info!(request_id = %id, %method, route, doctype, status, duration_ms = ms, user, "request");
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
