@@ -21,6 +21,7 @@ pub mod naming;
 pub mod perms;
 pub mod query;
 pub mod repo;
+pub mod retry;
 pub mod server;
 pub mod types;
 pub mod value;

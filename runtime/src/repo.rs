@@ -46,6 +46,8 @@ pub enum RepoError {
     #[error("the database did not answer within the statement timeout")]
     Timeout,
     #[error("{0}")]
+    Transient(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -54,6 +56,7 @@ impl From<DbError> for RepoError {
         match e {
             DbError::Unavailable(m) => RepoError::Unavailable(m),
             DbError::Timeout => RepoError::Timeout,
+            DbError::Transient(m) => RepoError::Transient(m),
             other => RepoError::Internal(other.to_string()),
         }
     }

@@ -41,6 +41,10 @@ pub enum DbError {
     TooLong,
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The database rolled the transaction back to resolve a conflict (serialization failure,
+    /// deadlock); running it again may succeed.
+    #[error("transient conflict: {0}")]
+    Transient(String),
     /// The statement ran past the statement timeout and was cancelled.
     #[error("the statement ran past the statement timeout")]
     Timeout,
@@ -64,6 +68,8 @@ impl From<sqlx::Error> for DbError {
                     // PostgreSQL: query_canceled (statement_timeout); SQLite: interrupted by the
                     // progress handler at the statement timeout.
                     _ if db.code().as_deref() == Some("57014") => DbError::Timeout,
+                    // PostgreSQL: serialization_failure, deadlock_detected.
+                    _ if matches!(db.code().as_deref(), Some("40001" | "40P01")) => DbError::Transient(message),
                     // PostgreSQL: admin_shutdown, crash_shutdown, cannot_connect_now.
                     _ if db.code().as_deref().is_some_and(|c| c.starts_with("57P")) => DbError::Unavailable(message),
                     _ if message == "interrupted" => DbError::Timeout,

@@ -87,6 +87,9 @@ impl IntoResponse for ApiError {
                 RepoError::Unavailable(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable".into(), &[])
                 }
+                RepoError::Transient(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "busy", "a conflicting change made this fail; retry".into(), &[])
+                }
                 RepoError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout", e.to_string(), &[]),
                 RepoError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into(), &[]),
             },
@@ -118,7 +121,7 @@ impl IntoResponse for ApiError {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         match &self {
-            ApiError::Repo(RepoError::Internal(m) | RepoError::Unavailable(m)) => {
+            ApiError::Repo(RepoError::Internal(m) | RepoError::Unavailable(m) | RepoError::Transient(m)) => {
                 res.extensions_mut().insert(InternalDetail(m.clone()));
             }
             ApiError::Repo(RepoError::Timeout) | ApiError::RequestTimeout(_) => {

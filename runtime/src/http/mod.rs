@@ -27,6 +27,7 @@ use crate::doc::{Doc, DocJson};
 use crate::list_query;
 use crate::perms::{self, Action, Principal};
 use crate::repo::{Expect, Page, Repo, RepoError, etag};
+use crate::retry::retrying;
 
 /// Shared state of the router.
 #[derive(Clone)]
@@ -172,7 +173,7 @@ async fn list(
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
-    let page: Page = state.repo.list(who, &doctype, &q).await?;
+    let page: Page = retrying(true, || state.repo.list(who, &doctype, &q)).await?;
     // Lists never carry child rows: project every column when `fields` is absent.
     let all: Vec<usize> = (0..schema.columns.len()).collect();
     let projection = page.projection.as_deref().unwrap_or(&all);
@@ -195,7 +196,7 @@ async fn create(
     let who = &*caller.who;
     state.repo.authorize(who, &doctype, Action::Create)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc = state.repo.create(who, &doctype, &body).await?;
+    let doc = retrying(false, || state.repo.create(who, &doctype, &body)).await?;
     Ok(created(&doctype, &doc))
 }
 
@@ -205,7 +206,7 @@ async fn read(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
-    let doc = state.repo.get(who, &doctype, &docref).await?;
+    let doc = retrying(true, || state.repo.get(who, &doctype, &docref)).await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
@@ -218,7 +219,7 @@ async fn update(
     let who = &*caller.who;
     state.repo.authorize(who, &doctype, Action::Write)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc = state.repo.update(who, &doctype, &docref, &body, &caller.expect).await?;
+    let doc = retrying(false, || state.repo.update(who, &doctype, &docref, &body, &caller.expect)).await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
@@ -228,7 +229,7 @@ async fn delete(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
-    state.repo.delete(who, &doctype, &docref, &caller.expect).await?;
+    retrying(false, || state.repo.delete(who, &doctype, &docref, &caller.expect)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -242,14 +243,14 @@ async fn lifecycle(
     match action.as_str() {
         "submit" => Ok(doc_response(
             StatusCode::OK,
-            &state.repo.transition(who, &doctype, &docref, Action::Submit, expect).await?,
+            &retrying(false, || state.repo.transition(who, &doctype, &docref, Action::Submit, expect)).await?,
         )),
         "cancel" => Ok(doc_response(
             StatusCode::OK,
-            &state.repo.transition(who, &doctype, &docref, Action::Cancel, expect).await?,
+            &retrying(false, || state.repo.transition(who, &doctype, &docref, Action::Cancel, expect)).await?,
         )),
         "amend" => {
-            let doc = state.repo.amend(who, &doctype, &docref, expect).await?;
+            let doc = retrying(false, || state.repo.amend(who, &doctype, &docref, expect)).await?;
             Ok(created(&doctype, &doc))
         }
         _ => Err(ApiError::NotFound),
