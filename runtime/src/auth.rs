@@ -104,8 +104,10 @@ impl Authenticator {
                     .ok_or(AuthError::Invalid)?;
                 let now = unix_now();
                 if let Some(principal) = verified.get(token, now) {
+                    crate::metrics::cache_lookup("token", true);
                     return Ok(principal);
                 }
+                crate::metrics::cache_lookup("token", false);
                 let data =
                     jsonwebtoken::decode::<Claims>(token, decoding, validation).map_err(|_| AuthError::Invalid)?;
                 if data.claims.sub.trim().is_empty() {

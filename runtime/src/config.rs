@@ -72,6 +72,8 @@ pub struct Config {
     pub slow_query_ms: u64,
     /// `json` or `text` (`M_LOG_FORMAT`); default JSON lines in production, text in development.
     pub log_format: Option<String>,
+    /// Serve `/metrics` on this address instead of the main listener (`M_METRICS_ADDR`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// A request running longer is answered 504 (`M_REQUEST_TIMEOUT_SECS`).
     pub request_timeout_secs: u64,
     /// Requests in flight at once; more are answered 503 at once (`M_MAX_CONCURRENT_REQUESTS`).
@@ -106,6 +108,7 @@ impl Default for Config {
             migrations_dir: None,
             slow_query_ms: 500,
             log_format: None,
+            metrics_addr: None,
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
             shutdown_timeout_secs: 30,
@@ -134,6 +137,7 @@ const ENV_KEYS: &[&str] = &[
     "statement_timeout_secs",
     "migrations_dir",
     "request_timeout_secs",
+    "metrics_addr",
     "slow_query_ms",
     "log_format",
     "max_concurrent_requests",

@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod http;
 pub mod list_query;
 pub mod meta;
+pub mod metrics;
 pub mod migrate;
 pub mod naming;
 pub mod perms;

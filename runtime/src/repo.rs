@@ -148,6 +148,11 @@ impl Repo {
         &self.inner.limits
     }
 
+    /// Connections (in use, idle), for the metrics.
+    pub fn pool_status(&self) -> (usize, usize) {
+        self.inner.db.pool_status()
+    }
+
     /// `SELECT 1` on a reader connection (readiness).
     pub async fn ping(&self) -> Result<()> {
         self.inner.db.fetch("SELECT 1", Vec::new(), &[FieldKind::Int]).await?;
@@ -186,8 +191,10 @@ impl Repo {
     }
 
     fn scope(&self, schema: &DocSchema, who: &Principal, action: Action) -> Result<Scope> {
-        perms::scope(schema.meta, who, action)
-            .ok_or_else(|| RepoError::Forbidden { doctype: schema.name().to_string(), action: action.as_str() })
+        perms::scope(schema.meta, who, action).ok_or_else(|| {
+            crate::metrics::permission_denied(schema.meta.name, action.as_str());
+            RepoError::Forbidden { doctype: schema.name().to_string(), action: action.as_str() }
+        })
     }
 
     fn row_to_doc(schema: &Arc<DocSchema>, cols: &[usize], row: Vec<Value>) -> Doc {

@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::auth::Authenticator;
 use crate::config::{Config, Mode};
 use crate::db::Db;
-use crate::http::{ApiState, Limits, Readiness, router};
+use crate::http::{ApiState, Limits, Readiness, metrics_router, router};
 use crate::migrate;
 use crate::repo::Repo;
 
@@ -20,6 +20,8 @@ use crate::repo::Repo;
 pub struct Server {
     listener: TcpListener,
     router: axum::Router,
+    /// `/metrics` on its own listener (`M_METRICS_ADDR`).
+    metrics: Option<(TcpListener, axum::Router)>,
     pub repo: Repo,
     shutdown_timeout: Duration,
 }
@@ -27,6 +29,8 @@ pub struct Server {
 impl Server {
     /// Connect, prepare and bind. `openapi` is the application's generated OpenAPI document.
     pub async fn build(config: &Config, app: App, openapi: &str) -> anyhow::Result<Server> {
+        // Install the metrics recorder before anything records.
+        crate::metrics::handle();
         let revisions = prepare_schema(config, &app).await?;
         let db = Db::connect(config.database_url.expose(), &config.pool())
             .await
@@ -54,9 +58,17 @@ impl Server {
         };
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let metrics = match config.metrics_addr {
+            Some(m) => Some((
+                TcpListener::bind(m).await.with_context(|| format!("cannot listen on {m} (M_METRICS_ADDR)"))?,
+                metrics_router(state.clone()),
+            )),
+            None => None,
+        };
         Ok(Server {
             listener,
-            router: router(state),
+            router: router(state, metrics.is_none()),
+            metrics,
             repo,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
         })
@@ -64,6 +76,11 @@ impl Server {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The metrics listener's address, when it has its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The router, for in-process tests.
@@ -85,6 +102,14 @@ impl Server {
             signal.await;
             let _ = stopping_tx.send(());
         };
+        if let Some((listener, router)) = self.metrics {
+            // The internal listener lives as long as the process.
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!("metrics listener failed: {e}");
+                }
+            });
+        }
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(signal).into_future();
         let deadline = self.shutdown_timeout;
         let expire = async move {

@@ -391,3 +391,93 @@ crate::both_backends!(production_logs_are_json_lines, |backend| {
     assert!(!stderr.contains("Secret North"), "a value reached the logs:\n{stderr}");
     assert!(!stderr.contains(&TestApp::admin()), "a token reached the logs");
 });
+
+/// Parse the Prometheus text format: (name, labels, value) per sample.
+fn samples(text: &str) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in: {line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => {
+                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("bad labels in: {line}"));
+                let labels = body
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        let (k, v) = p.split_once("=\"").unwrap_or_else(|| panic!("bad label in: {line}"));
+                        (k.to_string(), v.trim_end_matches('"').to_string())
+                    })
+                    .collect();
+                (n.to_string(), labels)
+            }
+            None => (series.to_string(), Default::default()),
+        };
+        out.push((name, labels, value));
+    }
+    out
+}
+
+fn has(
+    samples: &[(String, std::collections::BTreeMap<String, String>, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+        .map(|(_, _, v)| *v)
+        .fold(f64::NAN, |acc, v| if acc.is_nan() { v } else { acc.max(v) })
+}
+
+crate::both_backends!(metrics_use_route_templates_and_doctypes, |backend| {
+    let Some((app, _)) = TestApp::start_with(backend, |_| {}).await else { return };
+    app.post("/api/v1/Territory", json!({"territory_name": "North"})).send().await.expect(201);
+    app.get("/api/v1/Territory/North").send().await.expect(200);
+    app.get("/api/v1/Territory/North").send().await.expect(200);
+    app.get("/api/v1/Territory").by(TestApp::token("nobody@example.com", &["Nobody"])).send().await.expect(403);
+    let r = app.get("/metrics").anonymous().send().await.expect(200);
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/plain")));
+    let text = r.json.as_str().unwrap_or_default().to_string();
+    let s = samples(&text);
+    let checks: &[(&str, &[(&str, &str)])] = &[
+        ("m_http_requests_total", &[("method", "POST"), ("route", "/api/v1/{doctype}"), ("status", "201")]),
+        ("m_http_requests_total", &[("method", "GET"), ("route", "/api/v1/{doctype}/{docref}"), ("status", "200")]),
+        ("m_http_request_duration_seconds_count", &[("method", "GET"), ("route", "/api/v1/{doctype}/{docref}")]),
+        ("m_http_request_duration_seconds_bucket", &[("route", "/api/v1/{doctype}"), ("le", "+Inf")]),
+        ("m_db_query_duration_seconds_count", &[("doctype", "Territory"), ("operation", "create")]),
+        ("m_db_query_duration_seconds_count", &[("doctype", "Territory"), ("operation", "get")]),
+        ("m_db_pool_connections", &[("state", "idle")]),
+        ("m_db_pool_connections", &[("state", "in_use")]),
+        ("m_cache_requests_total", &[("cache", "token"), ("result", "hit")]),
+        ("m_cache_requests_total", &[("cache", "token"), ("result", "miss")]),
+        ("m_permission_denials_total", &[("doctype", "Territory"), ("action", "read")]),
+    ];
+    for (name, labels) in checks {
+        let v = has(&s, name, labels);
+        assert!(
+            v >= 1.0 || (*name == "m_db_pool_connections" && v >= 0.0),
+            "{name}{labels:?} missing or zero:\n{text}"
+        );
+    }
+    // Labels carry templates, never raw paths or document names.
+    assert!(!text.contains("/api/v1/Territory"), "a raw path reached a label:\n{text}");
+    assert!(!text.contains("North"), "a document name reached a label");
+});
+
+crate::both_backends!(metrics_can_have_their_own_listener, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let mut config = config(&scratch, &scratch.url.clone());
+    config.metrics_addr = Some(([127, 0, 0, 1], 0).into());
+    let server = Server::build(&config, app(), m::doctypes::OPENAPI).await.unwrap();
+    let metrics = server.metrics_addr().expect("a metrics listener");
+    let main = TestApp::from_router(server.router(), Scratch::new(Backend::Sqlite).await.unwrap());
+    main.get("/metrics").anonymous().send().await.expect(404);
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let signal = stop.clone();
+    let running = tokio::spawn(server.run_until(async move { signal.notified().await }));
+    let (status, body) = raw_http(metrics, "GET", "/metrics", "").await;
+    assert_eq!(status, 200, "{body}");
+    stop.notify_one();
+    running.await.unwrap().unwrap();
+});

@@ -98,6 +98,7 @@ impl From<sqlx::Error> for DbError {
 /// Log a statement (its text has placeholders only; values are never logged): at debug level
 /// under the target `m::sql`, or as a warning when it took `slow` or longer.
 pub(crate) fn log_statement(sql: &str, elapsed: Duration, slow: Duration) {
+    crate::metrics::db_statement(elapsed);
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     if elapsed >= slow {
         tracing::warn!(target: "m::sql", duration_ms, sql, "slow statement");
@@ -180,6 +181,14 @@ impl Db {
         };
         conn.begin().await?;
         Ok(Tx { conn: Some(conn) })
+    }
+
+    /// Connections (in use, idle).
+    pub fn pool_status(&self) -> (usize, usize) {
+        match self {
+            Db::Postgres(p) => p.pool_status(),
+            Db::Sqlite(s) => s.pool_status(),
+        }
     }
 
     /// Read rows with a fresh reader connection.

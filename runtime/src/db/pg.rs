@@ -109,6 +109,11 @@ impl PgDb {
         Ok(db)
     }
 
+    pub fn pool_status(&self) -> (usize, usize) {
+        let st = self.pool.status();
+        (st.size.saturating_sub(st.available), st.available)
+    }
+
     pub async fn get(&self) -> Result<PgConnGuard, DbError> {
         self.pool.get().await.map(PgConnGuard).map_err(|e| match e {
             managed::PoolError::Backend(b) => DbError::from(b),

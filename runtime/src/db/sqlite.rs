@@ -162,6 +162,12 @@ impl SqliteDb {
         })
     }
 
+    pub fn pool_status(&self) -> (usize, usize) {
+        let st = self.readers.status();
+        let writer_busy = usize::from(self.writer.try_lock().is_err());
+        (st.size.saturating_sub(st.available) + writer_busy, st.available + 1 - writer_busy)
+    }
+
     pub async fn reader(&self) -> Result<ReaderGuard, DbError> {
         self.readers.get().await.map(ReaderGuard).map_err(|e| match e {
             managed::PoolError::Backend(b) => DbError::from(b),

@@ -27,10 +27,11 @@ impl Limits {
 }
 
 pub async fn middleware(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
-    if matches!(req.uri().path(), "/health" | "/ready") {
+    if matches!(req.uri().path(), "/health" | "/ready" | "/metrics") {
         return next.run(req).await;
     }
     let Ok(_permit) = limits.in_flight.clone().try_acquire_owned() else {
+        crate::metrics::request_shed();
         return ApiError::Overloaded.into_response();
     };
     match tokio::time::timeout(limits.request_timeout, next.run(req)).await {

@@ -40,10 +40,13 @@ pub struct ApiState {
     pub limits: Arc<Limits>,
 }
 
-/// The whole API.
-pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/health", get(health))
+/// The whole API; `/metrics` too unless it has its own listener (`M_METRICS_ADDR`).
+pub fn router(state: ApiState, with_metrics: bool) -> Router {
+    let mut r = Router::new();
+    if with_metrics {
+        r = r.route("/metrics", get(metrics));
+    }
+    r.route("/health", get(health))
         .route("/ready", get(ready::ready))
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
@@ -56,6 +59,11 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), guard::middleware))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
+}
+
+/// A router with `/metrics` only, for a separate internal listener.
+pub fn metrics_router(state: ApiState) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(state)
 }
 
 /// Path parameters, with a malformed path (say, invalid percent-encoding) answered in our error
@@ -107,6 +115,25 @@ impl FromRequestParts<ApiState> for Caller {
         let if_match = parts.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
         Ok(Caller { who, expect: Expect { if_match } })
     }
+}
+
+/// Run a repository call with its statements labelled by DocType (the registered name, or
+/// nothing for an unknown one) and operation, for the metrics.
+async fn scoped<F: std::future::Future>(state: &ApiState, doctype: &str, operation: &'static str, fut: F) -> F::Output {
+    let name = state.repo.app().get(doctype).map_or("", |s| s.meta.name);
+    crate::metrics::db_scope(name, operation, fut).await
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub async fn metrics(State(state): State<ApiState>) -> Response {
+    let Some(handle) = crate::metrics::handle() else {
+        return ApiError::NotFound.into_response();
+    };
+    let (in_use, idle) = state.repo.pool_status();
+    crate::metrics::pool_connections(in_use, idle);
+    let mut res = handle.render().into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    res
 }
 
 fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
@@ -173,7 +200,7 @@ async fn list(
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
-    let page: Page = retrying(true, || state.repo.list(who, &doctype, &q)).await?;
+    let page: Page = scoped(&state, &doctype, "list", retrying(true, || state.repo.list(who, &doctype, &q))).await?;
     // Lists never carry child rows: project every column when `fields` is absent.
     let all: Vec<usize> = (0..schema.columns.len()).collect();
     let projection = page.projection.as_deref().unwrap_or(&all);
@@ -196,7 +223,7 @@ async fn create(
     let who = &*caller.who;
     state.repo.authorize(who, &doctype, Action::Create)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc = retrying(false, || state.repo.create(who, &doctype, &body)).await?;
+    let doc = scoped(&state, &doctype, "create", retrying(false, || state.repo.create(who, &doctype, &body))).await?;
     Ok(created(&doctype, &doc))
 }
 
@@ -206,7 +233,7 @@ async fn read(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
-    let doc = retrying(true, || state.repo.get(who, &doctype, &docref)).await?;
+    let doc = scoped(&state, &doctype, "get", retrying(true, || state.repo.get(who, &doctype, &docref))).await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
@@ -219,7 +246,13 @@ async fn update(
     let who = &*caller.who;
     state.repo.authorize(who, &doctype, Action::Write)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc = retrying(false, || state.repo.update(who, &doctype, &docref, &body, &caller.expect)).await?;
+    let doc = scoped(
+        &state,
+        &doctype,
+        "update",
+        retrying(false, || state.repo.update(who, &doctype, &docref, &body, &caller.expect)),
+    )
+    .await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
@@ -229,7 +262,8 @@ async fn delete(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
-    retrying(false, || state.repo.delete(who, &doctype, &docref, &caller.expect)).await?;
+    scoped(&state, &doctype, "delete", retrying(false, || state.repo.delete(who, &doctype, &docref, &caller.expect)))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -243,14 +277,28 @@ async fn lifecycle(
     match action.as_str() {
         "submit" => Ok(doc_response(
             StatusCode::OK,
-            &retrying(false, || state.repo.transition(who, &doctype, &docref, Action::Submit, expect)).await?,
+            &scoped(
+                &state,
+                &doctype,
+                "submit",
+                retrying(false, || state.repo.transition(who, &doctype, &docref, Action::Submit, expect)),
+            )
+            .await?,
         )),
         "cancel" => Ok(doc_response(
             StatusCode::OK,
-            &retrying(false, || state.repo.transition(who, &doctype, &docref, Action::Cancel, expect)).await?,
+            &scoped(
+                &state,
+                &doctype,
+                "cancel",
+                retrying(false, || state.repo.transition(who, &doctype, &docref, Action::Cancel, expect)),
+            )
+            .await?,
         )),
         "amend" => {
-            let doc = retrying(false, || state.repo.amend(who, &doctype, &docref, expect)).await?;
+            let doc =
+                scoped(&state, &doctype, "amend", retrying(false, || state.repo.amend(who, &doctype, &docref, expect)))
+                    .await?;
             Ok(created(&doctype, &doc))
         }
         _ => Err(ApiError::NotFound),

@@ -67,6 +67,7 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
     let mut res = REQUEST_ID.scope(id.clone(), next.run(req)).await;
     let status = res.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    crate::metrics::http_request(method.as_str(), &route, status, started.elapsed());
     let user = user.0.get().map_or("", String::as_str);
     if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
         tracing::error!(request_id = %id, %method, route, doctype, status, duration_ms = ms, user, error = %detail, "request failed");

@@ -1,0 +1,80 @@
+//! Prometheus metrics. One process-wide recorder; series are labelled by route template,
+//! method, status, DocType name and operation — never by raw paths, ids or users.
+//!
+//! - `m_http_requests_total{method,route,status}`, `m_http_request_duration_seconds{method,route}`
+//! - `m_http_requests_shed_total` (load shedding), `m_permission_denials_total{doctype,action}`
+//! - `m_db_query_duration_seconds{doctype,operation}` (every statement, labelled by the API
+//!   operation it serves), `m_db_pool_connections{state="in_use"|"idle"}`
+//! - `m_cache_requests_total{cache,result}` (the verified-token cache)
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const DURATION_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The process's recorder, installed on first use.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .map_err(|e| tracing::warn!("metrics are off: {e}"))
+                .ok()
+        })
+        .as_ref()
+}
+
+tokio::task_local! {
+    /// The DocType and API operation the current statements serve.
+    static DB_LABELS: (&'static str, &'static str);
+}
+
+/// Run `fut` with its database statements labelled `doctype` / `operation`.
+pub async fn db_scope<F: Future>(doctype: &'static str, operation: &'static str, fut: F) -> F::Output {
+    DB_LABELS.scope((doctype, operation), fut).await
+}
+
+/// One database statement took `elapsed`.
+pub fn db_statement(elapsed: Duration) {
+    let (doctype, operation) = DB_LABELS.try_with(|l| *l).unwrap_or(("", "internal"));
+    metrics::histogram!("m_db_query_duration_seconds", "doctype" => doctype, "operation" => operation)
+        .record(elapsed.as_secs_f64());
+}
+
+/// One HTTP request finished.
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    metrics::counter!(
+        "m_http_requests_total",
+        "method" => method.to_string(),
+        "route" => route.to_string(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!("m_http_request_duration_seconds", "method" => method.to_string(), "route" => route.to_string())
+        .record(elapsed.as_secs_f64());
+}
+
+pub fn request_shed() {
+    metrics::counter!("m_http_requests_shed_total").increment(1);
+}
+
+pub fn permission_denied(doctype: &'static str, action: &'static str) {
+    metrics::counter!("m_permission_denials_total", "doctype" => doctype, "action" => action).increment(1);
+}
+
+pub fn cache_lookup(cache: &'static str, hit: bool) {
+    metrics::counter!("m_cache_requests_total", "cache" => cache, "result" => if hit { "hit" } else { "miss" })
+        .increment(1);
+}
+
+pub fn pool_connections(in_use: usize, idle: usize) {
+    metrics::gauge!("m_db_pool_connections", "state" => "in_use").set(in_use as f64);
+    metrics::gauge!("m_db_pool_connections", "state" => "idle").set(idle as f64);
+}
