@@ -155,7 +155,7 @@ pub fn main(info: AppInfo) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    init_tracing(&config);
+    let telemetry = crate::telemetry::init(&config, info.name);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -169,6 +169,8 @@ pub fn main(info: AppInfo) -> ExitCode {
             runtime.block_on(crate::migrate::cli::run(other.into_migrate(), &config, &app)).map_err(anyhow::Error::from)
         }
     };
+    // Export buffered spans before exiting.
+    telemetry.shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -200,29 +202,6 @@ async fn start(config: Config, app: App, openapi: &str) -> anyhow::Result<()> {
     let addr = server.local_addr()?;
     tracing::info!(%addr, ?mode, "listening on http://{addr} (API docs at /docs)");
     server.run().await
-}
-
-/// Logs on stderr (stdout carries command output): JSON lines in production, readable text in
-/// development (`M_LOG_FORMAT` decides otherwise). The filter comes from `M_LOG_LEVEL` or
-/// `RUST_LOG`; by default `info`, plus every SQL statement with its duration in development.
-pub fn init_tracing(config: &Config) {
-    let default = match config.env {
-        Mode::Development => "info,m::sql=debug",
-        Mode::Production => "info",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("M_LOG_LEVEL")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let json = match config.log_format.as_deref() {
-        Some(f) => f == "json",
-        None => config.env == Mode::Production,
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).with_current_span(false).try_init()
-    } else {
-        builder.with_target(false).try_init()
-    };
 }
 
 /// The route table: method, path and the permission it needs.

@@ -72,6 +72,9 @@ pub struct Config {
     pub slow_query_ms: u64,
     /// `json` or `text` (`M_LOG_FORMAT`); default JSON lines in production, text in development.
     pub log_format: Option<String>,
+    /// Zipkin collector URL for trace export (`M_ZIPKIN_ENDPOINT`), e.g.
+    /// `http://zipkin:9411/api/v2/spans`. OTLP export follows `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub zipkin_endpoint: Option<String>,
     /// Serve `/metrics` on this address instead of the main listener (`M_METRICS_ADDR`).
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// A request running longer is answered 504 (`M_REQUEST_TIMEOUT_SECS`).
@@ -108,6 +111,7 @@ impl Default for Config {
             migrations_dir: None,
             slow_query_ms: 500,
             log_format: None,
+            zipkin_endpoint: None,
             metrics_addr: None,
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
@@ -138,6 +142,7 @@ const ENV_KEYS: &[&str] = &[
     "migrations_dir",
     "request_timeout_secs",
     "metrics_addr",
+    "zipkin_endpoint",
     "slow_query_ms",
     "log_format",
     "max_concurrent_requests",

@@ -24,6 +24,7 @@ pub mod query;
 pub mod repo;
 pub mod retry;
 pub mod server;
+pub mod telemetry;
 pub mod types;
 pub mod value;
 

@@ -324,17 +324,21 @@ async fn a_database_outage_is_a_fast_503_and_recovers() {
     app.get("/ready").anonymous().send().await.expect(200);
 }
 
-crate::both_backends!(production_logs_are_json_lines, |backend| {
-    let Some(scratch) = Scratch::new(backend).await else { return };
+/// The `m` binary serving `scratch` in production (after `m migrate`), with extra environment.
+async fn spawn_binary(scratch: &Scratch, extra: &[(&str, &str)]) -> (KillOnDrop, SocketAddr) {
     let bin = env!("CARGO_BIN_EXE_m");
     let env = |c: &mut std::process::Command| {
         c.env("DATABASE_URL", &scratch.url)
             .env("M_ENV", "production")
             .env("M_JWT_SECRET", crate::support::SECRET)
-            .env("M_SLOW_QUERY_MS", "0")
             .env_remove("M_LOG_LEVEL")
             .env_remove("RUST_LOG")
-            .env_remove("M_LOG_FORMAT");
+            .env_remove("M_LOG_FORMAT")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("M_ZIPKIN_ENDPOINT");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
     };
     let mut migrate = std::process::Command::new(bin);
     env(&mut migrate);
@@ -349,7 +353,6 @@ crate::both_backends!(production_logs_are_json_lines, |backend| {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut server = KillOnDrop(child);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
@@ -357,6 +360,29 @@ crate::both_backends!(production_logs_are_json_lines, |backend| {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (KillOnDrop(child), addr)
+}
+
+/// SIGTERM the server, wait for it to exit, and return what it wrote to stderr.
+fn terminate(server: &mut KillOnDrop) -> String {
+    let pid = server.0.id().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let started = Instant::now();
+    while server.0.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stderr = String::new();
+    if let Some(mut e) = server.0.stderr.take() {
+        use std::io::Read;
+        e.read_to_string(&mut stderr).unwrap();
+    }
+    stderr
+}
+
+crate::both_backends!(production_logs_are_json_lines, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let (mut server, addr) = spawn_binary(&scratch, &[("M_SLOW_QUERY_MS", "0")]).await;
     let (status, body) = raw_http_with(
         addr,
         "POST",
@@ -366,12 +392,7 @@ crate::both_backends!(production_logs_are_json_lines, |backend| {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    server.stop();
-    let mut stderr = String::new();
-    if let Some(mut e) = server.0.stderr.take() {
-        use std::io::Read;
-        e.read_to_string(&mut stderr).unwrap();
-    }
+    let stderr = terminate(&mut server);
     let lines: Vec<serde_json::Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
@@ -390,6 +411,82 @@ crate::both_backends!(production_logs_are_json_lines, |backend| {
     assert!(statements.iter().any(|l| l["sql"].as_str().is_some_and(|s| s.contains("INSERT INTO"))), "{stderr}");
     assert!(!stderr.contains("Secret North"), "a value reached the logs:\n{stderr}");
     assert!(!stderr.contains(&TestApp::admin()), "a token reached the logs");
+});
+
+/// What the collector received: (path, JSON body) per POST.
+type Received = Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// A collector that keeps every body POSTed to it, by path.
+async fn receiver() -> (SocketAddr, Received) {
+    use axum::extract::State;
+    let got: Received = Arc::default();
+    async fn collect(State(got): State<Received>, uri: axum::http::Uri, body: axum::body::Bytes) -> &'static str {
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        got.lock().unwrap().push((uri.path().to_string(), json));
+        "{}"
+    }
+    let app = axum::Router::new().fallback(axum::routing::post(collect)).with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, got)
+}
+
+crate::both_backends!(traces_are_exported_with_request_and_query_spans, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let (collector, got) = receiver().await;
+    let otlp = format!("http://{collector}");
+    let zipkin = format!("http://{collector}/api/v2/spans");
+    let (mut server, addr) =
+        spawn_binary(&scratch, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp), ("M_ZIPKIN_ENDPOINT", &zipkin)]).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let header = format!("traceparent: 00-{trace_id}-{parent}-01\r\n");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /api/v1/Territory HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n{header}Connection: close\r\n\r\n",
+        TestApp::admin()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.to_lowercase().contains(&format!("traceparent: 00-{trace_id}-")),
+        "traceparent goes out:\n{response}"
+    );
+    let stderr = terminate(&mut server);
+    let got = got.lock().unwrap().clone();
+
+    // OTLP/HTTP (JSON): the request span continues the caller's trace; queries are its children.
+    let otlp_spans: Vec<serde_json::Value> = got
+        .iter()
+        .filter(|(p, _)| p == "/v1/traces")
+        .flat_map(|(_, b)| b["resourceSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|r| r["scopeSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|s| s["spans"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let http = otlp_spans
+        .iter()
+        .find(|s| s["name"] == "GET /api/v1/{doctype}")
+        .unwrap_or_else(|| panic!("no request span in {otlp_spans:?}\n{stderr}"));
+    assert_eq!(http["traceId"].as_str().map(str::to_lowercase).as_deref(), Some(trace_id), "{http}");
+    assert_eq!(http["parentSpanId"].as_str().map(str::to_lowercase).as_deref(), Some(parent), "{http}");
+    let queries: Vec<&serde_json::Value> = otlp_spans.iter().filter(|s| s["parentSpanId"] == http["spanId"]).collect();
+    assert!(queries.iter().any(|q| q["name"] == "SELECT"), "no query span under the request: {otlp_spans:?}");
+
+    // Zipkin v2: the same structure.
+    let zipkin_spans: Vec<serde_json::Value> = got
+        .iter()
+        .filter(|(p, _)| p == "/api/v2/spans")
+        .flat_map(|(_, b)| b.as_array().cloned().unwrap_or_default())
+        .collect();
+    let zhttp = zipkin_spans
+        .iter()
+        .find(|s| s["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case("GET /api/v1/{doctype}")))
+        .unwrap_or_else(|| panic!("no Zipkin request span in {zipkin_spans:?}"));
+    assert_eq!(zhttp["traceId"], trace_id);
+    assert!(zipkin_spans.iter().any(|s| s["parentId"] == zhttp["id"]), "no Zipkin query span under the request");
 });
 
 /// Parse the Prometheus text format: (name, labels, value) per sample.

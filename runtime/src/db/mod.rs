@@ -107,6 +107,20 @@ pub(crate) fn log_statement(sql: &str, elapsed: Duration, slow: Duration) {
     }
 }
 
+/// The trace span of one statement (a child of the request's span; exported only when tracing
+/// is configured). Its name is the statement's first word (SELECT, INSERT …), as OpenTelemetry
+/// names database spans.
+pub(crate) fn query_span(system: &'static str, sql: &str) -> tracing::Span {
+    tracing::trace_span!(
+        target: crate::telemetry::TARGET,
+        "db query",
+        otel.name = sql.split_whitespace().next().unwrap_or("SQL"),
+        otel.kind = "client",
+        db.system.name = system,
+        db.query.text = sql,
+    )
+}
+
 /// Pool sizes and timeouts.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {

@@ -10,6 +10,7 @@ use deadpool::managed::{self, Metrics, Object, Pool, RecycleError, RecycleResult
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgRow};
 use sqlx::{Arguments, ConnectOptions, Row as _};
+use tracing::Instrument as _;
 
 use super::{Binds, DbError, PoolConfig, Row};
 use crate::meta::FieldKind;
@@ -142,7 +143,8 @@ impl PgConnGuard {
         c.busy = true;
         let started = std::time::Instant::now();
         // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
-        let rows = sqlx::query_with(sql, args).fetch_all(&mut c.conn).await;
+        let rows =
+            sqlx::query_with(sql, args).fetch_all(&mut c.conn).instrument(super::query_span("postgresql", sql)).await;
         c.busy = false;
         super::log_statement(sql, started.elapsed(), c.slow);
         if let Err(e) = &rows {
@@ -156,7 +158,8 @@ impl PgConnGuard {
         let c = &mut *self.0;
         c.busy = true;
         let started = std::time::Instant::now();
-        let done = sqlx::query_with(sql, args).execute(&mut c.conn).await;
+        let done =
+            sqlx::query_with(sql, args).execute(&mut c.conn).instrument(super::query_span("postgresql", sql)).await;
         c.busy = false;
         super::log_statement(sql, started.elapsed(), c.slow);
         if let Err(e) = &done {

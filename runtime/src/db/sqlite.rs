@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Arguments, ConnectOptions, Row as _};
 use tokio::sync::{Mutex, OwnedMutexGuard};
+use tracing::Instrument as _;
 
 use super::{Binds, DbError, PoolConfig, Row};
 use crate::meta::FieldKind;
@@ -67,7 +68,8 @@ impl LiteConn {
         self.arm();
         let started = Instant::now();
         // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
-        let rows = sqlx::query_with(sql, args).fetch_all(&mut self.conn).await;
+        let rows =
+            sqlx::query_with(sql, args).fetch_all(&mut self.conn).instrument(super::query_span("sqlite", sql)).await;
         self.disarm();
         self.busy = false;
         super::log_statement(sql, started.elapsed(), self.slow);
@@ -79,7 +81,8 @@ impl LiteConn {
         self.busy = true;
         self.arm();
         let started = Instant::now();
-        let done = sqlx::query_with(sql, args).execute(&mut self.conn).await;
+        let done =
+            sqlx::query_with(sql, args).execute(&mut self.conn).instrument(super::query_span("sqlite", sql)).await;
         self.disarm();
         self.busy = false;
         super::log_statement(sql, started.elapsed(), self.slow);

@@ -5,6 +5,9 @@
 
 use std::sync::{Arc, OnceLock};
 
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
@@ -63,9 +66,32 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
     let doctype = doctype_of(req.uri().path()).unwrap_or_default();
     let user = UserSlot::default();
     req.extensions_mut().insert(user.clone());
+    // A trace span (exported only when tracing is configured), continuing the caller's trace.
+    let span = tracing::trace_span!(
+        target: crate::telemetry::TARGET,
+        "HTTP request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        request_id = %id,
+    );
+    if !span.is_disabled() {
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&crate::telemetry::HeaderExtractor(req.headers()))
+        });
+        let _ = span.set_parent(parent);
+    }
     let started = std::time::Instant::now();
-    let mut res = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let mut res = REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span.clone()).await;
     let status = res.status().as_u16();
+    if !span.is_disabled() {
+        span.record("http.response.status_code", status);
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&span.context(), &mut crate::telemetry::HeaderInjector(res.headers_mut()));
+        });
+    }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     crate::metrics::http_request(method.as_str(), &route, status, started.elapsed());
     let user = user.0.get().map_or("", String::as_str);

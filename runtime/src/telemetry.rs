@@ -1,0 +1,134 @@
+//! Logs and traces. Logs: `tracing-subscriber` on stderr, JSON lines in production and text in
+//! development (`M_LOG_FORMAT` decides otherwise), filtered by `M_LOG_LEVEL` / `RUST_LOG`.
+//! Traces: spans for HTTP requests and database statements (target `m::otel`, TRACE level, so
+//! that without an exporter no layer is interested and they cost next to nothing), exported over
+//! OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set and to Zipkin when `M_ZIPKIN_ENDPOINT` is
+//! set. W3C `traceparent` is read from requests and returned on responses.
+
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::config::{Config, Mode};
+
+/// The span target of exported spans.
+pub const TARGET: &str = "m::otel";
+
+/// Flushes exported spans when the process ends.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Export what is still buffered (call before exiting).
+    pub fn shutdown(self) {
+        if let Some(p) = self.provider
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("warning: flushing traces: {e}");
+        }
+    }
+}
+
+fn exporters(service: &str, zipkin: Option<&str>) -> Option<SdkTracerProvider> {
+    let otlp = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|s| !s.trim().is_empty());
+    if otlp.is_none() && zipkin.is_none() {
+        return None;
+    }
+    let mut resource = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(service.to_string());
+    }
+    let mut builder = SdkTracerProvider::builder().with_resource(resource.build());
+    if otlp.is_some() {
+        // The endpoint (plus `/v1/traces`) and headers come from the standard OTEL_* variables.
+        match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+            Ok(e) => builder = builder.with_batch_exporter(e),
+            Err(e) => eprintln!("warning: OTLP trace export is off: {e}"),
+        }
+    }
+    if let Some(url) = zipkin {
+        // The crate deprecates its Zipkin exporter in favour of OTLP (recent Zipkin servers take
+        // OTLP too); it stays for collectors that only speak Zipkin's v2 JSON.
+        #[expect(deprecated, reason = "Zipkin v2 export is a documented option of M")]
+        let exporter = opentelemetry_zipkin::ZipkinExporter::builder().with_collector_endpoint(url).build();
+        match exporter {
+            Ok(e) => builder = builder.with_batch_exporter(e),
+            Err(e) => eprintln!("warning: Zipkin trace export is off: {e}"),
+        }
+    }
+    Some(builder.build())
+}
+
+/// Install logging and, when configured, trace export.
+pub fn init(config: &Config, service: &str) -> Telemetry {
+    let default = match config.env {
+        Mode::Development => "info,m::sql=debug",
+        Mode::Production => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("M_LOG_LEVEL")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let json = match config.log_format.as_deref() {
+        Some(f) => f == "json",
+        None => config.env == Mode::Production,
+    };
+    // Logs never show the trace spans.
+    let no_spans = Targets::new().with_target(TARGET, LevelFilter::OFF).with_default(LevelFilter::TRACE);
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer().with_target(false).with_writer(std::io::stderr).boxed()
+    }
+    .with_filter(filter)
+    .with_filter(no_spans);
+    let provider = exporters(service, config.zipkin_endpoint.as_deref());
+    let traces = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("m"))
+            .with_filter(Targets::new().with_target(TARGET, LevelFilter::TRACE))
+    });
+    if provider.is_some() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    }
+    let _ = tracing_subscriber::registry().with(logs).with(traces).try_init();
+    Telemetry { provider }
+}
+
+/// Read propagation headers from an HTTP request.
+pub struct HeaderExtractor<'a>(pub &'a axum::http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(axum::http::HeaderName::as_str).collect()
+    }
+}
+
+/// Write propagation headers into an HTTP response.
+pub struct HeaderInjector<'a>(pub &'a mut axum::http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) =
+            (axum::http::HeaderName::from_bytes(key.as_bytes()), axum::http::HeaderValue::from_str(&value))
+        {
+            self.0.insert(k, v);
+        }
+    }
+}
