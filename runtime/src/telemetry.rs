@@ -5,7 +5,6 @@
 //! OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set and to Zipkin when `M_ZIPKIN_ENDPOINT` is
 //! set. W3C `traceparent` is read from requests and returned on responses.
 
-use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -105,30 +104,4 @@ pub fn init(config: &Config, service: &str) -> Telemetry {
     }
     let _ = tracing_subscriber::registry().with(logs).with(traces).try_init();
     Telemetry { provider }
-}
-
-/// Read propagation headers from an HTTP request.
-pub struct HeaderExtractor<'a>(pub &'a axum::http::HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(axum::http::HeaderName::as_str).collect()
-    }
-}
-
-/// Write propagation headers into an HTTP response.
-pub struct HeaderInjector<'a>(pub &'a mut axum::http::HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(k), Ok(v)) =
-            (axum::http::HeaderName::from_bytes(key.as_bytes()), axum::http::HeaderValue::from_str(&value))
-        {
-            self.0.insert(k, v);
-        }
-    }
 }

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use opentelemetry::propagation::{Extractor, Injector};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -78,9 +79,7 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         request_id = %id,
     );
     if !span.is_disabled() {
-        let parent = opentelemetry::global::get_text_map_propagator(|p| {
-            p.extract(&crate::telemetry::HeaderExtractor(req.headers()))
-        });
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(req.headers())));
         let _ = span.set_parent(parent);
     }
     let started = std::time::Instant::now();
@@ -89,7 +88,7 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
     if !span.is_disabled() {
         span.record("http.response.status_code", status);
         opentelemetry::global::get_text_map_propagator(|p| {
-            p.inject_context(&span.context(), &mut crate::telemetry::HeaderInjector(res.headers_mut()));
+            p.inject_context(&span.context(), &mut HeaderInjector(res.headers_mut()));
         });
     }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -106,4 +105,30 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     res
+}
+
+/// Read propagation headers from an HTTP request.
+struct HeaderExtractor<'a>(pub &'a axum::http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(axum::http::HeaderName::as_str).collect()
+    }
+}
+
+/// Write propagation headers into an HTTP response.
+struct HeaderInjector<'a>(pub &'a mut axum::http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) =
+            (axum::http::HeaderName::from_bytes(key.as_bytes()), axum::http::HeaderValue::from_str(&value))
+        {
+            self.0.insert(k, v);
+        }
+    }
 }
