@@ -578,3 +578,15 @@ crate::both_backends!(metrics_can_have_their_own_listener, |backend| {
     stop.notify_one();
     running.await.unwrap().unwrap();
 });
+
+crate::both_backends!(a_panic_is_a_500_and_the_server_goes_on, |backend| {
+    let Some((app, _)) = TestApp::start_with(backend, |_| {}).await else { return };
+    let r = app
+        .post("/api/v1/Gadget", json!({"code": "P-1", "label": "panic in a hook"}))
+        .send()
+        .await
+        .expect_error(500, "internal");
+    assert!(!r.json.to_string().contains("panicked"), "no panic text in the body: {}", r.json);
+    app.post("/api/v1/Gadget", json!({"code": "P-2", "label": "fine"})).send().await.expect(201);
+    app.get("/api/v1/Gadget").send().await.expect(200);
+});

@@ -18,6 +18,7 @@ pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 #[derive(Debug, Clone, Default, m_runtime::DocType)]
 #[doctype(
     source = "tests/api/support.rs",
+    hooks,
     toml = r#"
 name = "Gadget"
 naming = "field:code"
@@ -105,6 +106,14 @@ pub struct Gadget {
     pub extra: Option<m_runtime::types::JsonValue>,
     pub token: Option<m_runtime::types::Uuid>,
     pub territory: Option<String>,
+}
+
+/// A hook that panics on request, to test that a panic is contained.
+impl m_runtime::hooks::Hooks for Gadget {
+    async fn validate(&mut self, _ctx: &m_runtime::hooks::HookCtx<'_>) -> Result<(), m_runtime::hooks::HookError> {
+        assert!(self.label.as_deref() != Some("panic in a hook"), "a hook panicked");
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

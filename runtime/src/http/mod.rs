@@ -56,6 +56,8 @@ pub fn router(state: ApiState, with_metrics: bool) -> Router {
         .route("/api/v1/{doctype}/{docref}/{action}", post(lifecycle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // A panic in a handler or hook is a 500 in the usual shape, logged with the request.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), guard::middleware))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
@@ -79,6 +81,15 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
             Err(e) => Err(ApiError::BadRequest(format!("malformed path: {}", e.body_text()))),
         }
     }
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    ApiError::Repo(RepoError::Internal(format!("panic: {message}"))).into_response()
 }
 
 async fn not_found() -> ApiError {
