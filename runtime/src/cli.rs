@@ -169,7 +169,8 @@ pub fn main(info: AppInfo) -> ExitCode {
             runtime.block_on(crate::migrate::cli::run(other.into_migrate(), &config, &app)).map_err(anyhow::Error::from)
         }
     };
-    // Export buffered spans before exiting.
+    // Stop what the shutdown deadline left running, then export buffered spans.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     telemetry.shutdown();
     match result {
         Ok(code) => code,

@@ -16,19 +16,75 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 const DURATION_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// The process's recorder, installed on first use.
+/// The process's recorder, installed on first use (inside a Tokio runtime: a task drains the
+/// histograms every few seconds, so memory stays flat when nobody scrapes).
 pub fn handle() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
                 .ok()?
                 .install_recorder()
                 .map_err(|e| tracing::warn!("metrics are off: {e}"))
-                .ok()
+                .ok()?;
+            let upkeep = handle.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(5));
+                    loop {
+                        tick.tick().await;
+                        upkeep.run_upkeep();
+                    }
+                });
+            }
+            Some(handle)
         })
         .as_ref()
+}
+
+/// A label value that lives for the process: route templates and status codes are a small,
+/// fixed set, so each is allocated once (no allocation per request).
+fn interned(s: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::RwLock;
+    static SEEN: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(v) = seen.read().ok().and_then(|set| set.get(s).copied()) {
+        return v;
+    }
+    let Ok(mut set) = seen.write() else { return "?" };
+    if let Some(v) = set.get(s) {
+        return v;
+    }
+    // Bounded: beyond this many distinct values (never reached by templates), one bucket.
+    if set.len() >= 1024 {
+        return "other";
+    }
+    let v: &'static str = Box::leak(s.to_string().into_boxed_str());
+    set.insert(v);
+    v
+}
+
+/// `"200"` … as static strings, made once.
+fn status_label(code: u16) -> &'static str {
+    static CODES: OnceLock<Vec<String>> = OnceLock::new();
+    let codes = CODES.get_or_init(|| (0..600).map(|c: u16| c.to_string()).collect());
+    codes.get(usize::from(code)).map_or("other", String::as_str)
+}
+
+/// Standard methods keep their name; anything else a client invents is `OTHER`.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 tokio::task_local! {
@@ -48,16 +104,11 @@ pub fn db_statement(elapsed: Duration) {
         .record(elapsed.as_secs_f64());
 }
 
-/// One HTTP request finished.
+/// One HTTP request finished. `route` is a route template (or `<unmatched>`).
 pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    metrics::counter!(
-        "m_http_requests_total",
-        "method" => method.to_string(),
-        "route" => route.to_string(),
-        "status" => status.to_string()
-    )
-    .increment(1);
-    metrics::histogram!("m_http_request_duration_seconds", "method" => method.to_string(), "route" => route.to_string())
+    let (method, route, status) = (method_label(method), interned(route), status_label(status));
+    metrics::counter!("m_http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
+    metrics::histogram!("m_http_request_duration_seconds", "method" => method, "route" => route)
         .record(elapsed.as_secs_f64());
 }
 

@@ -45,6 +45,8 @@ pub enum RepoError {
     Unavailable(String),
     #[error("the database did not answer within the statement timeout")]
     Timeout,
+    #[error("no database connection became free in time")]
+    Saturated,
     #[error("{0}")]
     Transient(String),
     #[error("{0}")]
@@ -56,6 +58,7 @@ impl From<DbError> for RepoError {
         match e {
             DbError::Unavailable(m) => RepoError::Unavailable(m),
             DbError::Timeout => RepoError::Timeout,
+            DbError::Saturated => RepoError::Saturated,
             DbError::Transient(m) => RepoError::Transient(m),
             other => RepoError::Internal(other.to_string()),
         }

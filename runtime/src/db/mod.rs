@@ -41,6 +41,10 @@ pub enum DbError {
     TooLong,
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// No connection became free within the acquire timeout (never retried: the wait already
+    /// happened).
+    #[error("no database connection became free in time")]
+    Saturated,
     /// The database rolled the transaction back to resolve a conflict (serialization failure,
     /// deadlock); running it again may succeed.
     #[error("transient conflict: {0}")]
@@ -189,12 +193,20 @@ impl Db {
 
     /// A write transaction (SQLite: the single writer, `BEGIN IMMEDIATE`).
     pub async fn begin(&self) -> Result<Tx, DbError> {
-        let mut conn = match self {
-            Db::Postgres(p) => Conn::Pg(p.get().await?),
-            Db::Sqlite(s) => Conn::SqliteWrite(s.writer().await?),
-        };
-        conn.begin().await?;
-        Ok(Tx { conn: Some(conn) })
+        let mut attempt = 0;
+        loop {
+            let mut conn = match self {
+                Db::Postgres(p) => Conn::Pg(p.get().await?),
+                Db::Sqlite(s) => Conn::SqliteWrite(s.writer().await?),
+            };
+            match conn.begin().await {
+                Ok(()) => return Ok(Tx { conn: Some(conn) }),
+                // A pooled connection that died while idle fails on BEGIN, before anything was
+                // done: another connection may work.
+                Err(DbError::Unavailable(_)) if attempt == 0 && matches!(self, Db::Postgres(_)) => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Connections (in use, idle).

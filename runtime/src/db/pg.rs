@@ -4,7 +4,8 @@
 //! it out again (measured: the pings of sqlx's own pool double PostgreSQL's cost per query).
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, Object, Pool, RecycleError, RecycleResult};
 use rust_decimal::Decimal;
@@ -67,6 +68,7 @@ impl managed::Manager for PgManager {
 #[derive(Clone)]
 pub struct PgDb {
     pool: Pool<PgManager>,
+    flushed: Arc<Mutex<Instant>>,
 }
 
 impl PgDb {
@@ -80,11 +82,12 @@ impl PgDb {
         let pool = Pool::builder(manager)
             .max_size(config.max_connections.max(1))
             .wait_timeout(Some(config.acquire_timeout))
-            .create_timeout(Some(config.acquire_timeout))
+            // A server that does not answer fails a request fast instead of holding it.
+            .create_timeout(Some(config.acquire_timeout.min(Duration::from_secs(5))))
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| DbError::Other(e.to_string()))?;
-        let db = PgDb { pool };
+        let db = PgDb { pool, flushed: Arc::new(Mutex::new(Instant::now())) };
         // Open the kept connections now: a bad URL or a down server fails at startup with a clear
         // message, and the first requests do not pay for connecting.
         let mut warm = Vec::new();
@@ -102,8 +105,17 @@ impl PgDb {
                 if pool.is_closed() {
                     break;
                 }
-                if pool.status().size > keep {
-                    pool.retain(|_, metrics| metrics.last_used() < Duration::from_secs(60));
+                // Close connections idle for a minute, but never below the kept number.
+                let mut removable = pool.status().size.saturating_sub(keep);
+                if removable > 0 {
+                    pool.retain(|_, metrics| {
+                        if removable > 0 && metrics.last_used() >= Duration::from_secs(60) {
+                            removable -= 1;
+                            false
+                        } else {
+                            true
+                        }
+                    });
                 }
             }
         });
@@ -116,24 +128,39 @@ impl PgDb {
     }
 
     pub async fn get(&self) -> Result<PgConnGuard, DbError> {
-        self.pool.get().await.map(PgConnGuard).map_err(|e| match e {
+        let flushed = self.flushed.clone();
+        self.pool.get().await.map(|c| PgConnGuard(c, flushed)).map_err(|e| match e {
             managed::PoolError::Backend(b) => DbError::from(b),
+            // Every connection stayed busy for the whole acquire timeout.
+            managed::PoolError::Timeout(managed::TimeoutType::Wait) => DbError::Saturated,
             other => DbError::Unavailable(other.to_string()),
         })
     }
 }
 
-pub struct PgConnGuard(Object<PgManager>);
+/// A checked-out connection, and when the pool last dropped its idle connections.
+pub struct PgConnGuard(Object<PgManager>, Arc<Mutex<Instant>>);
 
 impl PgConnGuard {
     /// A transport failure usually means the server restarted: this connection is dropped, and
-    /// so are the idle ones (opened before the restart), so the next requests connect afresh.
+    /// so are the idle ones opened before now (the restart killed them too), once per failure
+    /// episode — a connection opened after the last flush failing starts a new one.
     fn note_failure(&mut self, e: &sqlx::Error) {
-        if breaks_connection(e) {
-            self.0.broken = true;
-            if let Some(pool) = Object::pool(&self.0) {
-                pool.retain(|_, _| false);
+        if !breaks_connection(e) {
+            return;
+        }
+        self.0.broken = true;
+        let created = Object::metrics(&self.0).created;
+        let now = Instant::now();
+        let flush = match self.1.lock() {
+            Ok(mut last) if created >= *last => {
+                *last = now;
+                true
             }
+            _ => false,
+        };
+        if flush && let Some(pool) = Object::pool(&self.0) {
+            pool.retain(|_, m| m.created > now);
         }
     }
 

@@ -53,9 +53,12 @@ impl LiteConn {
         Ok(LiteConn { conn, busy: false, in_tx: false, deadline, timeout, slow })
     }
 
+    /// Start the statement's clock — unless a statement abandoned mid-flight (its caller gone)
+    /// still holds one: the statements queued behind it keep that deadline.
     fn arm(&self) {
         let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
-        self.deadline.store(now_ms().saturating_add(ms.max(1)), Ordering::Relaxed);
+        let _ =
+            self.deadline.compare_exchange(0, now_ms().saturating_add(ms.max(1)), Ordering::Relaxed, Ordering::Relaxed);
     }
 
     fn disarm(&self) {
@@ -174,6 +177,7 @@ impl SqliteDb {
     pub async fn reader(&self) -> Result<ReaderGuard, DbError> {
         self.readers.get().await.map(ReaderGuard).map_err(|e| match e {
             managed::PoolError::Backend(b) => DbError::from(b),
+            managed::PoolError::Timeout(managed::TimeoutType::Wait) => DbError::Saturated,
             other => DbError::Unavailable(other.to_string()),
         })
     }
@@ -181,7 +185,7 @@ impl SqliteDb {
     pub async fn writer(&self) -> Result<WriterGuard, DbError> {
         let guard = tokio::time::timeout(self.acquire_timeout, self.writer.clone().lock_owned())
             .await
-            .map_err(|_| DbError::Unavailable("timed out waiting for the SQLite writer".into()))?;
+            .map_err(|_| DbError::Saturated)?;
         let mut w = WriterGuard(guard);
         w.0.reset().await?;
         Ok(w)

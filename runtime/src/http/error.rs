@@ -87,6 +87,7 @@ impl IntoResponse for ApiError {
                 RepoError::Unavailable(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable".into(), &[])
                 }
+                RepoError::Saturated => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string(), &[]),
                 RepoError::Transient(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "busy", "a conflicting change made this fail; retry".into(), &[])
                 }
@@ -124,7 +125,7 @@ impl IntoResponse for ApiError {
             ApiError::Repo(RepoError::Internal(m) | RepoError::Unavailable(m) | RepoError::Transient(m)) => {
                 res.extensions_mut().insert(InternalDetail(m.clone()));
             }
-            ApiError::Repo(RepoError::Timeout) | ApiError::RequestTimeout(_) => {
+            ApiError::Repo(RepoError::Timeout | RepoError::Saturated) | ApiError::RequestTimeout(_) => {
                 res.extensions_mut().insert(InternalDetail(self.to_string()));
             }
             _ => {}

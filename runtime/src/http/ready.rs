@@ -39,7 +39,10 @@ async fn database(repo: &Repo) -> Json {
         Ok(Ok(())) => {
             check("pass", json!({ "observedValue": started.elapsed().as_secs_f64() * 1000.0, "observedUnit": "ms" }))
         }
-        Ok(Err(e)) => check("fail", json!({ "output": e.to_string() })),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the database check failed");
+            check("fail", json!({ "output": "the database cannot be reached" }))
+        }
         Err(_) => check("fail", json!({ "output": format!("no answer within {} s", CHECK_TIMEOUT.as_secs()) })),
     }
 }
@@ -51,28 +54,65 @@ async fn migrations(repo: &Repo, expected: &[String]) -> Json {
             if missing.is_empty() {
                 check("pass", json!({ "observedValue": applied.len() }))
             } else {
-                check("fail", json!({ "output": format!("revisions not applied: {missing:?}; run `m migrate`") }))
+                tracing::warn!(revisions = ?missing, "readiness: revisions not applied");
+                check("fail", json!({ "output": format!("{} revision(s) not applied", missing.len()) }))
             }
         }
-        Ok(Err(e)) => check("fail", json!({ "output": e.to_string() })),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the migrations check failed");
+            check("fail", json!({ "output": "the migration history cannot be read" }))
+        }
         Err(_) => check("fail", json!({ "output": "no answer" })),
     }
 }
 
+/// `%xx` escapes of a URL part, decoded.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
+        {
+            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `host:port` of a `redis://[user:password@]host[:port][/db][?…]` URL.
+fn redis_addr(host: &str) -> String {
+    let host = host.split(['/', '?']).next().unwrap_or(host);
+    let has_port = match host.rfind(']') {
+        Some(end) => host[end..].contains(':'),
+        None => host.contains(':'),
+    };
+    if has_port { host.to_string() } else { format!("{host}:6379") }
+}
+
 /// PING over RESP on a plain TCP connection (AUTH first when the URL carries a password).
 async fn redis_ping(url: &str) -> Result<(), String> {
+    if url.starts_with("rediss://") {
+        return Err("TLS (rediss://) is not checked by this build".into());
+    }
     let rest = url.strip_prefix("redis://").ok_or("only redis:// URLs are checked")?;
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some((a, h)) => (Some(a), h),
+    let (auth, host) = match rest.split(['/', '?']).next().unwrap_or(rest).rsplit_once('@') {
+        Some((a, _)) => (Some(a), rest.rsplit_once('@').map_or(rest, |(_, h)| h)),
         None => (None, rest),
     };
-    let host = host.split('/').next().unwrap_or(host);
-    let addr = if host.contains(':') { host.to_string() } else { format!("{host}:6379") };
+    let addr = redis_addr(host);
     let mut stream = tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("cannot connect: {e}"))?;
     let mut command = Vec::new();
     if let Some(auth) = auth {
         let (user, pass) = auth.split_once(':').unwrap_or(("", auth));
-        let args: Vec<&str> = if user.is_empty() { vec!["AUTH", pass] } else { vec!["AUTH", user, pass] };
+        let (user, pass) = (percent_decode(user), percent_decode(pass));
+        let args: Vec<&str> = if user.is_empty() { vec!["AUTH", &pass] } else { vec!["AUTH", &user, &pass] };
         command.extend(format!("*{}\r\n", args.len()).bytes());
         for a in args {
             command.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
@@ -101,7 +141,10 @@ async fn redis(url: &str) -> Json {
         Ok(Ok(())) => {
             check("pass", json!({ "observedValue": started.elapsed().as_secs_f64() * 1000.0, "observedUnit": "ms" }))
         }
-        Ok(Err(e)) => check("warn", json!({ "output": e })),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: Redis does not answer");
+            check("warn", json!({ "output": "Redis does not answer" }))
+        }
         Err(_) => check("warn", json!({ "output": "no answer" })),
     }
 }
@@ -109,11 +152,18 @@ async fn redis(url: &str) -> Json {
 pub async fn ready(State(state): State<ApiState>) -> Response {
     let r = &state.ready;
     let mut checks = serde_json::Map::new();
-    let (db, mig) = tokio::join!(database(&state.repo), migrations(&state.repo, &r.revisions));
+    // All checks at once, so the answer comes within one check's timeout.
+    let redis_check = async {
+        match &r.redis_url {
+            Some(url) => Some(redis(url).await),
+            None => None,
+        }
+    };
+    let (db, mig, cache) = tokio::join!(database(&state.repo), migrations(&state.repo, &r.revisions), redis_check);
     checks.insert("database:responseTime".into(), json!([db]));
     checks.insert("migrations:applied".into(), json!([mig]));
-    if let Some(url) = &r.redis_url {
-        checks.insert("redis:responseTime".into(), json!([redis(url).await]));
+    if let Some(c) = cache {
+        checks.insert("redis:responseTime".into(), json!([c]));
     }
     let statuses: Vec<&str> =
         checks.values().filter_map(|v| v.get(0).and_then(|c| c.get("status")).and_then(Json::as_str)).collect();
@@ -130,4 +180,19 @@ pub async fn ready(State(state): State<ApiState>) -> Response {
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/health+json"));
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls() {
+        assert_eq!(redis_addr("cache:6380/2?x=1"), "cache:6380");
+        assert_eq!(redis_addr("cache"), "cache:6379");
+        assert_eq!(redis_addr("[::1]"), "[::1]:6379");
+        assert_eq!(redis_addr("[::1]:7000"), "[::1]:7000");
+        assert_eq!(percent_decode("p%40ss%3Aword"), "p@ss:word");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
 }

@@ -48,10 +48,13 @@ pub struct UserSlot(pub Arc<OnceLock<String>>);
 
 /// The DocType segment of an API path (`/api/v1/{doctype}…`, `/api/meta/{doctype}`), decoded and
 /// bounded.
-fn doctype_of(path: &str) -> Option<String> {
+fn doctype_of(path: &str) -> Option<std::borrow::Cow<'_, str>> {
     let rest = path.strip_prefix("/api/v1/").or_else(|| path.strip_prefix("/api/meta/"))?;
     let seg = rest.split('/').next().filter(|s| !s.is_empty())?;
-    Some(seg.replace("%20", " ").chars().take(64).collect())
+    if seg.len() <= 64 && !seg.contains('%') {
+        return Some(std::borrow::Cow::Borrowed(seg));
+    }
+    Some(std::borrow::Cow::Owned(seg.replace("%20", " ").chars().take(64).collect()))
 }
 
 /// Middleware: assign the id, run the request inside its scope, log one line per request.
@@ -63,8 +66,11 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         .filter(|v| well_formed(v))
         .map_or_else(generate, str::to_string);
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map_or("<unmatched>", MatchedPath::as_str).to_string();
-    let doctype = doctype_of(req.uri().path()).unwrap_or_default();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("<unmatched>", MatchedPath::as_str);
+    let uri = req.uri().clone();
+    let doctype_cow = doctype_of(uri.path()).unwrap_or_default();
+    let doctype: &str = &doctype_cow;
     let user = UserSlot::default();
     req.extensions_mut().insert(user.clone());
     // A trace span (exported only when tracing is configured), continuing the caller's trace.
@@ -92,7 +98,7 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         });
     }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    crate::metrics::http_request(method.as_str(), &route, status, started.elapsed());
+    crate::metrics::http_request(method.as_str(), route, status, started.elapsed());
     let user = user.0.get().map_or("", String::as_str);
     if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
         tracing::error!(request_id = %id, %method, route, doctype, status, duration_ms = ms, user, error = %detail, "request failed");
