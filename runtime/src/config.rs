@@ -75,6 +75,14 @@ pub struct Config {
     /// Zipkin collector URL for trace export (`M_ZIPKIN_ENDPOINT`), e.g.
     /// `http://zipkin:9411/api/v2/spans`. OTLP export follows `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub zipkin_endpoint: Option<String>,
+    /// Origins allowed to call the API from a browser, exact (`M_CORS_ORIGINS`, comma-separated).
+    pub cors_origins: Option<String>,
+    /// Proxies whose `X-Forwarded-Proto` / `X-Forwarded-Host` are believed: addresses or CIDR
+    /// networks, comma-separated (`M_TRUSTED_PROXIES`).
+    pub trusted_proxies: Option<String>,
+    /// Longest accepted URL (path and query) and total header size, in bytes.
+    pub max_url_bytes: usize,
+    pub max_header_bytes: usize,
     /// Serve `/metrics` on this address instead of the main listener (`M_METRICS_ADDR`).
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// A request running longer is answered 504 (`M_REQUEST_TIMEOUT_SECS`).
@@ -112,6 +120,10 @@ impl Default for Config {
             slow_query_ms: 500,
             log_format: None,
             zipkin_endpoint: None,
+            cors_origins: None,
+            trusted_proxies: None,
+            max_url_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
             metrics_addr: None,
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
@@ -143,6 +155,10 @@ const ENV_KEYS: &[&str] = &[
     "request_timeout_secs",
     "metrics_addr",
     "zipkin_endpoint",
+    "cors_origins",
+    "trusted_proxies",
+    "max_url_bytes",
+    "max_header_bytes",
     "slow_query_ms",
     "log_format",
     "max_concurrent_requests",
@@ -150,6 +166,10 @@ const ENV_KEYS: &[&str] = &[
     "migrate_lock_timeout_secs",
     "migrate_statement_timeout_secs",
 ];
+
+fn split_list(s: Option<&str>) -> Vec<String> {
+    s.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect()
+}
 
 impl Config {
     /// Load defaults, then `m.toml` in the working directory (if present), then the environment.
@@ -172,6 +192,19 @@ impl Config {
             && f != "text"
         {
             return Err(format!("M_LOG_FORMAT must be `json` or `text`, not `{f}`"));
+        }
+        for origin in self.cors_list() {
+            let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/')
+                && origin.split("://").nth(1).is_some_and(|h| !h.is_empty() && !h.contains('/'));
+            if !ok || origin == "*" {
+                return Err(format!(
+                    "M_CORS_ORIGINS: `{origin}` is not an origin (scheme://host[:port], no path, no `*`)"
+                ));
+            }
+        }
+        if let Some(bad) = self.proxy_list().iter().find(|p| crate::http::Net::parse(p).is_none()) {
+            return Err(format!("M_TRUSTED_PROXIES: `{bad}` is not an address or a CIDR network"));
         }
         if self.request_timeout_secs == 0 || self.max_concurrent_requests == 0 {
             return Err("M_REQUEST_TIMEOUT_SECS and M_MAX_CONCURRENT_REQUESTS must be at least 1".into());
@@ -196,6 +229,16 @@ impl Config {
             max_filters: self.max_filters,
             max_in_values: self.max_in_values,
         }
+    }
+
+    /// `M_CORS_ORIGINS` as a list.
+    pub fn cors_list(&self) -> Vec<String> {
+        split_list(self.cors_origins.as_deref())
+    }
+
+    /// `M_TRUSTED_PROXIES` as a list.
+    pub fn proxy_list(&self) -> Vec<String> {
+        split_list(self.trusted_proxies.as_deref())
     }
 
     pub fn migrate_timeouts(&self) -> crate::migrate::Timeouts {

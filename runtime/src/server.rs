@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::auth::Authenticator;
 use crate::config::{Config, Mode};
 use crate::db::Db;
-use crate::http::{ApiState, Limits, Readiness, metrics_router, router};
+use crate::http::{ApiState, Edge, Limits, Net, Readiness, metrics_router, router};
 use crate::migrate;
 use crate::repo::Repo;
 
@@ -55,6 +55,13 @@ impl Server {
                 redis_url: config.redis_url.as_ref().map(|u| u.expose().to_string()),
             }),
             limits: Limits::new(config.max_concurrent_requests, Duration::from_secs(config.request_timeout_secs)),
+            edge: Arc::new(Edge {
+                cors_origins: config.cors_list(),
+                trusted_proxies: config.proxy_list().iter().filter_map(|p| Net::parse(p)).collect(),
+                production: config.env == Mode::Production,
+                max_url_bytes: config.max_url_bytes,
+                max_header_bytes: config.max_header_bytes,
+            }),
         };
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
@@ -110,7 +117,9 @@ impl Server {
                 }
             });
         }
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(signal).into_future();
+        // Peer addresses decide whether `X-Forwarded-*` is believed.
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal).into_future();
         let deadline = self.shutdown_timeout;
         let expire = async move {
             if stopping_rx.await.is_ok() {

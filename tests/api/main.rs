@@ -11,4 +11,5 @@ mod migrate;
 mod permissions;
 mod regenerate;
 mod runtime;
+mod security;
 mod startup;

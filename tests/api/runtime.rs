@@ -61,7 +61,7 @@ fn app() -> m_runtime::app::App {
     m_runtime::app::App::new("m", "0.1.0", crate::support::doctypes()).unwrap()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -100,7 +100,7 @@ crate::both_backends!(health_and_readiness, |backend| {
 });
 
 /// A child process stopped (and reaped) when dropped.
-struct KillOnDrop(std::process::Child);
+pub struct KillOnDrop(pub std::process::Child);
 
 impl KillOnDrop {
     fn stop(&mut self) {
@@ -325,7 +325,7 @@ async fn a_database_outage_is_a_fast_503_and_recovers() {
 }
 
 /// The `m` binary serving `scratch` in production (after `m migrate`), with extra environment.
-async fn spawn_binary(scratch: &Scratch, extra: &[(&str, &str)]) -> (KillOnDrop, SocketAddr) {
+pub async fn spawn_binary(scratch: &Scratch, extra: &[(&str, &str)]) -> (KillOnDrop, SocketAddr) {
     let bin = env!("CARGO_BIN_EXE_m");
     let env = |c: &mut std::process::Command| {
         c.env("DATABASE_URL", &scratch.url)
@@ -364,7 +364,7 @@ async fn spawn_binary(scratch: &Scratch, extra: &[(&str, &str)]) -> (KillOnDrop,
 }
 
 /// SIGTERM the server, wait for it to exit, and return what it wrote to stderr.
-fn terminate(server: &mut KillOnDrop) -> String {
+pub fn terminate(server: &mut KillOnDrop) -> String {
     let pid = server.0.id().to_string();
     std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let started = Instant::now();

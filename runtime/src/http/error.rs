@@ -32,6 +32,9 @@ pub enum ApiError {
     /// The request ran past the request timeout.
     #[error("the request took longer than {0} s")]
     RequestTimeout(u64),
+    /// Refused at the edge (CORS, HTTPS, size limits).
+    #[error("{message}")]
+    Edge { status: StatusCode, code: &'static str, message: String },
     /// Too many requests in flight: shed instead of queueing.
     #[error("the server is overloaded; retry shortly")]
     Overloaded,
@@ -106,6 +109,7 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", self.to_string(), &[]),
             ApiError::RequestTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout", self.to_string(), &[]),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", self.to_string(), &[]),
+            ApiError::Edge { status, code, message } => (*status, *code, message.clone(), &[]),
         };
         let body = Body { error: ErrorBody { code, message, request_id: request_id::current(), details } };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();

@@ -2,6 +2,7 @@
 //! dispatch on the DocType named in the path, through the repository.
 
 mod docs;
+mod edge;
 mod error;
 mod guard;
 mod ready;
@@ -18,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
+pub use edge::{Edge, Net};
 pub use error::ApiError;
 pub use guard::Limits;
 pub use ready::Readiness;
@@ -38,6 +40,7 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     pub ready: Arc<Readiness>,
     pub limits: Arc<Limits>,
+    pub edge: Arc<Edge>,
 }
 
 /// The whole API; `/metrics` too unless it has its own listener (`M_METRICS_ADDR`).
@@ -59,6 +62,7 @@ pub fn router(state: ApiState, with_metrics: bool) -> Router {
         // A panic in a handler or hook is a 500 in the usual shape, logged with the request.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), guard::middleware))
+        .layer(axum::middleware::from_fn_with_state(state.edge.clone(), edge::middleware))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

@@ -65,7 +65,19 @@ impl MigConn {
                 .busy_timeout(Duration::from_secs(120))
                 .statement_cache_capacity(0)
                 .disable_statement_logging();
-            Ok(MigConn::Sqlite(options.connect().await?))
+            // Opening sets WAL mode, which a second process opening a new file at the same moment
+            // can find locked before the busy timeout applies: try again for a while.
+            let mut attempt = 0;
+            loop {
+                match options.connect().await {
+                    Ok(c) => return Ok(MigConn::Sqlite(c)),
+                    Err(sqlx::Error::Database(e)) if e.message().contains("locked") && attempt < 50 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
     }
 
