@@ -41,7 +41,15 @@ async fn main() -> anyhow::Result<()> {
         Some("token") if args.len() >= 4 => {
             let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 86_400;
             let roles = args[4..].to_vec();
-            let claims = m_runtime::auth::Claims { sub: args[3].clone(), exp, roles, iat: None, nbf: None };
+            let claims = m_runtime::auth::Claims {
+                sub: args[3].clone(),
+                exp,
+                roles,
+                iat: None,
+                nbf: None,
+                iss: None,
+                aud: None,
+            };
             println!("{}", m_runtime::auth::sign_hs256(args[2].as_bytes(), &claims)?);
             Ok(())
         }

@@ -52,6 +52,12 @@ pub struct Config {
     pub redis_url: Option<Secret>,
     /// HS256 key for bearer tokens (`M_JWT_SECRET`).
     pub jwt_secret: Option<Secret>,
+    /// JWKS with RS256 / ES256 / EdDSA public keys (`M_JWT_JWKS_URL`: `http://…`, `file://…` or a
+    /// path); used instead of `M_JWT_SECRET` when set.
+    pub jwt_jwks_url: Option<String>,
+    /// Required `iss` and `aud` of tokens, when set (`M_JWT_ISSUER`, `M_JWT_AUDIENCE`).
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
     pub max_page_size: u32,
     pub max_body_bytes: usize,
     pub max_fields: usize,
@@ -105,6 +111,9 @@ impl Default for Config {
             database_url: Secret::new("sqlite://data/m.db"),
             redis_url: None,
             jwt_secret: None,
+            jwt_jwks_url: None,
+            jwt_issuer: None,
+            jwt_audience: None,
             max_page_size: 500,
             max_body_bytes: 1 << 20,
             max_fields: 100,
@@ -140,6 +149,9 @@ const ENV_KEYS: &[&str] = &[
     "host",
     "port",
     "jwt_secret",
+    "jwt_jwks_url",
+    "jwt_issuer",
+    "jwt_audience",
     "max_page_size",
     "max_body_bytes",
     "max_fields",
@@ -213,9 +225,10 @@ impl Config {
             return Err("M_DB_MAX_CONNECTIONS must be at least 1".into());
         }
         if self.env == Mode::Production {
-            match &self.jwt_secret {
-                Some(s) if s.expose().len() >= 32 => {}
-                _ => return Err("production needs M_JWT_SECRET of at least 32 bytes".into()),
+            match (&self.jwt_secret, &self.jwt_jwks_url) {
+                (_, Some(_)) => {}
+                (Some(s), None) if s.expose().len() >= 32 => {}
+                _ => return Err("production needs M_JWT_SECRET of at least 32 bytes, or M_JWT_JWKS_URL".into()),
             }
         }
         Ok(())

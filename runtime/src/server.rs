@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Expected};
 use crate::config::{Config, Mode};
 use crate::db::Db;
 use crate::http::{ApiState, Edge, Limits, Net, Readiness, metrics_router, router};
@@ -36,9 +36,11 @@ impl Server {
             .await
             .context("cannot connect to the database")?;
         let repo = Repo::new(app, db, config.list_limits());
-        let auth = match &config.jwt_secret {
-            Some(secret) => Authenticator::hs256(secret.expose().as_bytes()),
-            None => {
+        let expected = Expected { issuer: config.jwt_issuer.clone(), audience: config.jwt_audience.clone() };
+        let auth = match (&config.jwt_jwks_url, &config.jwt_secret) {
+            (Some(jwks), _) => Authenticator::jwks(jwks, expected).await.context("cannot load M_JWT_JWKS_URL")?,
+            (None, Some(secret)) => Authenticator::hs256_with(secret.expose().as_bytes(), expected),
+            (None, None) => {
                 tracing::warn!(
                     "M_JWT_SECRET is not set: DEVELOPMENT MODE, every request without a token acts as Administrator (System Manager)"
                 );

@@ -136,3 +136,141 @@ crate::both_backends!(https_is_enforced_behind_a_trusted_proxy, |backend| {
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     terminate(&mut server);
 });
+
+mod jwt {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use serde_json::{Value, json};
+
+    use crate::support::{SECRET, TestApp};
+
+    fn now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_string);
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    }
+
+    fn hs(claims: &Value) -> String {
+        sign(Algorithm::HS256, None, &EncodingKey::from_secret(SECRET.as_bytes()), claims)
+    }
+
+    fn b64(v: &[u8]) -> String {
+        use std::fmt::Write as _;
+        // base64url without padding, by hand (no extra dependency for a test).
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in v.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                let _ = write!(out, "{}", char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    fn good() -> Value {
+        json!({"sub": "a@example.com", "exp": now() + 600, "roles": ["System Manager"],
+               "iss": "https://id.example.com", "aud": "m-api"})
+    }
+
+    async fn status(app: &TestApp, token: &str) -> u16 {
+        let r = app.get("/api/v1/Territory").by(token.to_string()).send().await;
+        if r.status == 401 {
+            assert_eq!(
+                r.header("www-authenticate").as_deref(),
+                Some("Bearer error=\"invalid_token\""),
+                "an invalid token is a 401 invalid_token, never anonymous"
+            );
+        }
+        r.status
+    }
+
+    crate::both_backends!(hs256_claims_are_enforced, |backend| {
+        let Some((app, _)) = TestApp::start_with(backend, |c| {
+            c.jwt_issuer = Some("https://id.example.com".into());
+            c.jwt_audience = Some("m-api".into());
+        })
+        .await
+        else {
+            return;
+        };
+        assert_eq!(status(&app, &hs(&good())).await, 200);
+        let mut cases: Vec<(&str, Value)> = Vec::new();
+        let with = |k: &str, v: Value| {
+            let mut c = good();
+            c[k] = v;
+            c
+        };
+        let without = |k: &str| {
+            let mut c = good();
+            c.as_object_mut().unwrap().remove(k);
+            c
+        };
+        cases.push(("expired", with("exp", json!(now() - 3600))));
+        cases.push(("string exp", with("exp", json!((now() + 600).to_string()))));
+        cases.push(("future nbf", with("nbf", json!(now() + 3600))));
+        cases.push(("future iat", with("iat", json!(now() + 3600))));
+        cases.push(("wrong aud", with("aud", json!("other-api"))));
+        cases.push(("missing aud", without("aud")));
+        cases.push(("wrong iss", with("iss", json!("https://evil.example.com"))));
+        cases.push(("missing iss", without("iss")));
+        cases.push(("missing sub", without("sub")));
+        cases.push(("numeric sub", with("sub", json!(42))));
+        cases.push(("missing exp", without("exp")));
+        for (what, claims) in cases {
+            assert_eq!(status(&app, &hs(&claims)).await, 401, "{what}");
+        }
+        // Within the leeway is fine.
+        assert_eq!(status(&app, &hs(&with("nbf", json!(now() + 10)))).await, 200);
+        // alg none, a malformed token, a token signed with another key.
+        let none = format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), b64(good().to_string().as_bytes()));
+        assert_eq!(status(&app, &none).await, 401, "alg none");
+        assert_eq!(status(&app, "not.a.jwt").await, 401);
+        assert_eq!(status(&app, "abc").await, 401);
+        let other =
+            sign(Algorithm::HS256, None, &EncodingKey::from_secret(b"another-secret-another-secret-000"), &good());
+        assert_eq!(status(&app, &other).await, 401);
+    });
+
+    crate::both_backends!(jwks_keys_by_kid, |backend| {
+        let dir = std::env::temp_dir().join(format!("m-jwks-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let full: Value = serde_json::from_str(include_str!("keys/jwks.json")).unwrap();
+        // Start without the Ed25519 key: it is "rotated in" later.
+        let mut partial = full.clone();
+        partial["keys"].as_array_mut().unwrap().retain(|k| k["kid"] != "ed-1");
+        let file = dir.join("jwks.json");
+        std::fs::write(&file, partial.to_string()).unwrap();
+        let url = format!("file://{}", file.display());
+        let Some((app, _)) = TestApp::start_with(backend, |c| {
+            c.jwt_jwks_url = Some(url.clone());
+            c.jwt_audience = Some("m-api".into());
+        })
+        .await
+        else {
+            return;
+        };
+        let rsa = EncodingKey::from_rsa_der(include_bytes!("keys/rsa.der"));
+        let ec = EncodingKey::from_ec_der(include_bytes!("keys/ec.der"));
+        let ed = EncodingKey::from_ed_der(include_bytes!("keys/ed.der"));
+        assert_eq!(status(&app, &sign(Algorithm::RS256, Some("rsa-1"), &rsa, &good())).await, 200);
+        assert_eq!(status(&app, &sign(Algorithm::ES256, Some("ec-1"), &ec, &good())).await, 200);
+        // A key added to the JWKS is picked up on its first use (one reload on an unknown kid;
+        // later unknown kids within a minute do not reload again).
+        std::fs::write(&file, full.to_string()).unwrap();
+        assert_eq!(status(&app, &sign(Algorithm::EdDSA, Some("ed-1"), &ed, &good())).await, 200);
+        // No kid, an unknown kid, an algorithm that is not the key's.
+        assert_eq!(status(&app, &sign(Algorithm::RS256, None, &rsa, &good())).await, 401);
+        assert_eq!(status(&app, &sign(Algorithm::RS256, Some("nope"), &rsa, &good())).await, 401);
+        assert_eq!(status(&app, &sign(Algorithm::RS256, Some("ec-1"), &rsa, &good())).await, 401);
+        // HS/RS confusion: HS256 "signed" with the public RSA key's bytes.
+        let public = full["keys"][0]["n"].as_str().unwrap().as_bytes().to_vec();
+        let confused = sign(Algorithm::HS256, Some("rsa-1"), &EncodingKey::from_secret(&public), &good());
+        assert_eq!(status(&app, &confused).await, 401, "HS256 is not accepted with a JWKS");
+        assert_eq!(status(&app, &hs(&good())).await, 401, "the shared secret is not a key here");
+        std::fs::remove_dir_all(&dir).ok();
+    });
+}

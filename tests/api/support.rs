@@ -262,6 +262,8 @@ impl TestApp {
             roles: roles.iter().map(|r| r.to_string()).collect(),
             iat: None,
             nbf: None,
+            iss: None,
+            aud: None,
         };
         sign_hs256(SECRET.as_bytes(), &claims).expect("sign token")
     }

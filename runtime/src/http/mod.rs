@@ -123,7 +123,7 @@ impl FromRequestParts<ApiState> for Caller {
             Some(v) => Some(v.to_str().map_err(|_| crate::auth::AuthError::Invalid)?),
             None => None,
         };
-        let who = state.auth.authenticate(authorization)?;
+        let who = state.auth.authenticate(authorization).await?;
         if let Some(slot) = parts.extensions.get::<request_id::UserSlot>() {
             let _ = slot.0.set(who.user.clone());
         }
