@@ -92,7 +92,8 @@ def run_backend(backend):
     token = subprocess.run([BENCH, "token", SECRET, "bench@example.com", "Sales User"], capture_output=True, text=True, check=True).stdout.strip()
     log = open(os.path.join(WORK, f"server-{backend}.log"), "w")
     gen = subprocess.Popen([M, "start", "--port", "8101"], cwd=WORK, stdout=log, stderr=log,
-                           env={**os.environ, "DATABASE_URL": url, "M_JWT_SECRET": SECRET, "M_LOG_LEVEL": "info"})
+                           env={**os.environ, "DATABASE_URL": url, "M_JWT_SECRET": SECRET, "M_LOG_LEVEL": "info",
+                                "M_RATE_LIMIT_API": "100000000"})
     base = subprocess.Popen([BENCH, "baseline", url, "8102"], stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_port(8101)

@@ -81,6 +81,12 @@ pub struct Config {
     /// Zipkin collector URL for trace export (`M_ZIPKIN_ENDPOINT`), e.g.
     /// `http://zipkin:9411/api/v2/spans`. OTLP export follows `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub zipkin_endpoint: Option<String>,
+    /// Requests per minute per user (`M_RATE_LIMIT_API`) and per client address without a valid
+    /// token (`M_RATE_LIMIT_ANON`).
+    pub rate_limit_api: u32,
+    pub rate_limit_anon: u32,
+    /// Prefix of this deployment's Redis keys (`M_REDIS_PREFIX`).
+    pub redis_prefix: String,
     /// Origins allowed to call the API from a browser, exact (`M_CORS_ORIGINS`, comma-separated).
     pub cors_origins: Option<String>,
     /// Proxies whose `X-Forwarded-Proto` / `X-Forwarded-Host` are believed: addresses or CIDR
@@ -129,6 +135,9 @@ impl Default for Config {
             slow_query_ms: 500,
             log_format: None,
             zipkin_endpoint: None,
+            rate_limit_api: 600,
+            rate_limit_anon: 60,
+            redis_prefix: "m:".into(),
             cors_origins: None,
             trusted_proxies: None,
             max_url_bytes: 8 * 1024,
@@ -168,6 +177,9 @@ const ENV_KEYS: &[&str] = &[
     "metrics_addr",
     "zipkin_endpoint",
     "cors_origins",
+    "rate_limit_api",
+    "rate_limit_anon",
+    "redis_prefix",
     "trusted_proxies",
     "max_url_bytes",
     "max_header_bytes",
@@ -217,6 +229,9 @@ impl Config {
         }
         if let Some(bad) = self.proxy_list().iter().find(|p| crate::http::Net::parse(p).is_none()) {
             return Err(format!("M_TRUSTED_PROXIES: `{bad}` is not an address or a CIDR network"));
+        }
+        if self.rate_limit_api == 0 || self.rate_limit_anon == 0 {
+            return Err("M_RATE_LIMIT_API and M_RATE_LIMIT_ANON must be at least 1".into());
         }
         if self.request_timeout_secs == 0 || self.max_concurrent_requests == 0 {
             return Err("M_REQUEST_TIMEOUT_SECS and M_MAX_CONCURRENT_REQUESTS must be at least 1".into());

@@ -21,6 +21,7 @@ pub mod migrate;
 pub mod naming;
 pub mod perms;
 pub mod query;
+pub mod ratelimit;
 pub mod repo;
 pub mod retry;
 pub mod server;

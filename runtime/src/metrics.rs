@@ -6,6 +6,7 @@
 //! - `m_db_query_duration_seconds{doctype,operation}` (every statement, labelled by the API
 //!   operation it serves), `m_db_pool_connections{state="in_use"|"idle"}`
 //! - `m_cache_requests_total{cache,result}` (the verified-token cache)
+//! - `m_rate_limit_rejections_total{policy}`
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -110,6 +111,10 @@ pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
     metrics::counter!("m_http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
     metrics::histogram!("m_http_request_duration_seconds", "method" => method, "route" => route)
         .record(elapsed.as_secs_f64());
+}
+
+pub fn rate_limited(policy: &'static str) {
+    metrics::counter!("m_rate_limit_rejections_total", "policy" => policy).increment(1);
 }
 
 pub fn request_shed() {

@@ -12,8 +12,9 @@ use crate::app::App;
 use crate::auth::{Authenticator, Expected};
 use crate::config::{Config, Mode};
 use crate::db::Db;
-use crate::http::{ApiState, Edge, Limits, Net, Readiness, metrics_router, router};
+use crate::http::{ApiState, Edge, Limits, Net, RateLimits, Readiness, metrics_router, router};
 use crate::migrate;
+use crate::ratelimit::{Limiter, Policy};
 use crate::repo::Repo;
 
 /// A bound, ready-to-serve server.
@@ -57,6 +58,12 @@ impl Server {
                 redis_url: config.redis_url.as_ref().map(|u| u.expose().to_string()),
             }),
             limits: Limits::new(config.max_concurrent_requests, Duration::from_secs(config.request_timeout_secs)),
+            rate_limits: Arc::new(RateLimits {
+                limiter: Limiter::new(config.redis_url.as_ref().map(|u| u.expose()), &config.redis_prefix),
+                api: Policy { name: "api", limit: config.rate_limit_api, window: Duration::from_secs(60) },
+                anon: Policy { name: "anonymous", limit: config.rate_limit_anon, window: Duration::from_secs(60) },
+                trusted_proxies: config.proxy_list().iter().filter_map(|p| Net::parse(p)).collect(),
+            }),
             edge: Arc::new(Edge {
                 cors_origins: config.cors_list(),
                 trusted_proxies: config.proxy_list().iter().filter_map(|p| Net::parse(p)).collect(),

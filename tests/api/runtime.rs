@@ -103,7 +103,7 @@ crate::both_backends!(health_and_readiness, |backend| {
 pub struct KillOnDrop(pub std::process::Child);
 
 impl KillOnDrop {
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -274,3 +274,103 @@ mod jwt {
         std::fs::remove_dir_all(&dir).ok();
     });
 }
+
+mod rate_limits {
+    use m_runtime::config::Secret;
+
+    use crate::runtime::{KillOnDrop, free_port};
+    use crate::support::{Backend, TestApp, redis_url};
+
+    async fn app(backend: Backend, api: u32, anon: u32, redis: Option<String>, prefix: &str) -> Option<TestApp> {
+        let prefix = prefix.to_string();
+        TestApp::start_with(backend, move |c| {
+            c.rate_limit_api = api;
+            c.rate_limit_anon = anon;
+            c.redis_url = redis.map(Secret::new);
+            c.redis_prefix = prefix;
+        })
+        .await
+        .map(|(a, _)| a)
+    }
+
+    fn unique() -> String {
+        format!("m-test-{}:", uuid::Uuid::new_v4().simple())
+    }
+
+    crate::both_backends!(users_and_addresses_have_limits, |backend| {
+        let Some(app) = app(backend, 5, 3, None, &unique()).await else { return };
+        // Without a token: counted per address (and refused, with a key configured).
+        for _ in 0..3 {
+            let r = app.get("/api/v1/Territory").anonymous().send().await.expect(401);
+            assert!(r.header("ratelimit").is_some_and(|v| v.starts_with("\"anonymous\";r=")), "{:?}", r.headers);
+        }
+        let r = app.get("/api/v1/Territory").anonymous().send().await.expect_error(429, "rate_limited");
+        assert!(r.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1));
+        assert_eq!(r.header("ratelimit-policy").as_deref(), Some("\"anonymous\";q=3;w=60"));
+        // Per user: five, then 429; another user is unaffected; health is never limited.
+        let alice = TestApp::token("alice@example.com", &["System Manager"]);
+        for left in (0..5).rev() {
+            let r = app.get("/api/v1/Territory").by(alice.clone()).send().await.expect(200);
+            assert_eq!(
+                r.header("ratelimit"),
+                Some(format!("\"api\";r={left};t={}", r.header("ratelimit").unwrap().rsplit('=').next().unwrap()))
+            );
+        }
+        app.get("/api/v1/Territory").by(alice).send().await.expect_error(429, "rate_limited");
+        app.get("/api/v1/Territory")
+            .by(TestApp::token("bob@example.com", &["System Manager"]))
+            .send()
+            .await
+            .expect(200);
+        app.get("/health").anonymous().send().await.expect(200);
+    });
+
+    crate::both_backends!(two_instances_share_limits_through_redis, |backend| {
+        let Some(redis) = redis_url() else {
+            eprintln!("skipped: M_TEST_REDIS_URL is not set");
+            return;
+        };
+        let prefix = unique();
+        let Some(a) = app(backend, 4, 100, Some(redis.clone()), &prefix).await else { return };
+        let Some(b) = app(backend, 4, 100, Some(redis), &prefix).await else { return };
+        let carol = TestApp::token("carol@example.com", &["System Manager"]);
+        for app in [&a, &b, &a, &b] {
+            app.get("/api/v1/Territory").by(carol.clone()).send().await.expect(200);
+        }
+        a.get("/api/v1/Territory").by(carol.clone()).send().await.expect_error(429, "rate_limited");
+        b.get("/api/v1/Territory").by(carol).send().await.expect_error(429, "rate_limited");
+    });
+
+    crate::both_backends!(a_redis_outage_falls_back_to_limits_in_process, |backend| {
+        let port = free_port();
+        let Ok(child) = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+        else {
+            eprintln!("skipped: redis-server is not installed");
+            return;
+        };
+        let mut redis = KillOnDrop(child);
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let Some(app) = app(backend, 3, 100, Some(format!("redis://127.0.0.1:{port}")), &unique()).await else {
+            return;
+        };
+        let dave = TestApp::token("dave@example.com", &["System Manager"]);
+        app.get("/api/v1/Territory").by(dave.clone()).send().await.expect(200);
+        redis.stop();
+        // Redis is gone: requests still succeed, and are still limited (in process), never
+        // unlimited.
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            statuses.push(app.get("/api/v1/Territory").by(dave.clone()).send().await.status);
+        }
+        assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 3, "{statuses:?}");
+    });
+}

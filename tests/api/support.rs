@@ -191,6 +191,18 @@ impl Scratch {
     }
 }
 
+/// The shared Redis for tests, or None (the test then prints that it skipped; under `CI=true` a
+/// missing server fails).
+pub fn redis_url() -> Option<String> {
+    match std::env::var("M_TEST_REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "M_TEST_REDIS_URL is required when CI=true");
+            None
+        }
+    }
+}
+
 /// The PostgreSQL server for tests, or None (the test then prints that it skipped; under
 /// `CI=true` a missing server fails).
 pub fn pg_url() -> Option<String> {
@@ -239,6 +251,9 @@ impl TestApp {
             db_min_connections: 1,
             // A development start writes and applies a revision for these DocTypes there.
             migrations_dir: Some(scratch.migrations_dir()),
+            // Tests make many requests as one user; the rate-limit tests set their own limits.
+            rate_limit_api: 1_000_000,
+            rate_limit_anon: 1_000_000,
             ..Config::default()
         };
         tweak(&mut config);

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// Refused at the edge (CORS, HTTPS, size limits).
     #[error("{message}")]
     Edge { status: StatusCode, code: &'static str, message: String },
+    /// Over a rate limit; retry after this many seconds.
+    #[error("too many requests; retry in {0} s")]
+    RateLimited(u64),
     /// Too many requests in flight: shed instead of queueing.
     #[error("the server is overloaded; retry shortly")]
     Overloaded,
@@ -109,6 +112,7 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", self.to_string(), &[]),
             ApiError::RequestTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout", self.to_string(), &[]),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", self.to_string(), &[]),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", self.to_string(), &[]),
             ApiError::Edge { status, code, message } => (*status, *code, message.clone(), &[]),
         };
         let body = Body { error: ErrorBody { code, message, request_id: request_id::current(), details } };
@@ -122,8 +126,14 @@ impl IntoResponse for ApiError {
             };
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
         }
-        if let ApiError::Overloaded = &self {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match &self {
+            ApiError::Overloaded => {
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited(secs) => {
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            _ => {}
         }
         match &self {
             ApiError::Repo(RepoError::Internal(m) | RepoError::Unavailable(m) | RepoError::Transient(m)) => {

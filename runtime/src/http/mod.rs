@@ -5,6 +5,7 @@ mod docs;
 mod edge;
 mod error;
 mod guard;
+mod ratelimit;
 mod ready;
 mod request_id;
 
@@ -22,6 +23,7 @@ use serde::Serialize;
 pub use edge::{Edge, Net};
 pub use error::ApiError;
 pub use guard::Limits;
+pub use ratelimit::RateLimits;
 pub use ready::Readiness;
 
 use crate::auth::Authenticator;
@@ -41,6 +43,7 @@ pub struct ApiState {
     pub ready: Arc<Readiness>,
     pub limits: Arc<Limits>,
     pub edge: Arc<Edge>,
+    pub rate_limits: Arc<RateLimits>,
 }
 
 /// The whole API; `/metrics` too unless it has its own listener (`M_METRICS_ADDR`).
@@ -61,6 +64,7 @@ pub fn router(state: ApiState, with_metrics: bool) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // A panic in a handler or hook is a 500 in the usual shape, logged with the request.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::middleware))
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), guard::middleware))
         .layer(axum::middleware::from_fn_with_state(state.edge.clone(), edge::middleware))
         .layer(axum::middleware::from_fn(request_id::middleware))
