@@ -91,6 +91,18 @@ enum Command {
     /// The chain's heads (exit status 1 with more than one).
     #[command(name = "migrate:heads")]
     MigrateHeads(JsonFlag),
+    /// Print a bearer token signed with M_JWT_SECRET, for local use (refused in production).
+    Token {
+        /// The user the token names (`sub`).
+        #[arg(long)]
+        user: String,
+        /// A role the token grants (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
     /// Accept an edited, removed, failed or partial revision explicitly (logged).
     #[command(name = "migrate:repair")]
     MigrateRepair {
@@ -155,6 +167,18 @@ pub fn main(info: AppInfo) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
+    if let Command::Token { user, roles, ttl } = &cli.command {
+        return match token(&config, user, roles, *ttl) {
+            Ok(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let telemetry = crate::telemetry::init(&config, info.name);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -181,6 +205,28 @@ pub fn main(info: AppInfo) -> ExitCode {
     }
 }
 
+/// `m token`: an HS256 token for local use.
+fn token(config: &Config, user: &str, roles: &[String], ttl: u64) -> Result<String, String> {
+    if config.env == Mode::Production {
+        return Err("`m token` is refused in production: tokens come from your identity provider or the login".into());
+    }
+    let secret = config.jwt_secret.as_ref().ok_or("M_JWT_SECRET is not set: without it the server accepts no token")?;
+    if user.trim().is_empty() {
+        return Err("--user must name a user".into());
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let claims = crate::auth::Claims {
+        sub: user.to_string(),
+        exp: now + ttl.max(1),
+        roles: roles.to_vec(),
+        iat: Some(now),
+        nbf: None,
+        iss: config.jwt_issuer.clone(),
+        aud: config.jwt_audience.clone().map(serde_json::Value::String),
+    };
+    crate::auth::sign_hs256(secret.expose().as_bytes(), &claims).map_err(|e| e.to_string())
+}
+
 impl Command {
     fn into_migrate(self) -> crate::migrate::cli::MigrateCommand {
         use crate::migrate::cli::MigrateCommand as M;
@@ -192,7 +238,7 @@ impl Command {
             Command::MigrateHistory(j) => M::History { json: j.json },
             Command::MigrateHeads(j) => M::Heads { json: j.json },
             Command::MigrateRepair { id, json } => M::Repair { id, json: json.json },
-            Command::Start { .. } | Command::Routes => M::Status { live: false, json: false },
+            Command::Start { .. } | Command::Routes | Command::Token { .. } => M::Status { live: false, json: false },
         }
     }
 }

@@ -374,3 +374,25 @@ mod rate_limits {
         assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 3, "{statuses:?}");
     });
 }
+
+crate::both_backends!(m_token_mints_local_tokens_outside_production, |backend| {
+    let Some((app, _)) = TestApp::start_with(backend, |_| {}).await else { return };
+    let run = |env: &str, secret: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_m"));
+        c.args(["token", "--user", "erin@example.com", "--role", "System Manager"]).env("M_ENV", env);
+        match secret {
+            Some(s) => c.env("M_JWT_SECRET", s),
+            None => c.env_remove("M_JWT_SECRET"),
+        };
+        c.output().unwrap()
+    };
+    let out = run("development", Some(crate::support::SECRET));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    app.get("/api/v1/Territory").by(token).send().await.expect(200);
+    let out = run("production", Some(crate::support::SECRET));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused in production"));
+    let out = run("development", None);
+    assert!(!out.status.success());
+});
