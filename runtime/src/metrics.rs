@@ -8,6 +8,8 @@
 //! - `m_cache_requests_total{cache,result}` (the verified-token cache)
 //! - `m_rate_limit_rejections_total{policy}`
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -98,19 +100,50 @@ pub async fn db_scope<F: Future>(doctype: &'static str, operation: &'static str,
     DB_LABELS.scope((doctype, operation), fut).await
 }
 
+/// The identity of a `&'static str` label value (statics: address and length).
+fn id(s: &'static str) -> LabelId {
+    (s.as_ptr() as usize, s.len())
+}
+
+/// A label value's identity (see [`id`]).
+type LabelId = (usize, usize);
+type DbHandles = HashMap<(LabelId, LabelId), metrics::Histogram>;
+type HttpHandles = HashMap<[LabelId; 3], (metrics::Counter, metrics::Histogram)>;
+
+thread_local! {
+    /// Metric handles by label values, so the hot path neither allocates a key nor searches the
+    /// registry (the label sets are small and fixed: DocTypes × operations, routes × statuses).
+    static DB_HISTOGRAMS: RefCell<DbHandles> = RefCell::new(HashMap::new());
+    static HTTP_HANDLES: RefCell<HttpHandles> = RefCell::new(HashMap::new());
+}
+
 /// One database statement took `elapsed`.
 pub fn db_statement(elapsed: Duration) {
     let (doctype, operation) = DB_LABELS.try_with(|l| *l).unwrap_or(("", "internal"));
-    metrics::histogram!("m_db_query_duration_seconds", "doctype" => doctype, "operation" => operation)
-        .record(elapsed.as_secs_f64());
+    DB_HISTOGRAMS.with(|cell| {
+        let mut map = cell.borrow_mut();
+        map.entry((id(doctype), id(operation)))
+            .or_insert_with(
+                || metrics::histogram!("m_db_query_duration_seconds", "doctype" => doctype, "operation" => operation),
+            )
+            .record(elapsed.as_secs_f64());
+    });
 }
 
 /// One HTTP request finished. `route` is a route template (or `<unmatched>`).
 pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
     let (method, route, status) = (method_label(method), interned(route), status_label(status));
-    metrics::counter!("m_http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
-    metrics::histogram!("m_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(elapsed.as_secs_f64());
+    HTTP_HANDLES.with(|cell| {
+        let mut map = cell.borrow_mut();
+        let (count, duration) = map.entry([id(method), id(route), id(status)]).or_insert_with(|| {
+            (
+                metrics::counter!("m_http_requests_total", "method" => method, "route" => route, "status" => status),
+                metrics::histogram!("m_http_request_duration_seconds", "method" => method, "route" => route),
+            )
+        });
+        count.increment(1);
+        duration.record(elapsed.as_secs_f64());
+    });
 }
 
 pub fn rate_limited(policy: &'static str) {
