@@ -25,10 +25,10 @@ pub struct Decision {
     pub reset_secs: u64,
 }
 
-/// GCRA over "theoretical arrival times" in milliseconds. Returns the decision and the new TAT
+/// GCRA over "theoretical arrival times" in microseconds. Returns the decision and the new TAT
 /// to store (None when denied: nothing changes).
 fn gcra(policy: Policy, tat: Option<u64>, now: u64) -> (Decision, Option<u64>) {
-    let window = u64::try_from(policy.window.as_millis()).unwrap_or(u64::MAX).max(1);
+    let window = u64::try_from(policy.window.as_micros()).unwrap_or(u64::MAX).max(1);
     let limit = u64::from(policy.limit.max(1));
     let interval = (window / limit).max(1);
     let tat = tat.unwrap_or(now).max(now);
@@ -36,17 +36,17 @@ fn gcra(policy: Policy, tat: Option<u64>, now: u64) -> (Decision, Option<u64>) {
     let allow_at = new_tat.saturating_sub(window);
     if allow_at > now {
         let wait = allow_at - now;
-        return (Decision { allowed: false, remaining: 0, reset_secs: wait.div_ceil(1000).max(1) }, None);
+        return (Decision { allowed: false, remaining: 0, reset_secs: wait.div_ceil(1_000_000).max(1) }, None);
     }
     let remaining = u32::try_from((now + window - new_tat) / interval).unwrap_or(u32::MAX);
-    (Decision { allowed: true, remaining, reset_secs: (new_tat - now).div_ceil(1000) }, Some(new_tat))
+    (Decision { allowed: true, remaining, reset_secs: (new_tat - now).div_ceil(1_000_000) }, Some(new_tat))
 }
 
-/// The Redis side of [`gcra`]: KEYS[1] = key; ARGV = window ms, limit. Returns
+/// The Redis side of [`gcra`] (microseconds): KEYS[1] = key; ARGV = window µs, limit. Returns
 /// {allowed, remaining, reset_secs}.
 const SCRIPT: &str = r"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local interval = math.max(math.floor(window / limit), 1)
@@ -55,14 +55,14 @@ if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - window
 if allow_at > now then
-  return {0, 0, math.max(math.ceil((allow_at - now) / 1000), 1)}
+  return {0, 0, math.max(math.ceil((allow_at - now) / 1000000), 1)}
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000)
-return {1, math.floor((now + window - new_tat) / interval), math.ceil((new_tat - now) / 1000)}
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return {1, math.floor((now + window - new_tat) / interval), math.ceil((new_tat - now) / 1000000)}
 ";
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// The in-process limiter (and the fallback of the shared one).
@@ -76,7 +76,7 @@ const LOCAL_SWEEP_AT: usize = 100_000;
 
 impl Local {
     fn check(&self, key: &str, policy: Policy) -> Decision {
-        let now = now_ms();
+        let now = now_us();
         let Ok(mut map) = self.tats.lock() else {
             // A poisoned lock: refuse rather than let everything through.
             return Decision { allowed: false, remaining: 0, reset_secs: 1 };
@@ -136,7 +136,7 @@ impl Limiter {
             .await
             .map_err(|e| e.to_string())?;
         let mut conn = conn.clone();
-        let window = u64::try_from(policy.window.as_millis()).unwrap_or(u64::MAX);
+        let window = u64::try_from(policy.window.as_micros()).unwrap_or(u64::MAX);
         let (allowed, remaining, reset): (i64, i64, i64) = r
             .script
             .key(format!("{}rl:{}:{key}", self.prefix, policy.name))
@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn gcra_allows_the_limit_then_spaces_requests() {
         let p = Policy { name: "t", limit: 3, window: Duration::from_secs(60) };
-        let (mut tat, now) = (None, 1_000_000);
+        let (mut tat, now) = (None, 1_000_000_000);
         for left in [2, 1, 0] {
             let (d, t) = gcra(p, tat, now);
             assert!(d.allowed);
@@ -182,7 +182,18 @@ mod tests {
         let (d, t) = gcra(p, tat, now);
         assert!(!d.allowed && t.is_none());
         assert_eq!(d.reset_secs, 20, "one request is allowed again after window / limit");
-        let (d, _) = gcra(p, tat, now + 20_000);
+        let (d, _) = gcra(p, tat, now + 20_000_000);
         assert!(d.allowed);
+    }
+
+    #[test]
+    fn large_limits_are_not_capped_by_the_clock_resolution() {
+        let p = Policy { name: "t", limit: 100_000_000, window: Duration::from_secs(60) };
+        let (mut tat, now) = (None, 1_000_000_000);
+        for _ in 0..100_000 {
+            let (d, t) = gcra(p, tat, now);
+            assert!(d.allowed, "a burst well under the limit is allowed");
+            tat = t;
+        }
     }
 }
