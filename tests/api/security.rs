@@ -325,6 +325,24 @@ mod rate_limits {
         app.get("/health").anonymous().send().await.expect(200);
     });
 
+    crate::both_backends!(without_a_key_requests_count_as_the_administrator, |backend| {
+        let Some((app, _)) = TestApp::start_with(backend, |c| {
+            c.jwt_secret = None;
+            c.rate_limit_api = 2;
+            c.rate_limit_anon = 1;
+        })
+        .await
+        else {
+            return;
+        };
+        // Development without a key: no token means Administrator, limited as that user.
+        for _ in 0..2 {
+            let r = app.get("/api/v1/Territory").anonymous().send().await.expect(200);
+            assert!(r.header("ratelimit").is_some_and(|v| v.starts_with("\"api\"")), "{:?}", r.headers);
+        }
+        app.get("/api/v1/Territory").anonymous().send().await.expect_error(429, "rate_limited");
+    });
+
     crate::both_backends!(two_instances_share_limits_through_redis, |backend| {
         let Some(redis) = redis_url() else {
             eprintln!("skipped: M_TEST_REDIS_URL is not set");

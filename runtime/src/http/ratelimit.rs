@@ -1,6 +1,7 @@
 //! Per-user and per-address rate limits on the API (see `crate::ratelimit`). An authenticated
 //! request counts against its user (`M_RATE_LIMIT_API` per minute); one without a valid token
-//! against its client address (`M_RATE_LIMIT_ANON`). The address is the connection's peer, or —
+//! against its client address (`M_RATE_LIMIT_ANON`). In development without a key, requests
+//! act as the Administrator and count against that user. The address is the connection's peer, or —
 //! when that peer is a trusted proxy — the right-most `X-Forwarded-For` entry that is not one.
 //! Every limited response says where the caller stands (`RateLimit-Policy`, `RateLimit`); a 429
 //! adds `Retry-After`. Health and metrics endpoints are not limited.
@@ -59,11 +60,10 @@ pub async fn middleware(State(state): State<ApiState>, req: Request, next: Next)
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let ip = client_ip(req.headers(), peer, &limits.trusted_proxies)
         .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-    let user = match req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        // The token is verified once; the handler's check is then a cache hit.
-        Some(h) => state.auth.authenticate(Some(h)).await.ok().map(|p| p.user.clone()),
-        None => None,
-    };
+    // The token is verified once; the handler's check is then a cache hit. Without a key
+    // (development) a request without a token is the Administrator and counts as that user.
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let user = state.auth.authenticate(authorization).await.ok().map(|p| p.user.clone());
     let (key, policy) = match user {
         Some(u) => (format!("user:{u}"), limits.api),
         None => (format!("ip:{ip}"), limits.anon),
