@@ -196,6 +196,14 @@ impl Repo {
     fn scope(&self, schema: &DocSchema, who: &Principal, action: Action) -> Result<Scope> {
         perms::scope(schema.meta, who, action).ok_or_else(|| {
             crate::metrics::permission_denied(schema.meta.name, action.as_str());
+            tracing::info!(
+                target: "m::audit",
+                user = %who.user,
+                doctype = schema.meta.name,
+                action = action.as_str(),
+                reason = "no role of the user grants it",
+                "permission denied"
+            );
             RepoError::Forbidden { doctype: schema.name().to_string(), action: action.as_str() }
         })
     }

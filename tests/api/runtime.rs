@@ -392,6 +392,19 @@ crate::both_backends!(production_logs_are_json_lines, |backend| {
     )
     .await;
     assert_eq!(status, 201, "{body}");
+    let nobody = TestApp::token("nobody@example.com", &["Nobody"]);
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        format!(
+            "GET /api/v1/Territory HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {nobody}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut denied = String::new();
+    c.read_to_string(&mut denied).await.unwrap();
+    assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
     let stderr = terminate(&mut server);
     let lines: Vec<serde_json::Value> = stderr
         .lines()
@@ -410,6 +423,15 @@ crate::both_backends!(production_logs_are_json_lines, |backend| {
     let statements: Vec<&serde_json::Value> = lines.iter().filter(|l| l["message"] == "slow statement").collect();
     assert!(statements.iter().any(|l| l["sql"].as_str().is_some_and(|s| s.contains("INSERT INTO"))), "{stderr}");
     assert!(!stderr.contains("Secret North"), "a value reached the logs:\n{stderr}");
+    // A denial is a structured event: who, which DocType, which action, why.
+    let denial = lines
+        .iter()
+        .find(|l| l["target"] == "m::audit" && l["message"] == "permission denied")
+        .unwrap_or_else(|| panic!("no denial event:\n{stderr}"));
+    assert_eq!(denial["user"], "nobody@example.com");
+    assert_eq!(denial["doctype"], "Territory");
+    assert_eq!(denial["action"], "read");
+    assert!(denial["reason"].as_str().is_some_and(|r| !r.is_empty()));
     assert!(!stderr.contains(&TestApp::admin()), "a token reached the logs");
 });
 
