@@ -128,6 +128,15 @@ pub fn select_one(schema: &DocSchema, dialect: Dialect, r: &DocRef, scope: &Scop
     sql
 }
 
+/// `SELECT 1 … WHERE <ref>` without the caller's scope: only for the audit of a 404 (whether the
+/// document exists outside the caller's scope); it returns no column of the row.
+pub fn exists(schema: &DocSchema, dialect: Dialect, r: &DocRef) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT 1 FROM ").ident(schema.meta.table);
+    where_ref(&mut sql, r);
+    sql
+}
+
 fn push_cond(sql: &mut Sql, schema: &DocSchema, c: &Cond) {
     let col = &schema.columns[c.column];
     let (name, kind) = (col.name, col.kind);

@@ -254,7 +254,7 @@ impl Repo {
         if snapshot {
             conn.begin_read().await?;
         }
-        let doc = self.load(&mut conn, &schema, r, &scope, false).await?;
+        let doc = self.load(&mut conn, &schema, r, &scope, false, (who, Action::Read)).await?;
         if snapshot {
             conn.end_read().await?;
         }
@@ -262,12 +262,20 @@ impl Repo {
     }
 
     /// Load a document with its child rows inside a write transaction, locking it on PostgreSQL.
-    async fn load_for_write(&self, tx: &mut Tx, schema: &Arc<DocSchema>, r: &str, scope: &Scope) -> Result<Doc> {
-        self.load(tx, schema, r, scope, self.dialect() == Dialect::Postgres).await
+    async fn load_for_write(
+        &self,
+        tx: &mut Tx,
+        schema: &Arc<DocSchema>,
+        r: &str,
+        scope: &Scope,
+        caller: (&Principal, Action),
+    ) -> Result<Doc> {
+        self.load(tx, schema, r, scope, self.dialect() == Dialect::Postgres, caller).await
     }
 
     /// One document in scope by `{ref}` (an `id` first when it looks like one, then a `name`), with
-    /// its child rows.
+    /// its child rows. A document that exists outside the caller's row scope is the same 404 as a
+    /// missing one, and is recorded as a denial for `caller`.
     async fn load<C: Fetch>(
         &self,
         c: &mut C,
@@ -275,6 +283,7 @@ impl Repo {
         r: &str,
         scope: &Scope,
         for_update: bool,
+        caller: (&Principal, Action),
     ) -> Result<Doc> {
         let mut doc = None;
         for attempt in DocRef::attempts(r) {
@@ -287,7 +296,12 @@ impl Repo {
                 break;
             }
         }
-        let mut doc = doc.ok_or(RepoError::NotFound)?;
+        let Some(mut doc) = doc else {
+            if scope.owner.is_some() {
+                self.audit_out_of_scope(c, schema, r, caller).await;
+            }
+            return Err(RepoError::NotFound);
+        };
         for (i, t) in schema.tables.iter().enumerate() {
             let sql = query::select_children(&t.child, schema, self.dialect(), doc.name(), t.name, scope);
             let rows = c.fetch(&sql.text, sql.binds, &t.child.all_kinds).await?;
@@ -295,6 +309,35 @@ impl Repo {
             doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, cols, r)).collect();
         }
         Ok(doc)
+    }
+
+    /// Whether `{ref}` exists outside the caller's scope: an audit probe only (its row is never
+    /// returned), so that such a 404 is logged and counted as the denial it is.
+    async fn audit_out_of_scope<C: Fetch>(
+        &self,
+        c: &mut C,
+        schema: &Arc<DocSchema>,
+        r: &str,
+        caller: (&Principal, Action),
+    ) {
+        for attempt in DocRef::attempts(r) {
+            let sql = query::exists(schema, self.dialect(), &attempt);
+            if let Ok(rows) = c.fetch(&sql.text, sql.binds, &[crate::meta::FieldKind::Int]).await
+                && !rows.is_empty()
+            {
+                let (who, action) = caller;
+                crate::metrics::permission_denied(schema.meta.name, action.as_str());
+                tracing::info!(
+                    target: "m::audit",
+                    user = %who.user,
+                    doctype = schema.meta.name,
+                    action = action.as_str(),
+                    reason = "the document is outside the user's row scope (if_owner)",
+                    "permission denied"
+                );
+                return;
+            }
+        }
     }
 
     // ----- writes ------------------------------------------------------------------------
@@ -356,7 +399,7 @@ impl Repo {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Write)?;
         let mut tx = self.inner.db.begin().await?;
-        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope).await?;
+        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, Action::Write)).await?;
         check_if_match(&doc, expect)?;
         if docstatus(&doc) != 0 {
             return Err(RepoError::InvalidState(format!(
@@ -388,7 +431,7 @@ impl Repo {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Delete)?;
         let mut tx = self.inner.db.begin().await?;
-        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope).await?;
+        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, Action::Delete)).await?;
         check_if_match(&doc, expect)?;
         if docstatus(&doc) != 0 {
             return Err(RepoError::InvalidState(format!(
@@ -426,7 +469,7 @@ impl Repo {
             _ => (1, 2, HookEvent::OnCancel),
         };
         let mut tx = self.inner.db.begin().await?;
-        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope).await?;
+        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, action)).await?;
         check_if_match(&doc, expect)?;
         let status = docstatus(&doc);
         if status != from {

@@ -414,3 +414,66 @@ crate::both_backends!(m_token_mints_local_tokens_outside_production, |backend| {
     let out = run("development", None);
     assert!(!out.status.success());
 });
+
+/// Audit events (`m::audit`) of this test process, as JSON lines.
+fn audit_events() -> &'static std::sync::Mutex<Vec<u8>> {
+    use std::sync::{Mutex, OnceLock};
+    static BUF: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        struct W(&'static Mutex<Vec<u8>>);
+        impl std::io::Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("off,m::audit=info"))
+            .with_writer(move || W(buf))
+            .try_init();
+        buf
+    })
+}
+
+crate::both!(out_of_scope_404s_are_audited_as_denials, |app| {
+    let events = audit_events();
+    app.post("/api/v1/Territory", json!({"territory_name": "North"})).send().await.expect(201);
+    let c = app
+        .post("/api/v1/Customer", json!({"customer_name": "Acme", "territory": "North"}))
+        .send()
+        .await
+        .expect(201)
+        .json;
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let (alice, bob) = (format!("alice-{unique}@example.com"), format!("bob-{unique}@example.com"));
+    let inv = app
+        .post("/api/v1/Invoice", json!({"customer": c["name"], "items": [{"item_code": "A", "rate": 1}]}))
+        .by(TestApp::token(&alice, &["Sales User"]))
+        .send()
+        .await
+        .expect(201)
+        .json;
+    let path = format!("/api/v1/Invoice/{}", inv["name"].as_str().unwrap());
+    let bob_token = TestApp::token(&bob, &["Sales User"]);
+    app.get(&path).by(bob_token.clone()).send().await.expect_error(404, "not_found");
+    app.patch(&path, json!({"status": "Paid"})).by(bob_token.clone()).send().await.expect_error(404, "not_found");
+    // A document that does not exist at all is a plain 404, not a denial.
+    app.get("/api/v1/Invoice/INV-0000-00000").by(bob_token).send().await.expect_error(404, "not_found");
+    let text = String::from_utf8(events.lock().unwrap().clone()).unwrap();
+    let mine: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["user"] == bob.as_str())
+        .collect();
+    let actions: Vec<&str> = mine.iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, ["read", "write"], "{mine:?}");
+    assert!(
+        mine.iter().all(|e| e["doctype"] == "Invoice" && e["reason"].as_str().is_some_and(|r| r.contains("scope")))
+    );
+});
