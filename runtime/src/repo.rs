@@ -78,6 +78,19 @@ impl From<HookError> for RepoError {
 
 type Result<T, E = RepoError> = std::result::Result<T, E>;
 
+/// A permission denial: an audit event (target `m::audit`) and the denial metric.
+fn record_denial(who: &Principal, schema: &DocSchema, action: Action, reason: &str) {
+    crate::metrics::permission_denied(schema.meta.name, action.as_str());
+    tracing::info!(
+        target: "m::audit",
+        user = %who.user,
+        doctype = schema.meta.name,
+        action = action.as_str(),
+        reason,
+        "permission denied"
+    );
+}
+
 /// A page of a list.
 pub struct Page {
     pub rows: Vec<Doc>,
@@ -195,15 +208,7 @@ impl Repo {
 
     fn scope(&self, schema: &DocSchema, who: &Principal, action: Action) -> Result<Scope> {
         perms::scope(schema.meta, who, action).ok_or_else(|| {
-            crate::metrics::permission_denied(schema.meta.name, action.as_str());
-            tracing::info!(
-                target: "m::audit",
-                user = %who.user,
-                doctype = schema.meta.name,
-                action = action.as_str(),
-                reason = "no role of the user grants it",
-                "permission denied"
-            );
+            record_denial(who, schema, action, "no role of the user grants it");
             RepoError::Forbidden { doctype: schema.name().to_string(), action: action.as_str() }
         })
     }
@@ -326,15 +331,7 @@ impl Repo {
                 && !rows.is_empty()
             {
                 let (who, action) = caller;
-                crate::metrics::permission_denied(schema.meta.name, action.as_str());
-                tracing::info!(
-                    target: "m::audit",
-                    user = %who.user,
-                    doctype = schema.meta.name,
-                    action = action.as_str(),
-                    reason = "the document is outside the user's row scope (if_owner)",
-                    "permission denied"
-                );
+                record_denial(who, schema, action, "the document is outside the user's row scope (if_owner)");
                 return;
             }
         }

@@ -119,15 +119,32 @@ struct Caller {
     expect: Expect,
 }
 
+/// The outcome of authenticating a request, kept in its extensions by the rate limiter (which
+/// must know the user first) so the handler does not verify the token again.
+#[derive(Clone)]
+struct Authenticated(Result<Arc<Principal>, crate::auth::AuthError>);
+
+/// Authenticate a request once: the result the rate limiter left, or a fresh check.
+async fn authenticate(
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+    state: &ApiState,
+) -> Result<Arc<Principal>, crate::auth::AuthError> {
+    if let Some(Authenticated(done)) = extensions.get::<Authenticated>() {
+        return done.clone();
+    }
+    let authorization = match headers.get(header::AUTHORIZATION) {
+        Some(v) => Some(v.to_str().map_err(|_| crate::auth::AuthError::Invalid)?),
+        None => None,
+    };
+    state.auth.authenticate(authorization).await
+}
+
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let authorization = match parts.headers.get(header::AUTHORIZATION) {
-            Some(v) => Some(v.to_str().map_err(|_| crate::auth::AuthError::Invalid)?),
-            None => None,
-        };
-        let who = state.auth.authenticate(authorization).await?;
+        let who = authenticate(&parts.headers, &parts.extensions, state).await?;
         if let Some(slot) = parts.extensions.get::<request_id::UserSlot>() {
             let _ = slot.0.set(who.user.clone());
         }
@@ -136,11 +153,22 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
-/// Run a repository call with its statements labelled by DocType (the registered name, or
-/// nothing for an unknown one) and operation, for the metrics.
-async fn scoped<F: std::future::Future>(state: &ApiState, doctype: &str, operation: &'static str, fut: F) -> F::Output {
+/// Run a repository call: retried when that is safe (`idempotent` reads on any transient
+/// failure, writes only on those the database rolled back), with its statements labelled by
+/// DocType (the registered name, or nothing for an unknown one) and operation for the metrics.
+async fn call<T, F, Fut>(
+    state: &ApiState,
+    doctype: &str,
+    operation: &'static str,
+    idempotent: bool,
+    op: F,
+) -> Result<T, RepoError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RepoError>>,
+{
     let name = state.repo.app().get(doctype).map_or("", |s| s.meta.name);
-    crate::metrics::db_scope(name, operation, fut).await
+    crate::metrics::db_scope(name, operation, retrying(idempotent, op)).await
 }
 
 /// `GET /metrics`: the Prometheus text format.
@@ -219,7 +247,7 @@ async fn list(
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
-    let page: Page = scoped(&state, &doctype, "list", retrying(true, || state.repo.list(who, &doctype, &q))).await?;
+    let page: Page = call(&state, &doctype, "list", true, || state.repo.list(who, &doctype, &q)).await?;
     // Lists never carry child rows: project every column when `fields` is absent.
     let all: Vec<usize> = (0..schema.columns.len()).collect();
     let projection = page.projection.as_deref().unwrap_or(&all);
@@ -242,7 +270,7 @@ async fn create(
     let who = &*caller.who;
     state.repo.authorize(who, &doctype, Action::Create)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc = scoped(&state, &doctype, "create", retrying(false, || state.repo.create(who, &doctype, &body))).await?;
+    let doc = call(&state, &doctype, "create", false, || state.repo.create(who, &doctype, &body)).await?;
     Ok(created(&doctype, &doc))
 }
 
@@ -252,7 +280,7 @@ async fn read(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
-    let doc = scoped(&state, &doctype, "get", retrying(true, || state.repo.get(who, &doctype, &docref))).await?;
+    let doc = call(&state, &doctype, "get", true, || state.repo.get(who, &doctype, &docref)).await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
@@ -265,13 +293,9 @@ async fn update(
     let who = &*caller.who;
     state.repo.authorize(who, &doctype, Action::Write)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc = scoped(
-        &state,
-        &doctype,
-        "update",
-        retrying(false, || state.repo.update(who, &doctype, &docref, &body, &caller.expect)),
-    )
-    .await?;
+    let doc =
+        call(&state, &doctype, "update", false, || state.repo.update(who, &doctype, &docref, &body, &caller.expect))
+            .await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
@@ -281,8 +305,7 @@ async fn delete(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
-    scoped(&state, &doctype, "delete", retrying(false, || state.repo.delete(who, &doctype, &docref, &caller.expect)))
-        .await?;
+    call(&state, &doctype, "delete", false, || state.repo.delete(who, &doctype, &docref, &caller.expect)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -294,30 +317,17 @@ async fn lifecycle(
     let who = &*caller.who;
     let expect = &caller.expect;
     match action.as_str() {
-        "submit" => Ok(doc_response(
-            StatusCode::OK,
-            &scoped(
-                &state,
-                &doctype,
-                "submit",
-                retrying(false, || state.repo.transition(who, &doctype, &docref, Action::Submit, expect)),
-            )
-            .await?,
-        )),
-        "cancel" => Ok(doc_response(
-            StatusCode::OK,
-            &scoped(
-                &state,
-                &doctype,
-                "cancel",
-                retrying(false, || state.repo.transition(who, &doctype, &docref, Action::Cancel, expect)),
-            )
-            .await?,
-        )),
+        "submit" | "cancel" => {
+            let action = if action == "submit" { Action::Submit } else { Action::Cancel };
+            let doc = call(&state, &doctype, action.as_str(), false, || {
+                state.repo.transition(who, &doctype, &docref, action, expect)
+            })
+            .await?;
+            Ok(doc_response(StatusCode::OK, &doc))
+        }
         "amend" => {
             let doc =
-                scoped(&state, &doctype, "amend", retrying(false, || state.repo.amend(who, &doctype, &docref, expect)))
-                    .await?;
+                call(&state, &doctype, "amend", false, || state.repo.amend(who, &doctype, &docref, expect)).await?;
             Ok(created(&doctype, &doc))
         }
         _ => Err(ApiError::NotFound),

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -52,7 +52,7 @@ fn describe(headers: &mut HeaderMap, policy: Policy, d: Decision) {
     }
 }
 
-pub async fn middleware(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+pub async fn middleware(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     let limits: &Arc<RateLimits> = &state.rate_limits;
     if matches!(req.uri().path(), "/health" | "/ready" | "/metrics") {
         return next.run(req).await;
@@ -60,10 +60,11 @@ pub async fn middleware(State(state): State<ApiState>, req: Request, next: Next)
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let ip = client_ip(req.headers(), peer, &limits.trusted_proxies)
         .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-    // The token is verified once; the handler's check is then a cache hit. Without a key
+    // The request is authenticated here, once: the handler reuses the outcome. Without a key
     // (development) a request without a token is the Administrator and counts as that user.
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let user = state.auth.authenticate(authorization).await.ok().map(|p| p.user.clone());
+    let who = super::authenticate(req.headers(), req.extensions(), &state).await;
+    let user = who.as_ref().ok().map(|p| p.user.clone());
+    req.extensions_mut().insert(super::Authenticated(who));
     let (key, policy) = match user {
         Some(u) => (format!("user:{u}"), limits.api),
         None => (format!("ip:{ip}"), limits.anon),
