@@ -89,7 +89,7 @@ def run_backend(backend):
     if backend == "postgres":
         subprocess.run(["psql", url, "-qc", "VACUUM ANALYZE"], check=True)
 
-    token = subprocess.run([BENCH, "token", SECRET, "bench@example.com", "Sales User"], capture_output=True, text=True, check=True).stdout.strip()
+    token = subprocess.run([BENCH, "token", SECRET, "bench@example.com"], capture_output=True, text=True, check=True).stdout.strip()
     log = open(os.path.join(WORK, f"server-{backend}.log"), "w")
     gen = subprocess.Popen([M, "start", "--port", "8101"], cwd=WORK, stdout=log, stderr=log,
                            env={**os.environ, "DATABASE_URL": url, "M_JWT_SECRET": SECRET, "M_LOG_LEVEL": "info",

@@ -38,23 +38,15 @@ async fn main() -> anyhow::Result<()> {
     match args.get(1).map(String::as_str) {
         Some("seed") if args.len() == 5 => seed(&args[2], args[3].parse()?, &args[4]).await,
         Some("baseline") if args.len() == 4 => baseline(&args[2], args[3].parse()?).await,
-        Some("token") if args.len() >= 4 => {
+        Some("token") if args.len() == 4 => {
             let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 86_400;
-            let roles = args[4..].to_vec();
-            let claims = m_runtime::auth::Claims {
-                sub: args[3].clone(),
-                exp,
-                roles,
-                iat: None,
-                nbf: None,
-                iss: None,
-                aud: None,
-            };
+            let claims =
+                m_runtime::auth::Claims { sub: args[3].clone(), exp, iat: None, nbf: None, iss: None, aud: None };
             println!("{}", m_runtime::auth::sign_hs256(args[2].as_bytes(), &claims)?);
             Ok(())
         }
         _ => bail!(
-            "usage: m-bench seed <DATABASE_URL> <N> <ids-file> | m-bench baseline <DATABASE_URL> <port> | m-bench token <secret> <user> [role…]"
+            "usage: m-bench seed <DATABASE_URL> <N> <ids-file> | m-bench baseline <DATABASE_URL> <port> | m-bench token <secret> <user>"
         ),
     }
 }
@@ -74,6 +66,9 @@ async fn seed(url: &str, n: usize, ids_file: &str) -> anyhow::Result<()> {
     let repo = server.repo.clone();
     let admin = m_runtime::perms::Principal::administrator();
     repo.create(&admin, "Territory", &serde_json::json!({"territory_name": "North"})).await.ok();
+    // The user the benchmark's requests act as (its roles come from the database).
+    let bench_user = serde_json::json!({"email": "bench@example.com", "roles": [{"role": "Sales User"}]});
+    repo.create(&admin, "User", &bench_user).await.ok();
     let workers = if url.starts_with("sqlite") { 1 } else { 8 };
     let mut tasks = Vec::new();
     for w in 0..workers {

@@ -44,6 +44,8 @@ pub fn generate(doctypes_dir: &Path, hooks_dir: &Path, out: &Path) -> Result<Vec
     for p in &paths {
         println!("cargo:rerun-if-changed={}", p.display());
     }
+    // The built-in DocTypes (User, Has Role, User Permission) are part of every application.
+    let sources = crate::builtin::with_builtins(&sources);
     let project = load_sources(&sources).map_err(|d| render_all(&d))?;
     let (hook_mods, warnings) = hook_modules(&project, hooks_dir);
     let mut files = vec![module_file(&project), hooks_file(&hook_mods)];

@@ -7,6 +7,7 @@
 //! This crate is a plain library: it never touches the network or a database.
 
 pub mod app_build;
+pub mod builtin;
 pub mod ddl;
 pub mod derive;
 pub mod diagnostic;

@@ -74,7 +74,9 @@ impl Cx<'_> {
             );
         } else {
             let table = names::snake_case(&name);
-            if RESERVED_DOCTYPES.contains(&table.as_str()) || table.starts_with("m_") {
+            if (RESERVED_DOCTYPES.contains(&table.as_str()) || table.starts_with("m_"))
+                && !crate::builtin::is_builtin(self.file)
+            {
                 self.error(
                     raw.name.span(),
                     format!("`{name}` is a reserved DocType name"),

@@ -1,26 +1,24 @@
-//! Authentication: turn a request's credentials into a [`Principal`] (the README's identity section).
+//! Authentication: which user a request's credentials name (the README's identity section).
 //!
 //! With a key configured, a bearer JWT is required: HS256 with `M_JWT_SECRET`, or RS256 / ES256 /
 //! EdDSA with a key from the JWKS at `M_JWT_JWKS_URL`, chosen by `kid`. The algorithm comes from
 //! the server, never from the token. `exp` and `sub` are required, and `iss` / `aud` when
 //! `M_JWT_ISSUER` / `M_JWT_AUDIENCE` are set; `nbf` and `iat` are checked with 30 s of leeway;
-//! claims of the wrong type (a string `exp`) make the token invalid. `sub` names the user and the
-//! `roles` claim lists roles (until users live in the database). Without a key, in development,
-//! requests act as the built-in Administrator.
+//! claims of the wrong type (a string `exp`) make the token invalid. `sub` names the user; roles
+//! and whether the user may still act come from the database (`crate::users`), never from the
+//! token. Without a key, in development, requests act as the built-in Administrator.
 
 use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::perms::Principal;
+use crate::perms::ADMINISTRATOR;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
-    #[serde(default)]
-    pub roles: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +52,8 @@ pub struct JwtAuth {
     issuer: Option<String>,
     audience: Option<String>,
     verified: VerifiedTokens,
+    /// Signs the login's tokens (HS256 with `M_JWT_SECRET`; none with a JWKS).
+    signer: Option<EncodingKey>,
 }
 
 enum Keys {
@@ -157,23 +157,23 @@ impl Jwks {
     }
 }
 
-/// Tokens already verified, with their principal and expiry: a client sends the same token on
+/// Tokens already verified, with their user and expiry: a client sends the same token on
 /// every request, and a token cannot change, so it is checked once and then looked up until it
 /// expires. Bounded: when full it is emptied.
 #[derive(Default)]
 pub struct VerifiedTokens {
-    map: std::sync::RwLock<std::collections::HashMap<String, (Arc<Principal>, u64)>>,
+    map: std::sync::RwLock<std::collections::HashMap<String, (Arc<str>, u64)>>,
 }
 
 const MAX_VERIFIED_TOKENS: usize = 10_000;
 
 impl VerifiedTokens {
-    fn get(&self, token: &str, now: u64) -> Option<Arc<Principal>> {
+    fn get(&self, token: &str, now: u64) -> Option<Arc<str>> {
         let map = self.map.read().ok()?;
         map.get(token).filter(|(_, exp)| now < *exp).map(|(p, _)| p.clone())
     }
 
-    fn put(&self, token: &str, principal: &Arc<Principal>, exp: u64) {
+    fn put(&self, token: &str, principal: &Arc<str>, exp: u64) {
         if let Ok(mut map) = self.map.write() {
             if map.len() >= MAX_VERIFIED_TOKENS {
                 map.clear();
@@ -205,6 +205,7 @@ impl Authenticator {
             issuer: expected.issuer,
             audience: expected.audience,
             verified: VerifiedTokens::default(),
+            signer: Some(EncodingKey::from_secret(secret)),
         }))
     }
 
@@ -218,19 +219,20 @@ impl Authenticator {
             issuer: expected.issuer,
             audience: expected.audience,
             verified: VerifiedTokens::default(),
+            signer: None,
         })))
     }
 
-    /// The principal for an `Authorization` header value (or its absence). Any token that does
-    /// not verify is `Invalid` (a 401), never anonymous.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<Principal>, AuthError> {
+    /// The user an `Authorization` header value (or its absence) names. Any token that does not
+    /// verify is `Invalid` (a 401), never anonymous.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<str>, AuthError> {
         let jwt = match self {
             Authenticator::DevAdministrator => {
                 return match authorization {
                     // A token sent to a server without a key cannot be verified: refuse it rather
                     // than silently acting as someone else.
                     Some(_) => Err(AuthError::Invalid),
-                    None => Ok(Arc::new(Principal::administrator())),
+                    None => Ok(Arc::from(ADMINISTRATOR)),
                 };
             }
             Authenticator::Jwt(j) => j,
@@ -285,10 +287,30 @@ impl Authenticator {
         if claims.sub.trim().is_empty() || claims.iat.is_some_and(|iat| iat > now + LEEWAY) {
             return Err(AuthError::Invalid);
         }
-        let principal = Arc::new(Principal { user: claims.sub, roles: claims.roles });
+        let principal: Arc<str> = Arc::from(claims.sub);
         // Cached until `exp` itself (the leeway applies to the first check only).
         jwt.verified.put(token, &principal, claims.exp);
         Ok(principal)
+    }
+}
+
+impl Authenticator {
+    /// A token for `user` from the login (HS256 with `M_JWT_SECRET`, with the configured issuer
+    /// and audience), or None when this server verifies tokens it cannot issue (a JWKS, or
+    /// development without a key).
+    pub fn issue(&self, user: &str, ttl: u64) -> Option<String> {
+        let Authenticator::Jwt(jwt) = self else { return None };
+        let key = jwt.signer.as_ref()?;
+        let now = unix_now();
+        let claims = Claims {
+            sub: user.to_string(),
+            exp: now + ttl,
+            iat: Some(now),
+            nbf: None,
+            iss: jwt.issuer.clone(),
+            aud: jwt.audience.clone().map(serde_json::Value::String),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).ok()
     }
 }
 
@@ -306,15 +328,7 @@ mod tests {
     }
 
     fn claims() -> Claims {
-        Claims {
-            sub: "a@x.com".into(),
-            exp: now() + 60,
-            roles: vec!["Sales User".into()],
-            iat: None,
-            nbf: None,
-            iss: None,
-            aud: None,
-        }
+        Claims { sub: "a@x.com".into(), exp: now() + 60, iat: None, nbf: None, iss: None, aud: None }
     }
 
     #[tokio::test]
@@ -323,7 +337,7 @@ mod tests {
         let auth = Authenticator::hs256(key);
         let token = sign_hs256(key, &claims()).unwrap();
         let p = auth.authenticate(Some(&format!("Bearer {token}"))).await.unwrap();
-        assert_eq!(p.user, "a@x.com");
+        assert_eq!(&*p, "a@x.com");
         // The second use is answered from the verified-token cache, with the same principal.
         assert_eq!(auth.authenticate(Some(&format!("Bearer {token}"))).await.unwrap(), p);
         assert_eq!(auth.authenticate(None).await, Err(AuthError::Missing));

@@ -91,14 +91,12 @@ enum Command {
     /// The chain's heads (exit status 1 with more than one).
     #[command(name = "migrate:heads")]
     MigrateHeads(JsonFlag),
-    /// Print a bearer token signed with M_JWT_SECRET, for local use (refused in production).
+    /// Print a bearer token signed with M_JWT_SECRET, for local use (refused in production). The
+    /// user's roles come from the database when the token is used.
     Token {
-        /// The user the token names (`sub`).
+        /// The user the token names (`sub`): an existing user's email, or Administrator.
         #[arg(long)]
         user: String,
-        /// A role the token grants (repeatable).
-        #[arg(long = "role")]
-        roles: Vec<String>,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
@@ -167,8 +165,8 @@ pub fn main(info: AppInfo) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    if let Command::Token { user, roles, ttl } = &cli.command {
-        return match token(&config, user, roles, *ttl) {
+    if let Command::Token { user, ttl } = &cli.command {
+        return match token(&config, user, *ttl) {
             Ok(t) => {
                 println!("{t}");
                 ExitCode::SUCCESS
@@ -206,7 +204,7 @@ pub fn main(info: AppInfo) -> ExitCode {
 }
 
 /// `m token`: an HS256 token for local use.
-fn token(config: &Config, user: &str, roles: &[String], ttl: u64) -> Result<String, String> {
+fn token(config: &Config, user: &str, ttl: u64) -> Result<String, String> {
     if config.env == Mode::Production {
         return Err("`m token` is refused in production: tokens come from your identity provider or the login".into());
     }
@@ -216,9 +214,8 @@ fn token(config: &Config, user: &str, roles: &[String], ttl: u64) -> Result<Stri
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let claims = crate::auth::Claims {
-        sub: user.to_string(),
+        sub: crate::users::normalise(user),
         exp: now + ttl.max(1),
-        roles: roles.to_vec(),
         iat: Some(now),
         nbf: None,
         iss: config.jwt_issuer.clone(),

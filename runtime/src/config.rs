@@ -85,6 +85,10 @@ pub struct Config {
     /// token (`M_RATE_LIMIT_ANON`).
     pub rate_limit_api: u32,
     pub rate_limit_anon: u32,
+    /// Login attempts per minute, per account and per client address (`M_RATE_LIMIT_LOGIN`).
+    pub rate_limit_login: u32,
+    /// Lifetime of a token issued by the login, in seconds (`M_JWT_TTL_SECS`).
+    pub jwt_ttl_secs: u64,
     /// Prefix of this deployment's Redis keys (`M_REDIS_PREFIX`).
     pub redis_prefix: String,
     /// Origins allowed to call the API from a browser, exact (`M_CORS_ORIGINS`, comma-separated).
@@ -137,6 +141,8 @@ impl Default for Config {
             zipkin_endpoint: None,
             rate_limit_api: 600,
             rate_limit_anon: 60,
+            rate_limit_login: 10,
+            jwt_ttl_secs: 3600,
             redis_prefix: "m:".into(),
             cors_origins: None,
             trusted_proxies: None,
@@ -179,6 +185,8 @@ const ENV_KEYS: &[&str] = &[
     "cors_origins",
     "rate_limit_api",
     "rate_limit_anon",
+    "rate_limit_login",
+    "jwt_ttl_secs",
     "redis_prefix",
     "trusted_proxies",
     "max_url_bytes",
@@ -230,8 +238,11 @@ impl Config {
         if let Some(bad) = self.proxy_list().iter().find(|p| crate::http::Net::parse(p).is_none()) {
             return Err(format!("M_TRUSTED_PROXIES: `{bad}` is not an address or a CIDR network"));
         }
-        if self.rate_limit_api == 0 || self.rate_limit_anon == 0 {
-            return Err("M_RATE_LIMIT_API and M_RATE_LIMIT_ANON must be at least 1".into());
+        if self.rate_limit_api == 0 || self.rate_limit_anon == 0 || self.rate_limit_login == 0 {
+            return Err("M_RATE_LIMIT_API, M_RATE_LIMIT_ANON and M_RATE_LIMIT_LOGIN must be at least 1".into());
+        }
+        if self.jwt_ttl_secs == 0 {
+            return Err("M_JWT_TTL_SECS must be at least 1".into());
         }
         if self.request_timeout_secs == 0 || self.max_concurrent_requests == 0 {
             return Err("M_REQUEST_TIMEOUT_SECS and M_MAX_CONCURRENT_REQUESTS must be at least 1".into());

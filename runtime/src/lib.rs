@@ -27,6 +27,7 @@ pub mod retry;
 pub mod server;
 pub mod telemetry;
 pub mod types;
+pub mod users;
 pub mod value;
 
 pub use doc::{Doc, DocType};

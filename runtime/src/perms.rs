@@ -70,17 +70,51 @@ impl Action {
 pub struct Scope {
     /// Only rows whose `owner` is this user (`if_owner` on every granting role).
     pub owner: Option<String>,
+    /// `[rls] user_permissions`: this user's User Permissions restrict the DocType's listed Links
+    /// (each Link's value must be among them, for every target DocType the user has any for).
+    pub user_permissions: Option<UserPermissions>,
+}
+
+/// The user whose User Permissions apply, and the DocType whose `[rls]` Links they restrict.
+#[derive(Debug, Clone)]
+pub struct UserPermissions {
+    pub user: String,
+    pub meta: &'static DocMeta,
+}
+
+impl PartialEq for UserPermissions {
+    fn eq(&self, other: &Self) -> bool {
+        self.user == other.user && std::ptr::eq(self.meta, other.meta)
+    }
+}
+
+impl Eq for UserPermissions {}
+
+impl UserPermissions {
+    /// `(Link column, target DocType)` of every restricted Link.
+    pub fn links(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        let meta = self.meta;
+        meta.user_permissions.iter().filter_map(move |f| {
+            let field = meta.fields.iter().find(|x| x.name == *f)?;
+            Some((field.name, field.to?))
+        })
+    }
 }
 
 impl Scope {
     /// Every row (System Manager, and code acting on the application's behalf).
     pub fn all() -> Scope {
-        Scope { owner: None }
+        Scope { owner: None, user_permissions: None }
+    }
+
+    /// Whether some rows may be outside this scope.
+    pub fn is_restricted(&self) -> bool {
+        self.owner.is_some() || self.user_permissions.is_some()
     }
 }
 
 /// The caller's scope for `action` on a DocType, or None when no role grants it (a 403).
-pub fn scope(meta: &DocMeta, who: &Principal, action: Action) -> Option<Scope> {
+pub fn scope(meta: &'static DocMeta, who: &Principal, action: Action) -> Option<Scope> {
     if who.is_system_manager() {
         return Some(Scope::all());
     }
@@ -92,10 +126,13 @@ pub fn scope(meta: &DocMeta, who: &Principal, action: Action) -> Option<Scope> {
             owner_only &= g.if_owner;
         }
     }
-    granted.then(|| Scope { owner: owner_only.then(|| who.user.clone()) })
+    granted.then(|| Scope {
+        owner: owner_only.then(|| who.user.clone()),
+        user_permissions: (!meta.user_permissions.is_empty()).then(|| UserPermissions { user: who.user.clone(), meta }),
+    })
 }
 
 /// The actions the caller has on a DocType (for `/api/meta`).
-pub fn allowed_actions(meta: &DocMeta, who: &Principal) -> Vec<&'static str> {
+pub fn allowed_actions(meta: &'static DocMeta, who: &Principal) -> Vec<&'static str> {
     Action::ALL.iter().filter(|a| scope(meta, who, **a).is_some()).map(|a| a.as_str()).collect()
 }

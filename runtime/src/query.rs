@@ -65,12 +65,31 @@ impl Sql {
         }
     }
 
-    /// ` AND <scope>` (nothing when the scope is every row).
+    /// ` AND <scope>` (nothing when the scope is every row). For each `[rls]` Link: the user has
+    /// no User Permission for its target DocType, or the Link's value is one they are allowed.
     fn scope(&mut self, scope: &Scope) -> &mut Self {
         if let Some(owner) = &scope.owner {
             self.push(" AND ").ident("owner").push(" = ").bind(FieldKind::Data, Value::Str(owner.clone()));
         }
+        if let Some(up) = &scope.user_permissions {
+            for (column, target) in up.links() {
+                self.push(" AND (NOT EXISTS (SELECT 1");
+                self.user_permissions_of(&up.user, target);
+                self.push(") OR ").ident(column).push(" IN (SELECT ").ident("m_up").push(".").ident("for_value");
+                self.user_permissions_of(&up.user, target);
+                self.push("))");
+            }
+        }
         self
+    }
+
+    /// ` FROM user_permission AS m_up WHERE m_up.user = <user> AND m_up.allow = <target>`.
+    fn user_permissions_of(&mut self, user: &str, target: &str) -> &mut Self {
+        self.push(" FROM ").ident("user_permission").push(" AS ").ident("m_up");
+        self.push(" WHERE ").ident("m_up").push(".").ident("user").push(" = ");
+        self.bind(FieldKind::Data, Value::Str(user.to_string()));
+        self.push(" AND ").ident("m_up").push(".").ident("allow").push(" = ");
+        self.bind(FieldKind::Data, Value::Str(target.to_string()))
     }
 
     fn select_columns(&mut self, schema: &DocSchema, cols: &[usize]) -> &mut Self {
@@ -403,6 +422,58 @@ pub fn next_series(dialect: Dialect, key: &str) -> Sql {
     sql
 }
 
+/// A user's enabled flag and roles: one row per role, or one with a NULL role when they have
+/// none; no row for an unknown user.
+pub fn user_access(dialect: Dialect, user: &str) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ").ident("u").push(".").ident("enabled").push(", ").ident("r").push(".").ident("role");
+    sql.push(" FROM ").ident("user").push(" AS ").ident("u");
+    sql.push(" LEFT JOIN ").ident("has_role").push(" AS ").ident("r");
+    sql.push(" ON ").ident("r").push(".").ident("parent").push(" = ").ident("u").push(".").ident("name");
+    sql.push(" WHERE ")
+        .ident("u")
+        .push(".")
+        .ident("name")
+        .push(" = ")
+        .bind(FieldKind::Data, Value::Str(user.to_string()));
+    sql
+}
+
+/// A user's enabled flag and password hash (NULL when no password is set), for the login.
+pub fn user_credentials(dialect: Dialect, user: &str) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ").ident("u").push(".").ident("enabled").push(", ").ident("a").push(".").ident("password_hash");
+    sql.push(" FROM ").ident("user").push(" AS ").ident("u");
+    sql.push(" LEFT JOIN ").ident("m_auth").push(" AS ").ident("a");
+    sql.push(" ON ").ident("a").push(".").ident("user").push(" = ").ident("u").push(".").ident("name");
+    sql.push(" WHERE ")
+        .ident("u")
+        .push(".")
+        .ident("name")
+        .push(" = ")
+        .bind(FieldKind::Data, Value::Str(user.to_string()));
+    sql
+}
+
+/// Set a user's password hash (kept in `m_auth`, apart from the `user` table).
+pub fn set_password_hash(dialect: Dialect, user: &str, hash: &str) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO ").ident("m_auth").push(" (").ident("user").push(", ").ident("password_hash");
+    sql.push(") VALUES (").bind(FieldKind::Data, Value::Str(user.to_string())).push(", ");
+    sql.bind(FieldKind::Text, Value::Str(hash.to_string()));
+    sql.push(") ON CONFLICT (").ident("user").push(") DO UPDATE SET ").ident("password_hash");
+    sql.push(" = excluded.").ident("password_hash");
+    sql
+}
+
+/// Forget a user's password hash (the user is being deleted).
+pub fn delete_password_hash(dialect: Dialect, user: &str) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("DELETE FROM ").ident("m_auth").push(" WHERE ").ident("user").push(" = ");
+    sql.bind(FieldKind::Data, Value::Str(user.to_string()));
+    sql
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -454,7 +525,7 @@ mod tests {
     }
 
     fn owner_scope() -> Scope {
-        Scope { owner: Some("a@example.com".into()) }
+        Scope { owner: Some("a@example.com".into()), user_permissions: None }
     }
 
     /// Every statement on existing rows carries the owner predicate, with the owner bound.

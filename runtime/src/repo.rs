@@ -27,6 +27,9 @@ pub enum RepoError {
     NotFound,
     #[error("not permitted to {action} {doctype}")]
     Forbidden { doctype: String, action: &'static str },
+    /// Permitted in general, but not this document or value (a 403 with the reason).
+    #[error("{0}")]
+    NotPermitted(String),
     #[error("{message}")]
     BadRequest { code: &'static str, message: String, field: Option<String> },
     #[error("validation failed")]
@@ -119,6 +122,8 @@ struct Inner {
     app: App,
     db: Db,
     limits: ListLimits,
+    /// Users' roles and enabled flags (DESIGN §4).
+    users: crate::users::Directory,
 }
 
 /// The current time at the database's precision (microseconds), so a document returned by a
@@ -153,11 +158,26 @@ fn docstatus(doc: &Doc) -> i64 {
 
 impl Repo {
     pub fn new(app: App, db: Db, limits: ListLimits) -> Repo {
-        Repo { inner: Arc::new(Inner { app, db, limits }) }
+        Repo { inner: Arc::new(Inner { app, db, limits, users: crate::users::Directory::default() }) }
     }
 
     pub fn app(&self) -> &App {
         &self.inner.app
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub(crate) fn users(&self) -> &crate::users::Directory {
+        &self.inner.users
+    }
+
+    /// After a committed write: a changed or deleted user is read again on their next request.
+    fn written(&self, doc: &Doc) {
+        if doc.schema.meta.table == crate::users::USER_TABLE {
+            self.inner.users.forget(doc.name());
+        }
     }
 
     pub fn limits(&self) -> &ListLimits {
@@ -302,7 +322,7 @@ impl Repo {
             }
         }
         let Some(mut doc) = doc else {
-            if scope.owner.is_some() {
+            if scope.is_restricted() {
                 self.audit_out_of_scope(c, schema, r, caller).await;
             }
             return Err(RepoError::NotFound);
@@ -331,7 +351,12 @@ impl Repo {
                 && !rows.is_empty()
             {
                 let (who, action) = caller;
-                record_denial(who, schema, action, "the document is outside the user's row scope (if_owner)");
+                record_denial(
+                    who,
+                    schema,
+                    action,
+                    "the document is outside the user's row scope (if_owner or User Permissions)",
+                );
                 return;
             }
         }
@@ -372,8 +397,33 @@ impl Repo {
         self.write(&mut tx, &schema, sql, WriteKind::Insert).await?;
         self.write_children(&mut tx, &mut doc, &[]).await?;
         self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, true).await?;
+        if let Some(scope) = perms::scope(schema.meta, who, Action::Create) {
+            self.check_within(&mut tx, who, &doc, &scope, Action::Create).await?;
+        }
         tx.commit().await?;
+        self.written(&doc);
         Ok(doc)
+    }
+
+    /// A document written under User Permissions must stay visible to its writer: a Link moved
+    /// outside them is refused (403) rather than leaving a document the writer cannot see.
+    async fn check_within(&self, tx: &mut Tx, who: &Principal, doc: &Doc, scope: &Scope, action: Action) -> Result<()> {
+        if scope.user_permissions.is_none() {
+            return Ok(());
+        }
+        let id = doc.id().ok_or(RepoError::NotFound)?;
+        let sql = query::find_name(&doc.schema, self.dialect(), &DocRef::Id(id), scope);
+        if !tx.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?.is_empty() {
+            return Ok(());
+        }
+        let reason = "a Link value is outside the user's User Permissions";
+        record_denial(who, &doc.schema, action, reason);
+        Err(RepoError::NotPermitted(format!(
+            "not permitted to {} {} {}: {reason}",
+            action.as_str(),
+            doc.schema.name(),
+            doc.name()
+        )))
     }
 
     /// Resolve Links, run `validate` and `before_save`, resolve Links a hook changed, and check
@@ -389,6 +439,7 @@ impl Repo {
                 self.resolve_links(tx, who, doc, previous).await?;
             }
         }
+        crate::users::check(self.app(), doc, previous)?;
         validate(doc)
     }
 
@@ -420,7 +471,9 @@ impl Repo {
         self.prepare(&mut tx, who, &mut doc, Some(&old)).await?;
         self.save_existing(&mut tx, &mut doc, &scope, current_version, &old).await?;
         self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, false).await?;
+        self.check_within(&mut tx, who, &doc, &scope, Action::Write).await?;
         tx.commit().await?;
+        self.written(&doc);
         Ok(doc)
     }
 
@@ -438,12 +491,18 @@ impl Repo {
             )));
         }
         self.run_hook(HookEvent::BeforeDelete, &mut doc, &mut tx, who, false).await?;
+        crate::users::before_delete(&doc)?;
         let id = doc.id().ok_or(RepoError::NotFound)?;
         let sql = query::delete(&schema, self.dialect(), id, &scope);
         if self.write(&mut tx, &schema, sql, WriteKind::Delete).await? == 0 {
             return Err(RepoError::NotFound);
         }
+        if schema.meta.table == crate::users::USER_TABLE {
+            let sql = query::delete_password_hash(self.dialect(), doc.name());
+            tx.execute(&sql.text, sql.binds).await?;
+        }
         tx.commit().await?;
+        self.written(&doc);
         Ok(())
     }
 

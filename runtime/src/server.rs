@@ -37,6 +37,8 @@ impl Server {
             .await
             .context("cannot connect to the database")?;
         let repo = Repo::new(app, db, config.list_limits());
+        repo.ensure_administrator().await.context("cannot create the built-in Administrator user")?;
+        repo.warm_login().await;
         let expected = Expected { issuer: config.jwt_issuer.clone(), audience: config.jwt_audience.clone() };
         let auth = match (&config.jwt_jwks_url, &config.jwt_secret) {
             (Some(jwks), _) => Authenticator::jwks(jwks, expected).await.context("cannot load M_JWT_JWKS_URL")?,
@@ -53,6 +55,7 @@ impl Server {
             auth: Arc::new(auth),
             openapi: Arc::from(openapi),
             max_body_bytes: config.max_body_bytes,
+            token_ttl_secs: config.jwt_ttl_secs,
             ready: Arc::new(Readiness {
                 revisions,
                 redis_url: config.redis_url.as_ref().map(|u| u.expose().to_string()),
@@ -62,6 +65,7 @@ impl Server {
                 limiter: Limiter::new(config.redis_url.as_ref().map(|u| u.expose()), &config.redis_prefix),
                 api: Policy { name: "api", limit: config.rate_limit_api, window: Duration::from_secs(60) },
                 anon: Policy { name: "anonymous", limit: config.rate_limit_anon, window: Duration::from_secs(60) },
+                login: Policy { name: "login", limit: config.rate_limit_login, window: Duration::from_secs(60) },
                 trusted_proxies: config.proxy_list().iter().filter_map(|p| Net::parse(p)).collect(),
             }),
             edge: Arc::new(Edge {

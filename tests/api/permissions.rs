@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::both;
-use crate::support::{TestApp, seed};
+use crate::support::seed;
 
 both!(authentication_is_required, |app| {
     let r = app.get("/api/v1/Customer").anonymous().send().await.expect_error(401, "unauthenticated");
@@ -21,8 +21,8 @@ both!(authentication_is_required, |app| {
 
 both!(type_level_permissions_are_403, |app| {
     let (customer, _) = seed(&app).await;
-    let sales = TestApp::token("sam@example.com", &["Sales User"]);
-    let nobody = TestApp::token("nina@example.com", &["Guest"]);
+    let sales = app.token("sam@example.com", &["Sales User"]).await;
+    let nobody = app.token("nina@example.com", &[]).await;
     app.get("/api/v1/Customer").by(nobody.clone()).send().await.expect_error(403, "forbidden");
     app.get(&format!("/api/v1/Customer/{customer}")).by(nobody.clone()).send().await.expect_error(403, "forbidden");
     app.get("/api/meta/Customer").by(nobody).send().await.expect_error(403, "forbidden");
@@ -47,9 +47,9 @@ both!(if_owner_scope_is_404_everywhere, |app| {
         .expect(201)
         .json;
     let customer = c["name"].as_str().unwrap();
-    let alice = TestApp::token("alice@example.com", &["Sales User"]);
-    let bob = TestApp::token("bob@example.com", &["Sales User"]);
-    let manager = TestApp::token("meg@example.com", &["Sales Manager"]);
+    let alice = app.token("alice@example.com", &["Sales User"]).await;
+    let bob = app.token("bob@example.com", &["Sales User"]).await;
+    let manager = app.token("meg@example.com", &["Sales Manager"]).await;
     let inv = app
         .post("/api/v1/Invoice", json!({"customer": customer, "items": [{"item_code": "A", "rate": 1}]}))
         .by(alice.clone())
@@ -89,7 +89,7 @@ both!(if_owner_scope_is_404_everywhere, |app| {
 
 both!(links_need_read_access_to_the_target, |app| {
     app.post("/api/v1/Territory", json!({"territory_name": "North"})).send().await.expect(201);
-    let gadgeteer = TestApp::token("gus@example.com", &["Gadget User"]);
+    let gadgeteer = app.token("gus@example.com", &["Gadget User"]).await;
     // Gadget User cannot read Territory: the Link is treated as missing.
     let r = app
         .post("/api/v1/Gadget", json!({"code": "G-1", "territory": "North"}))
@@ -102,10 +102,10 @@ both!(links_need_read_access_to_the_target, |app| {
         app.post("/api/v1/Gadget", json!({"code": "G-2"})).by(gadgeteer.clone()).send().await.expect(201).json;
     assert_eq!(created["owner"], "gus@example.com");
     // Another Gadget User does not see it; a Gadget Reader (no if_owner) does, but cannot write.
-    let other = TestApp::token("ola@example.com", &["Gadget User"]);
+    let other = app.token("ola@example.com", &["Gadget User"]).await;
     app.get("/api/v1/Gadget/G-2").by(other.clone()).send().await.expect_error(404, "not_found");
     app.delete("/api/v1/Gadget/G-2").by(other).send().await.expect_error(404, "not_found");
-    let reader = TestApp::token("rita@example.com", &["Gadget Reader"]);
+    let reader = app.token("rita@example.com", &["Gadget Reader"]).await;
     app.get("/api/v1/Gadget/G-2").by(reader.clone()).send().await.expect(200);
     app.patch("/api/v1/Gadget/G-2", json!({"label": "x"})).by(reader).send().await.expect_error(403, "forbidden");
     app.delete("/api/v1/Gadget/G-2").by(gadgeteer).send().await.expect(204);

@@ -392,7 +392,9 @@ crate::both_backends!(production_logs_are_json_lines, |backend| {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let nobody = TestApp::token("nobody@example.com", &["Nobody"]);
+    let (status, body) = raw_http_with(addr, "POST", "/api/v1/User", r#"{"email": "nobody@example.com"}"#, "").await;
+    assert_eq!(status, 201, "{body}");
+    let nobody = TestApp::bare_token("nobody@example.com");
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     c.write_all(
         format!(
@@ -417,7 +419,7 @@ crate::both_backends!(production_logs_are_json_lines, |backend| {
     assert_eq!(request["route"], "/api/v1/{doctype}");
     assert_eq!(request["doctype"], "Territory");
     assert_eq!(request["status"], 201);
-    assert_eq!(request["user"], "admin@example.com");
+    assert_eq!(request["user"], "Administrator");
     assert!(request["duration_ms"].as_f64().is_some(), "{request}");
     // Every statement is "slow" at 0 ms: logged with its text and duration, never its values.
     let statements: Vec<&serde_json::Value> = lines.iter().filter(|l| l["message"] == "slow statement").collect();
@@ -554,7 +556,7 @@ crate::both_backends!(metrics_use_route_templates_and_doctypes, |backend| {
     app.post("/api/v1/Territory", json!({"territory_name": "North"})).send().await.expect(201);
     app.get("/api/v1/Territory/North").send().await.expect(200);
     app.get("/api/v1/Territory/North").send().await.expect(200);
-    app.get("/api/v1/Territory").by(TestApp::token("nobody@example.com", &["Nobody"])).send().await.expect(403);
+    app.get("/api/v1/Territory").by(app.token("nobody@example.com", &[]).await).send().await.expect(403);
     let r = app.get("/metrics").anonymous().send().await.expect(200);
     assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/plain")));
     let text = r.json.as_str().unwrap_or_default().to_string();

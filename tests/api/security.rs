@@ -172,8 +172,7 @@ mod jwt {
     }
 
     fn good() -> Value {
-        json!({"sub": "a@example.com", "exp": now() + 600, "roles": ["System Manager"],
-               "iss": "https://id.example.com", "aud": "m-api"})
+        json!({"sub": "Administrator", "exp": now() + 600, "iss": "https://id.example.com", "aud": "m-api"})
     }
 
     async fn status(app: &TestApp, token: &str) -> u16 {
@@ -308,7 +307,7 @@ mod rate_limits {
         assert!(r.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1));
         assert_eq!(r.header("ratelimit-policy").as_deref(), Some("\"anonymous\";q=3;w=60"));
         // Per user: five, then 429; another user is unaffected; health is never limited.
-        let alice = TestApp::token("alice@example.com", &["System Manager"]);
+        let alice = app.token("alice@example.com", &["System Manager"]).await;
         for left in (0..5).rev() {
             let r = app.get("/api/v1/Territory").by(alice.clone()).send().await.expect(200);
             assert_eq!(
@@ -318,7 +317,7 @@ mod rate_limits {
         }
         app.get("/api/v1/Territory").by(alice).send().await.expect_error(429, "rate_limited");
         app.get("/api/v1/Territory")
-            .by(TestApp::token("bob@example.com", &["System Manager"]))
+            .by(app.token("bob@example.com", &["System Manager"]).await)
             .send()
             .await
             .expect(200);
@@ -351,7 +350,8 @@ mod rate_limits {
         let prefix = unique();
         let Some(a) = app(backend, 4, 100, Some(redis.clone()), &prefix).await else { return };
         let Some(b) = app(backend, 4, 100, Some(redis), &prefix).await else { return };
-        let carol = TestApp::token("carol@example.com", &["System Manager"]);
+        let carol = a.token("carol@example.com", &["System Manager"]).await;
+        b.ensure_user("carol@example.com", &["System Manager"]).await;
         for app in [&a, &b, &a, &b] {
             app.get("/api/v1/Territory").by(carol.clone()).send().await.expect(200);
         }
@@ -379,7 +379,7 @@ mod rate_limits {
         let Some(app) = app(backend, 3, 100, Some(format!("redis://127.0.0.1:{port}")), &unique()).await else {
             return;
         };
-        let dave = TestApp::token("dave@example.com", &["System Manager"]);
+        let dave = app.token("dave@example.com", &["System Manager"]).await;
         app.get("/api/v1/Territory").by(dave.clone()).send().await.expect(200);
         redis.stop();
         // Redis is gone: requests still succeed, and are still limited (in process), never
@@ -397,13 +397,14 @@ crate::both_backends!(m_token_mints_local_tokens_outside_production, |backend| {
     let Some((app, _)) = TestApp::start_with(backend, |_| {}).await else { return };
     let run = |env: &str, secret: Option<&str>| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_m"));
-        c.args(["token", "--user", "erin@example.com", "--role", "System Manager"]).env("M_ENV", env);
+        c.args(["token", "--user", "erin@example.com"]).env("M_ENV", env);
         match secret {
             Some(s) => c.env("M_JWT_SECRET", s),
             None => c.env_remove("M_JWT_SECRET"),
         };
         c.output().unwrap()
     };
+    app.ensure_user("erin@example.com", &["System Manager"]).await;
     let out = run("development", Some(crate::support::SECRET));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
@@ -454,13 +455,13 @@ crate::both!(out_of_scope_404s_are_audited_as_denials, |app| {
     let (alice, bob) = (format!("alice-{unique}@example.com"), format!("bob-{unique}@example.com"));
     let inv = app
         .post("/api/v1/Invoice", json!({"customer": c["name"], "items": [{"item_code": "A", "rate": 1}]}))
-        .by(TestApp::token(&alice, &["Sales User"]))
+        .by(app.token(&alice, &["Sales User"]).await)
         .send()
         .await
         .expect(201)
         .json;
     let path = format!("/api/v1/Invoice/{}", inv["name"].as_str().unwrap());
-    let bob_token = TestApp::token(&bob, &["Sales User"]);
+    let bob_token = app.token(&bob, &["Sales User"]).await;
     app.get(&path).by(bob_token.clone()).send().await.expect_error(404, "not_found");
     app.patch(&path, json!({"status": "Paid"})).by(bob_token.clone()).send().await.expect_error(404, "not_found");
     // A document that does not exist at all is a plain 404, not a denial.

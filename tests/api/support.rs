@@ -267,24 +267,38 @@ impl TestApp {
         TestApp { router, _scratch: scratch }
     }
 
-    /// A bearer token for `user` with `roles`.
-    pub fn token(user: &str, roles: &[&str]) -> String {
+    /// A bearer token naming `user`, with no user behind it.
+    pub fn bare_token(user: &str) -> String {
         let exp =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 3600;
-        let claims = Claims {
-            sub: user.into(),
-            exp,
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            iat: None,
-            nbf: None,
-            iss: None,
-            aud: None,
-        };
+        let claims = Claims { sub: user.into(), exp, iat: None, nbf: None, iss: None, aud: None };
         sign_hs256(SECRET.as_bytes(), &claims).expect("sign token")
     }
 
+    /// A bearer token for `user`, who is made to exist (through the API, as the Administrator)
+    /// with exactly `roles`.
+    pub async fn token(&self, user: &str, roles: &[&str]) -> String {
+        self.ensure_user(user, roles).await;
+        Self::bare_token(user)
+    }
+
+    /// Create `user` with `roles`, or set an existing one's roles to exactly those.
+    pub async fn ensure_user(&self, user: &str, roles: &[&str]) {
+        let roles: Vec<Value> = roles.iter().map(|r| serde_json::json!({"role": r})).collect();
+        let path = format!("/api/v1/User/{user}");
+        if self.get(&path).send().await.status == 404 {
+            self.post("/api/v1/User", serde_json::json!({"email": user, "full_name": user, "roles": roles}))
+                .send()
+                .await
+                .expect(201);
+        } else {
+            self.req("PUT", &path).json(serde_json::json!({"roles": roles})).send().await.expect(200);
+        }
+    }
+
+    /// The built-in Administrator (System Manager).
     pub fn admin() -> String {
-        Self::token("admin@example.com", &["System Manager"])
+        Self::bare_token("Administrator")
     }
 
     pub fn req(&self, method: &str, path: &str) -> Req {

@@ -395,7 +395,16 @@ pub fn runtime_tables() -> Vec<Table> {
     prefix.primary_key = true;
     let mut current = Column::new("current", ColumnType::BigInt);
     current.not_null = true;
-    vec![Table { name: "m_series".into(), columns: vec![prefix, current], indexes: Vec::new(), renamed_from: None }]
+    let series =
+        Table { name: "m_series".into(), columns: vec![prefix, current], indexes: Vec::new(), renamed_from: None };
+    // Password hashes, apart from the `user` table so that no query of a DocType can return one
+    // (no foreign key: the runtime deletes a user's row with the user).
+    let mut user = Column::new("user", ColumnType::Varchar(Some(140)));
+    user.primary_key = true;
+    let mut hash = Column::new("password_hash", ColumnType::Text);
+    hash.not_null = true;
+    let auth = Table { name: "m_auth".into(), columns: vec![user, hash], indexes: Vec::new(), renamed_from: None };
+    vec![series, auth]
 }
 
 /// The desired schema of an application: its DocTypes' tables plus the runtime's.

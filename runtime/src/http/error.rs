@@ -38,6 +38,9 @@ pub enum ApiError {
     /// Over a rate limit; retry after this many seconds.
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
+    /// A login with an unknown user, a wrong password or a disabled account (one answer).
+    #[error("wrong username or password")]
+    InvalidCredentials,
     /// Too many requests in flight: shed instead of queueing.
     #[error("the server is overloaded; retry shortly")]
     Overloaded,
@@ -68,6 +71,7 @@ impl IntoResponse for ApiError {
             ApiError::Repo(e) => match e {
                 RepoError::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found".into(), &[]),
                 RepoError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", e.to_string(), &[]),
+                RepoError::NotPermitted(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone(), &[]),
                 RepoError::BadRequest { code, message, field } => {
                     single =
                         field.iter().map(|f| FieldIssue::new(f.clone(), code, message.clone())).collect::<Vec<_>>();
@@ -112,6 +116,7 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", self.to_string(), &[]),
             ApiError::RequestTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout", self.to_string(), &[]),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", self.to_string(), &[]),
+            ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", self.to_string(), &[]),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", self.to_string(), &[]),
             ApiError::Edge { status, code, message } => (*status, *code, message.clone(), &[]),
         };

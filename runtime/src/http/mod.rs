@@ -5,6 +5,7 @@ mod docs;
 mod edge;
 mod error;
 mod guard;
+mod login;
 mod ratelimit;
 mod ready;
 mod request_id;
@@ -40,6 +41,8 @@ pub struct ApiState {
     pub auth: Arc<Authenticator>,
     pub openapi: Arc<str>,
     pub max_body_bytes: usize,
+    /// Lifetime of the login's tokens.
+    pub token_ttl_secs: u64,
     pub ready: Arc<Readiness>,
     pub limits: Arc<Limits>,
     pub edge: Arc<Edge>,
@@ -57,6 +60,8 @@ pub fn router(state: ApiState, with_metrics: bool) -> Router {
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
         .route("/api/meta/{doctype}", get(meta))
+        .route("/api/v1/auth/login", post(login::login))
+        .route("/api/v1/auth/me", get(login::me))
         .route("/api/v1/{doctype}", get(list).post(create))
         .route("/api/v1/{doctype}/{docref}", get(read).patch(update).put(update).delete(delete))
         .route("/api/v1/{doctype}/{docref}/{action}", post(lifecycle))
@@ -119,17 +124,18 @@ struct Caller {
     expect: Expect,
 }
 
-/// The outcome of authenticating a request, kept in its extensions by the rate limiter (which
-/// must know the user first) so the handler does not verify the token again.
+/// The outcome of authenticating a request (the user its token names), kept in its extensions
+/// by the rate limiter (which must know the user first) so the handler does not verify the
+/// token again.
 #[derive(Clone)]
-struct Authenticated(Result<Arc<Principal>, crate::auth::AuthError>);
+struct Authenticated(Result<Arc<str>, crate::auth::AuthError>);
 
 /// Authenticate a request once: the result the rate limiter left, or a fresh check.
 async fn authenticate(
     headers: &axum::http::HeaderMap,
     extensions: &axum::http::Extensions,
     state: &ApiState,
-) -> Result<Arc<Principal>, crate::auth::AuthError> {
+) -> Result<Arc<str>, crate::auth::AuthError> {
     if let Some(Authenticated(done)) = extensions.get::<Authenticated>() {
         return done.clone();
     }
@@ -144,10 +150,13 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let who = authenticate(&parts.headers, &parts.extensions, state).await?;
+        let user = authenticate(&parts.headers, &parts.extensions, state).await?;
         if let Some(slot) = parts.extensions.get::<request_id::UserSlot>() {
-            let _ = slot.0.set(who.user.clone());
+            let _ = slot.0.set(user.to_string());
         }
+        // Roles and the enabled flag come from the database: a deleted or disabled user's
+        // token is refused like an invalid one.
+        let who = state.repo.principal(&user).await?.ok_or(crate::auth::AuthError::Invalid)?;
         let if_match = parts.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
         Ok(Caller { who, expect: Expect { if_match } })
     }

@@ -22,6 +22,8 @@ pub struct RateLimits {
     pub limiter: Limiter,
     pub api: Policy,
     pub anon: Policy,
+    /// Login attempts, per account and per client address.
+    pub login: Policy,
     pub trusted_proxies: Vec<Net>,
 }
 
@@ -42,7 +44,7 @@ pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[Net]) -> 
     Some(forwarded.into_iter().rev().find(|ip| !is_trusted(*ip)).unwrap_or(peer))
 }
 
-fn describe(headers: &mut HeaderMap, policy: Policy, d: Decision) {
+pub fn describe(headers: &mut HeaderMap, policy: Policy, d: Decision) {
     let p = format!("\"{}\";q={};w={}", policy.name, policy.limit, policy.window.as_secs());
     let r = format!("\"{}\";r={};t={}", policy.name, d.remaining, d.reset_secs);
     for (name, value) in [("ratelimit-policy", p), ("ratelimit", r)] {
@@ -63,7 +65,7 @@ pub async fn middleware(State(state): State<ApiState>, mut req: Request, next: N
     // The request is authenticated here, once: the handler reuses the outcome. Without a key
     // (development) a request without a token is the Administrator and counts as that user.
     let who = super::authenticate(req.headers(), req.extensions(), &state).await;
-    let user = who.as_ref().ok().map(|p| p.user.clone());
+    let user = who.as_ref().ok().map(|u| u.to_string());
     req.extensions_mut().insert(super::Authenticated(who));
     let (key, policy) = match user {
         Some(u) => (format!("user:{u}"), limits.api),

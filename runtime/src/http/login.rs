@@ -1,0 +1,86 @@
+//! `POST /api/v1/auth/login` and `GET /api/v1/auth/me`.
+//!
+//! The login checks an argon2 password hash and returns an HS256 token signed with
+//! `M_JWT_SECRET`. An unknown user, a disabled one, one without a password and a wrong password
+//! get the same 401 after the same work (a decoy hash is verified when there is no real one).
+//! Attempts are limited per account and per client address (`M_RATE_LIMIT_LOGIN` a minute each),
+//! for existing and unknown accounts alike, so a 429 says nothing about whether an account exists.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::ratelimit::{client_ip, describe};
+use super::{ApiError, ApiState, Caller, json_body, json_response};
+use crate::users::normalise;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+pub async fn login(State(state): State<ApiState>, req: Request) -> Result<Response, ApiError> {
+    let limits = state.rate_limits.clone();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let ip = client_ip(req.headers(), peer, &limits.trusted_proxies)
+        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    let body = json_body(&state, req.into_body()).await?;
+    let body: LoginBody = serde_json::from_value(body).map_err(|e| {
+        ApiError::BadRequest(format!("the login takes {{\"username\": <email>, \"password\": <string>}}: {e}"))
+    })?;
+    let user = normalise(&body.username);
+    // Both limits count every attempt; the account key is the name as given (normalised), known
+    // or not.
+    let policy = limits.login;
+    for key in [format!("login:user:{user}"), format!("login:ip:{ip}")] {
+        let decision = limits.limiter.check(&key, policy).await;
+        if !decision.allowed {
+            crate::metrics::rate_limited(policy.name);
+            tracing::info!(target: "m::audit", user = %user, ip = %ip, "login refused: too many attempts");
+            let mut res = ApiError::RateLimited(decision.reset_secs).into_response();
+            describe(res.headers_mut(), policy, decision);
+            return Ok(res);
+        }
+    }
+    let Some(name) = state.repo.login(&user, &body.password).await? else {
+        tracing::info!(target: "m::audit", user = %user, ip = %ip, "login failed");
+        return Err(ApiError::InvalidCredentials);
+    };
+    state.repo.users().forget(&name);
+    let Some(token) = state.auth.issue(&name, state.token_ttl_secs) else {
+        return Err(ApiError::Edge {
+            status: StatusCode::NOT_IMPLEMENTED,
+            code: "login_unavailable",
+            message: "this server cannot issue tokens: set M_JWT_SECRET (with M_JWT_JWKS_URL tokens come from the identity provider)".into(),
+        });
+    };
+    tracing::info!(target: "m::audit", user = %name, ip = %ip, "login");
+    let mut res = json_response(
+        StatusCode::OK,
+        &serde_json::json!({"access_token": token, "token_type": "bearer", "expires_in": state.token_ttl_secs}),
+    );
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// The caller: name, full name and roles (from the database).
+pub async fn me(State(state): State<ApiState>, caller: Caller) -> Result<Response, ApiError> {
+    let who = &*caller.who;
+    let full_name = match state.repo.user_info(&who.user).await {
+        Ok(info) => info.full_name,
+        Err(crate::repo::RepoError::NotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let body = serde_json::json!({
+        "name": who.user,
+        "full_name": full_name,
+        "roles": who.roles,
+        "system_manager": who.is_system_manager(),
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}

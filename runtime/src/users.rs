@@ -1,0 +1,329 @@
+//! Users (DESIGN §4): the built-in DocTypes `User` (name = email, `enabled`, roles in the child
+//! `Has Role`) and `User Permission`, the rules the runtime adds to them, passwords and the
+//! directory that turns an authenticated user name into a [`Principal`].
+//!
+//! Roles and the enabled flag come only from the database. The directory keeps each user's for
+//! at most [`FRESH`] and forgets a user as soon as this process changes them, so a removed role,
+//! a disabled or a deleted user stops working within a second on every backend — also when the
+//! change was made by another server instance or by `m user:*` in another process. Passwords are
+//! argon2id hashes in `m_auth`, a table no DocType query reads; they are never returned or logged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
+use crate::app::App;
+use crate::checks::FieldIssue;
+use crate::doc::Doc;
+use crate::meta::FieldKind;
+use crate::perms::{ADMINISTRATOR, Principal, SYSTEM_MANAGER};
+use crate::query;
+use crate::repo::{Repo, RepoError};
+use crate::value::Value;
+
+/// The built-in tables.
+pub const USER_TABLE: &str = "user";
+pub const USER_DOCTYPE: &str = "User";
+
+/// How long a user's roles and enabled flag are used before they are read again.
+pub const FRESH: Duration = Duration::from_millis(900);
+
+/// Passwords are at least this long, and at most this many bytes (hashing is costly).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Users already read: name -> (when, the principal or None for unknown/disabled). Bounded:
+/// when full it is emptied.
+#[derive(Default)]
+pub struct Directory {
+    map: RwLock<HashMap<String, Entry>>,
+}
+
+/// When a user was read, and what: their principal, or None (unknown or disabled).
+type Entry = (Instant, Option<Arc<Principal>>);
+
+const MAX_DIRECTORY_ENTRIES: usize = 100_000;
+
+impl Directory {
+    fn get(&self, user: &str) -> Option<Option<Arc<Principal>>> {
+        let map = self.map.read().ok()?;
+        map.get(user).filter(|(at, _)| at.elapsed() < FRESH).map(|(_, p)| p.clone())
+    }
+
+    fn put(&self, user: &str, at: Instant, principal: Option<Arc<Principal>>) {
+        if let Ok(mut map) = self.map.write() {
+            if map.len() >= MAX_DIRECTORY_ENTRIES {
+                map.clear();
+            }
+            map.insert(user.to_string(), (at, principal));
+        }
+    }
+
+    /// Read this user from the database on their next request.
+    pub fn forget(&self, user: &str) {
+        if let Ok(mut map) = self.map.write() {
+            map.remove(user);
+        }
+    }
+}
+
+fn administrator() -> Arc<Principal> {
+    static ADMIN: OnceLock<Arc<Principal>> = OnceLock::new();
+    ADMIN.get_or_init(|| Arc::new(Principal::administrator())).clone()
+}
+
+/// A sign-in name as stored: emails in lower case, `Administrator` as is.
+pub fn normalise(username: &str) -> String {
+    let u = username.trim();
+    if u.eq_ignore_ascii_case(ADMINISTRATOR) { ADMINISTRATOR.to_string() } else { u.to_lowercase() }
+}
+
+fn looks_like_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else { return false };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Every role the application knows: those its DocTypes grant, and System Manager.
+pub fn known_roles(app: &App) -> Vec<&'static str> {
+    let mut roles: Vec<&'static str> = vec![SYSTEM_MANAGER];
+    for s in app.schemas() {
+        for g in s.meta.permissions {
+            if !roles.contains(&g.role) {
+                roles.push(g.role);
+            }
+        }
+    }
+    roles.sort_unstable();
+    roles
+}
+
+/// The runtime's rules for a `User` being saved (after hooks, before the value checks):
+/// the email is the name (normalised, fixed once created), roles are known and not repeated,
+/// and the Administrator stays enabled.
+pub fn check(app: &App, doc: &mut Doc, previous: Option<&Doc>) -> Result<(), RepoError> {
+    if doc.schema.meta.table != USER_TABLE {
+        return Ok(());
+    }
+    let mut issues = Vec::new();
+    if let Value::Str(email) = doc.get("email") {
+        let normal = normalise(email);
+        if normal != ADMINISTRATOR && !looks_like_email(&normal) {
+            issues.push(FieldIssue::new("email", "email", format!("`{email}` is not an email address")));
+        }
+        doc.set("email", Value::Str(normal));
+    }
+    if let Some(prev) = previous
+        && prev.get("email") != doc.get("email")
+    {
+        issues.push(FieldIssue::new("email", "immutable", "the email is the user's name and cannot be changed"));
+    }
+    let name = previous.map(Doc::name).unwrap_or_default();
+    if name == ADMINISTRATOR && doc.get("enabled") != &Value::Bool(true) {
+        issues.push(FieldIssue::new("enabled", "administrator", "the Administrator cannot be disabled"));
+    }
+    let known = known_roles(app);
+    let mut seen: Vec<String> = Vec::new();
+    for (n, row) in doc.table("roles").iter().enumerate() {
+        let Value::Str(role) = row.get("role") else { continue };
+        if !known.contains(&role.as_str()) {
+            issues.push(FieldIssue::new(
+                format!("roles[{n}].role"),
+                "unknown_role",
+                format!("unknown role `{role}`; the application's roles are: {}", known.join(", ")),
+            ));
+        } else if seen.contains(role) {
+            issues.push(FieldIssue::new(
+                format!("roles[{n}].role"),
+                "duplicate",
+                format!("role `{role}` is listed twice"),
+            ));
+        }
+        seen.push(role.clone());
+    }
+    if issues.is_empty() { Ok(()) } else { Err(RepoError::Validation(issues)) }
+}
+
+/// The Administrator cannot be deleted.
+pub fn before_delete(doc: &Doc) -> Result<(), RepoError> {
+    if doc.schema.meta.table == USER_TABLE && doc.name() == ADMINISTRATOR {
+        return Err(RepoError::NotPermitted("the Administrator cannot be deleted".into()));
+    }
+    Ok(())
+}
+
+/// An argon2id hash (PHC string) of a new password, after the length rules.
+pub async fn hash_password(password: &str) -> Result<String, RepoError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(password_issue(format!("the password needs at least {MIN_PASSWORD_CHARS} characters")));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(password_issue(format!("the password is longer than {MAX_PASSWORD_BYTES} bytes")));
+    }
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))
+        .await
+        .map_err(|e| RepoError::Internal(format!("hashing a password: {e}")))?
+        .map_err(|e| RepoError::Internal(format!("hashing a password: {e}")))
+}
+
+fn password_issue(message: String) -> RepoError {
+    RepoError::Validation(vec![FieldIssue::new("password", "password", message)])
+}
+
+/// A hash of a random password, verified in place of a missing one so an unknown user costs
+/// the same time as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        let random = uuid::Uuid::new_v4().to_string();
+        Argon2::default().hash_password(random.as_bytes()).map(|h| h.to_string()).unwrap_or_default()
+    })
+}
+
+async fn verify_password(hash: Option<String>, password: &str) -> bool {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        let real = hash.is_some();
+        let hash = hash.unwrap_or_else(|| decoy_hash().to_string());
+        let ok = Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok();
+        real && ok
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// One user, as `m user:list` and `/auth/me` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserInfo {
+    pub name: String,
+    pub full_name: Option<String>,
+    pub enabled: bool,
+    pub roles: Vec<String>,
+}
+
+impl UserInfo {
+    pub fn from_doc(doc: &Doc) -> UserInfo {
+        UserInfo {
+            name: doc.name().to_string(),
+            full_name: doc.get("full_name").as_str().map(str::to_string),
+            enabled: doc.get("enabled") == &Value::Bool(true),
+            roles: doc.table("roles").iter().filter_map(|r| r.get("role").as_str().map(str::to_string)).collect(),
+        }
+    }
+}
+
+impl Repo {
+    /// The principal of an authenticated user name, with roles from the database; None for a
+    /// user that does not exist or is disabled (their tokens no longer work).
+    pub async fn principal(&self, user: &str) -> Result<Option<Arc<Principal>>, RepoError> {
+        if user == ADMINISTRATOR {
+            return Ok(Some(administrator()));
+        }
+        if let Some(hit) = self.users().get(user) {
+            crate::metrics::cache_lookup("user", true);
+            return Ok(hit);
+        }
+        crate::metrics::cache_lookup("user", false);
+        let at = Instant::now();
+        let sql = query::user_access(self.db().dialect(), user);
+        let rows = self.db().fetch(&sql.text, sql.binds, &[FieldKind::Check, FieldKind::Data]).await?;
+        let principal = match rows.first() {
+            Some(first) if first.first() == Some(&Value::Bool(true)) => {
+                let roles = rows.iter().filter_map(|r| r.get(1).and_then(Value::as_str).map(str::to_string)).collect();
+                Some(Arc::new(Principal { user: user.to_string(), roles }))
+            }
+            _ => None,
+        };
+        self.users().put(user, at, principal.clone());
+        Ok(principal)
+    }
+
+    /// The user a username and password sign in as, or None — the same answer, after the same
+    /// work, for an unknown user, a disabled one, one without a password and a wrong password.
+    pub async fn login(&self, username: &str, password: &str) -> Result<Option<String>, RepoError> {
+        let name = normalise(username);
+        let sql = query::user_credentials(self.db().dialect(), &name);
+        let rows = self.db().fetch(&sql.text, sql.binds, &[FieldKind::Check, FieldKind::Text]).await?;
+        let hash = match rows.first().map(Vec::as_slice) {
+            Some([Value::Bool(true), Value::Str(h)]) if password.len() <= MAX_PASSWORD_BYTES => Some(h.clone()),
+            _ => None,
+        };
+        let password = if password.len() > MAX_PASSWORD_BYTES { "" } else { password };
+        Ok(verify_password(hash, password).await.then_some(name))
+    }
+
+    /// Set a user's password (argon2id).
+    pub async fn set_password(&self, user: &str, password: &str) -> Result<(), RepoError> {
+        let name = normalise(user);
+        let hash = hash_password(password).await?;
+        let who = Principal::administrator();
+        // The user must exist (the hash table references it).
+        self.get(&who, USER_DOCTYPE, &name).await?;
+        let sql = query::set_password_hash(self.db().dialect(), &name, &hash);
+        let mut tx = self.db().begin().await?;
+        tx.execute(&sql.text, sql.binds).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Create the built-in Administrator user when it does not exist yet (its roles do not
+    /// matter: the Administrator is always a System Manager).
+    pub async fn ensure_administrator(&self) -> Result<(), RepoError> {
+        let who = Principal::administrator();
+        match self.get(&who, USER_DOCTYPE, ADMINISTRATOR).await {
+            Ok(_) => return Ok(()),
+            Err(RepoError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let body = serde_json::json!({"email": ADMINISTRATOR, "full_name": ADMINISTRATOR, "enabled": true});
+        match self.create(&who, USER_DOCTYPE, &body).await {
+            // Another instance created it at the same moment.
+            Ok(_) | Err(RepoError::Duplicate { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A user's profile (for `/auth/me` and `m user:list`).
+    pub async fn user_info(&self, user: &str) -> Result<UserInfo, RepoError> {
+        let doc = self.get(&Principal::administrator(), USER_DOCTYPE, user).await?;
+        Ok(UserInfo::from_doc(&doc))
+    }
+
+    /// Warm the decoy hash so the first login to an unknown user is not faster than the rest.
+    pub async fn warm_login(&self) {
+        let _ = tokio::task::spawn_blocking(decoy_hash).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_and_the_administrator_are_normalised() {
+        assert_eq!(normalise(" Ann@Example.COM "), "ann@example.com");
+        assert_eq!(normalise("administrator"), "Administrator");
+        assert!(looks_like_email("a@b.c"));
+        for bad in ["a", "@b.c", "a@", "a@@b", "a b@c.d", "a@.b", "a@b."] {
+            assert!(!looks_like_email(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse").await.unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(Some(h.clone()), "correct horse").await);
+        assert!(!verify_password(Some(h), "wrong horse!").await);
+        assert!(!verify_password(None, "anything at all").await);
+        assert!(hash_password("short").await.is_err());
+    }
+}
