@@ -1,5 +1,5 @@
 //! The `m` command line. `start` serves the API; `routes` lists it; `migrate:*` manage the
-//! schema. Later issues add `user:*`, `worker` and `job:run` as further subcommands.
+//! schema; `user:*` manage users; `token` mints a local token.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -101,6 +101,57 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Create a user (`--password` to let them log in; `--role` repeatable).
+    #[command(name = "user:create")]
+    UserCreate {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        full_name: Option<String>,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Give a user a role.
+    #[command(name = "user:add-role")]
+    UserAddRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Take a role from a user (effective within a second).
+    #[command(name = "user:remove-role")]
+    UserRemoveRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Disable a user: their tokens stop working within a second.
+    #[command(name = "user:disable")]
+    UserDisable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled user.
+    #[command(name = "user:enable")]
+    UserEnable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Set a user's password (from --password, or one line of standard input).
+    #[command(name = "user:set-password")]
+    UserSetPassword {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List users with their roles.
+    #[command(name = "user:list")]
+    UserList(JsonFlag),
     /// Accept an edited, removed, failed or partial revision explicitly (logged).
     #[command(name = "migrate:repair")]
     MigrateRepair {
@@ -177,7 +228,8 @@ pub fn main(info: AppInfo) -> ExitCode {
             }
         };
     }
-    let telemetry = crate::telemetry::init(&config, info.name);
+    let serving = matches!(cli.command, Command::Start { .. });
+    let telemetry = crate::telemetry::init(&config, info.name, serving);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -185,9 +237,13 @@ pub fn main(info: AppInfo) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
-        Command::Start { .. } => runtime.block_on(start(config, app, info.openapi)).map(|()| ExitCode::SUCCESS),
-        other => {
+    let result = match (cli.command.user_command(), cli.command) {
+        (_, Command::Start { .. }) => runtime.block_on(start(config, app, info.openapi)).map(|()| ExitCode::SUCCESS),
+        (Some(cmd), _) => runtime
+            .block_on(crate::users::cli::run(cmd, &config, app))
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
+        (None, other) => {
             runtime.block_on(crate::migrate::cli::run(other.into_migrate(), &config, &app)).map_err(anyhow::Error::from)
         }
     };
@@ -225,6 +281,27 @@ fn token(config: &Config, user: &str, ttl: u64) -> Result<String, String> {
 }
 
 impl Command {
+    fn user_command(&self) -> Option<crate::users::cli::UserCommand> {
+        use crate::users::cli::UserCommand as U;
+        Some(match self {
+            Command::UserCreate { email, password, full_name, roles } => U::Create {
+                email: email.clone(),
+                password: password.clone(),
+                full_name: full_name.clone(),
+                roles: roles.clone(),
+            },
+            Command::UserAddRole { email, role } => U::AddRole { email: email.clone(), role: role.clone() },
+            Command::UserRemoveRole { email, role } => U::RemoveRole { email: email.clone(), role: role.clone() },
+            Command::UserDisable { email } => U::Enable { email: email.clone(), enabled: false },
+            Command::UserEnable { email } => U::Enable { email: email.clone(), enabled: true },
+            Command::UserSetPassword { email, password } => {
+                U::SetPassword { email: email.clone(), password: password.clone() }
+            }
+            Command::UserList(j) => U::List { json: j.json },
+            _ => return None,
+        })
+    }
+
     fn into_migrate(self) -> crate::migrate::cli::MigrateCommand {
         use crate::migrate::cli::MigrateCommand as M;
         match self {
@@ -235,7 +312,7 @@ impl Command {
             Command::MigrateHistory(j) => M::History { json: j.json },
             Command::MigrateHeads(j) => M::Heads { json: j.json },
             Command::MigrateRepair { id, json } => M::Repair { id, json: json.json },
-            Command::Start { .. } | Command::Routes | Command::Token { .. } => M::Status { live: false, json: false },
+            _ => M::Status { live: false, json: false },
         }
     }
 }

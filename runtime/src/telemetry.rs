@@ -65,9 +65,12 @@ fn exporters(service: &str, zipkin: Option<&str>) -> Option<SdkTracerProvider> {
     Some(builder.build())
 }
 
-/// Install logging and, when configured, trace export.
-pub fn init(config: &Config, service: &str) -> Telemetry {
+/// Install logging and, when configured, trace export. Commands other than the server
+/// (`serving` false) log only warnings unless `M_LOG_LEVEL` / `RUST_LOG` say otherwise: their
+/// output is what they print.
+pub fn init(config: &Config, service: &str, serving: bool) -> Telemetry {
     let default = match config.env {
+        _ if !serving => "warn",
         Mode::Development => "info,m::sql=debug",
         Mode::Production => "info",
     };

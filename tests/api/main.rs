@@ -13,3 +13,4 @@ mod regenerate;
 mod runtime;
 mod security;
 mod startup;
+mod users;

@@ -79,12 +79,19 @@ both!(if_owner_scope_is_404_everywhere, |app| {
     let theirs = app.get("/api/v1/Invoice?owner=alice@example.com").by(bob.clone()).send().await.expect(200).json;
     assert_eq!(theirs["total"], 0);
 
-    // Alice sees hers; the manager (no if_owner) sees both and may submit.
+    // Submitting it is the same 404 for Bob, by name or by id (Sales Users submit their own).
+    for r in [&name, &id] {
+        let path = format!("/api/v1/Invoice/{r}/submit");
+        app.req("POST", &path).by(bob.clone()).send().await.expect_error(404, "not_found");
+    }
+    // Alice sees hers; the manager (no if_owner) sees both. Alice may submit hers but not cancel
+    // it (no grant: 403); the manager may.
     app.get(&format!("/api/v1/Invoice/{name}")).by(alice.clone()).send().await.expect(200);
     let all = app.get("/api/v1/Invoice").by(manager.clone()).send().await.expect(200).json;
     assert_eq!(all["total"], 2);
-    app.req("POST", &format!("/api/v1/Invoice/{name}/submit")).by(alice).send().await.expect_error(403, "forbidden");
-    app.req("POST", &format!("/api/v1/Invoice/{name}/submit")).by(manager).send().await.expect(200);
+    app.req("POST", &format!("/api/v1/Invoice/{name}/submit")).by(alice.clone()).send().await.expect(200);
+    app.req("POST", &format!("/api/v1/Invoice/{name}/cancel")).by(alice).send().await.expect_error(403, "forbidden");
+    app.req("POST", &format!("/api/v1/Invoice/{name}/cancel")).by(manager).send().await.expect(200);
 });
 
 both!(links_need_read_access_to_the_target, |app| {

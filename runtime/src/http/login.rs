@@ -1,4 +1,4 @@
-//! `POST /api/v1/auth/login` and `GET /api/v1/auth/me`.
+//! `POST /api/v1/auth/login`, `GET /api/v1/auth/me` and `POST /api/v1/auth/password`.
 //!
 //! The login checks an argon2 password hash and returns an HS256 token signed with
 //! `M_JWT_SECRET`. An unknown user, a disabled one, one without a password and a wrong password
@@ -83,4 +83,49 @@ pub async fn me(State(state): State<ApiState>, caller: Caller) -> Result<Respons
         "system_manager": who.is_system_manager(),
     });
     Ok(json_response(StatusCode::OK, &body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    /// Whose password (default: the caller's). Another user's needs System Manager.
+    #[serde(default)]
+    user: Option<String>,
+    password: String,
+    /// The caller's current password (required unless the caller is a System Manager).
+    #[serde(default)]
+    current_password: Option<String>,
+}
+
+/// Set a password: users change their own with their current password; a System Manager sets
+/// anyone's. 204 on success.
+pub async fn set_password(State(state): State<ApiState>, caller: Caller, req: Request) -> Result<Response, ApiError> {
+    let who = &*caller.who;
+    let body = json_body(&state, req.into_body()).await?;
+    let body: PasswordBody = serde_json::from_value(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the password change takes {{\"password\", \"current_password\"?, \"user\"?}}: {e}"
+        ))
+    })?;
+    let target = body.user.as_deref().map_or_else(|| who.user.clone(), normalise);
+    if !who.is_system_manager() {
+        if target != who.user {
+            return Err(crate::repo::RepoError::Forbidden { doctype: "User".into(), action: "write" }.into());
+        }
+        let policy = state.rate_limits.login;
+        let decision = state.rate_limits.limiter.check(&format!("login:user:{target}"), policy).await;
+        if !decision.allowed {
+            let mut res = ApiError::RateLimited(decision.reset_secs).into_response();
+            describe(res.headers_mut(), policy, decision);
+            return Ok(res);
+        }
+        let current = body.current_password.as_deref().unwrap_or_default();
+        if state.repo.login(&target, current).await?.is_none() {
+            tracing::info!(target: "m::audit", user = %target, "password change refused: wrong current password");
+            return Err(crate::repo::RepoError::NotPermitted("the current password is wrong".into()).into());
+        }
+    }
+    state.repo.set_password(&target, &body.password).await?;
+    tracing::info!(target: "m::audit", user = %who.user, target_user = %target, "password set");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -62,6 +62,7 @@ pub fn router(state: ApiState, with_metrics: bool) -> Router {
         .route("/api/meta/{doctype}", get(meta))
         .route("/api/v1/auth/login", post(login::login))
         .route("/api/v1/auth/me", get(login::me))
+        .route("/api/v1/auth/password", post(login::set_password))
         .route("/api/v1/{doctype}", get(list).post(create))
         .route("/api/v1/{doctype}/{docref}", get(read).patch(update).put(update).delete(delete))
         .route("/api/v1/{doctype}/{docref}/{action}", post(lifecycle))

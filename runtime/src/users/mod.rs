@@ -8,6 +8,8 @@
 //! change was made by another server instance or by `m user:*` in another process. Passwords are
 //! argon2id hashes in `m_auth`, a table no DocType query reads; they are never returned or logged.
 
+pub mod cli;
+
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
