@@ -14,12 +14,14 @@ pub struct Principal {
     /// The user's `name` (their email, or `Administrator`).
     pub user: String,
     pub roles: Vec<String>,
+    /// DocTypes the user has at least one User Permission for (read with the roles).
+    pub restricted: Vec<String>,
 }
 
 impl Principal {
     /// The built-in administrator (System Manager).
     pub fn administrator() -> Principal {
-        Principal { user: ADMINISTRATOR.into(), roles: vec![SYSTEM_MANAGER.into()] }
+        Principal { user: ADMINISTRATOR.into(), roles: vec![SYSTEM_MANAGER.into()], restricted: Vec::new() }
     }
 
     pub fn is_system_manager(&self) -> bool {
@@ -75,30 +77,13 @@ pub struct Scope {
     pub user_permissions: Option<UserPermissions>,
 }
 
-/// The user whose User Permissions apply, and the DocType whose `[rls]` Links they restrict.
-#[derive(Debug, Clone)]
+/// The user whose User Permissions apply, and the `[rls]` Links they restrict: `(Link column,
+/// target DocType)` for each target the user has User Permissions for (targets they have none
+/// for do not restrict, Frappe's rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserPermissions {
     pub user: String,
-    pub meta: &'static DocMeta,
-}
-
-impl PartialEq for UserPermissions {
-    fn eq(&self, other: &Self) -> bool {
-        self.user == other.user && std::ptr::eq(self.meta, other.meta)
-    }
-}
-
-impl Eq for UserPermissions {}
-
-impl UserPermissions {
-    /// `(Link column, target DocType)` of every restricted Link.
-    pub fn links(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
-        let meta = self.meta;
-        meta.user_permissions.iter().filter_map(move |f| {
-            let field = meta.fields.iter().find(|x| x.name == *f)?;
-            Some((field.name, field.to?))
-        })
-    }
+    pub links: Vec<(&'static str, &'static str)>,
 }
 
 impl Scope {
@@ -114,7 +99,7 @@ impl Scope {
 }
 
 /// The caller's scope for `action` on a DocType, or None when no role grants it (a 403).
-pub fn scope(meta: &'static DocMeta, who: &Principal, action: Action) -> Option<Scope> {
+pub fn scope(meta: &DocMeta, who: &Principal, action: Action) -> Option<Scope> {
     if who.is_system_manager() {
         return Some(Scope::all());
     }
@@ -126,13 +111,26 @@ pub fn scope(meta: &'static DocMeta, who: &Principal, action: Action) -> Option<
             owner_only &= g.if_owner;
         }
     }
-    granted.then(|| Scope {
-        owner: owner_only.then(|| who.user.clone()),
-        user_permissions: (!meta.user_permissions.is_empty()).then(|| UserPermissions { user: who.user.clone(), meta }),
-    })
+    granted.then(|| Scope { owner: owner_only.then(|| who.user.clone()), user_permissions: restriction(meta, who) })
+}
+
+/// The `[rls] user_permissions` Links of a DocType whose targets the user has User
+/// Permissions for; None when there are none.
+fn restriction(meta: &DocMeta, who: &Principal) -> Option<UserPermissions> {
+    if who.restricted.is_empty() {
+        return None;
+    }
+    let links: Vec<(&'static str, &'static str)> = meta
+        .user_permissions
+        .iter()
+        .filter_map(|f| meta.fields.iter().find(|x| x.name == *f))
+        .filter_map(|f| Some((f.name, f.to?)))
+        .filter(|(_, target)| who.restricted.iter().any(|r| r == target))
+        .collect();
+    (!links.is_empty()).then(|| UserPermissions { user: who.user.clone(), links })
 }
 
 /// The actions the caller has on a DocType (for `/api/meta`).
-pub fn allowed_actions(meta: &'static DocMeta, who: &Principal) -> Vec<&'static str> {
+pub fn allowed_actions(meta: &DocMeta, who: &Principal) -> Vec<&'static str> {
     Action::ALL.iter().filter(|a| scope(meta, who, **a).is_some()).map(|a| a.as_str()).collect()
 }

@@ -65,31 +65,23 @@ impl Sql {
         }
     }
 
-    /// ` AND <scope>` (nothing when the scope is every row). For each `[rls]` Link: the user has
-    /// no User Permission for its target DocType, or the Link's value is one they are allowed.
+    /// ` AND <scope>` (nothing when the scope is every row). For each `[rls]` Link whose target
+    /// the user has User Permissions for, the Link's value must be one of them (the list is read
+    /// here, so a removed User Permission applies at once).
     fn scope(&mut self, scope: &Scope) -> &mut Self {
         if let Some(owner) = &scope.owner {
             self.push(" AND ").ident("owner").push(" = ").bind(FieldKind::Data, Value::Str(owner.clone()));
         }
         if let Some(up) = &scope.user_permissions {
-            for (column, target) in up.links() {
-                self.push(" AND (NOT EXISTS (SELECT 1");
-                self.user_permissions_of(&up.user, target);
-                self.push(") OR ").ident(column).push(" IN (SELECT ").ident("m_up").push(".").ident("for_value");
-                self.user_permissions_of(&up.user, target);
-                self.push("))");
+            for (column, target) in &up.links {
+                self.push(" AND ").ident(column).push(" IN (SELECT ").ident("for_value");
+                self.push(" FROM ").ident("user_permission").push(" WHERE ").ident("user").push(" = ");
+                self.bind(FieldKind::Data, Value::Str(up.user.clone()));
+                self.push(" AND ").ident("allow").push(" = ").bind(FieldKind::Data, Value::Str((*target).to_string()));
+                self.push(")");
             }
         }
         self
-    }
-
-    /// ` FROM user_permission AS m_up WHERE m_up.user = <user> AND m_up.allow = <target>`.
-    fn user_permissions_of(&mut self, user: &str, target: &str) -> &mut Self {
-        self.push(" FROM ").ident("user_permission").push(" AS ").ident("m_up");
-        self.push(" WHERE ").ident("m_up").push(".").ident("user").push(" = ");
-        self.bind(FieldKind::Data, Value::Str(user.to_string()));
-        self.push(" AND ").ident("m_up").push(".").ident("allow").push(" = ");
-        self.bind(FieldKind::Data, Value::Str(target.to_string()))
     }
 
     fn select_columns(&mut self, schema: &DocSchema, cols: &[usize]) -> &mut Self {
@@ -439,6 +431,14 @@ pub fn user_access(dialect: Dialect, user: &str) -> Sql {
     sql
 }
 
+/// The DocTypes a user has User Permissions for.
+pub fn user_permission_doctypes(dialect: Dialect, user: &str) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT DISTINCT ").ident("allow").push(" FROM ").ident("user_permission");
+    sql.push(" WHERE ").ident("user").push(" = ").bind(FieldKind::Data, Value::Str(user.to_string()));
+    sql
+}
+
 /// A user's enabled flag and password hash (NULL when no password is set), for the login.
 pub fn user_credentials(dialect: Dialect, user: &str) -> Sql {
     let mut sql = Sql::new(dialect);
@@ -525,10 +525,12 @@ mod tests {
     }
 
     fn owner_scope() -> Scope {
-        Scope { owner: Some("a@example.com".into()), user_permissions: None }
+        let up = crate::perms::UserPermissions { user: "a@example.com".into(), links: vec![("customer", "Customer")] };
+        Scope { owner: Some("a@example.com".into()), user_permissions: Some(up) }
     }
 
-    /// Every statement on existing rows carries the owner predicate, with the owner bound.
+    /// Every statement on existing rows carries the owner and User Permission predicates, with
+    /// the user and DocType bound.
     #[test]
     fn the_scope_is_in_every_statement_on_existing_rows() {
         let s = schema();
@@ -546,6 +548,12 @@ mod tests {
             ];
             for sql in statements {
                 assert!(sql.text.contains("\"owner\" = "), "{dialect:?}: no scope in {}", sql.text);
+                assert!(
+                    sql.text.contains("\"customer\" IN (SELECT \"for_value\" FROM \"user_permission\""),
+                    "{dialect:?}: no User Permission predicate in {}",
+                    sql.text
+                );
+                assert!(sql.binds.iter().any(|(_, v)| *v == Value::Str("Customer".into())));
                 assert!(
                     sql.binds.iter().any(|(_, v)| *v == Value::Str("a@example.com".into())),
                     "{dialect:?}: owner not bound in {}",

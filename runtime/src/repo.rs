@@ -178,6 +178,11 @@ impl Repo {
         if doc.schema.meta.table == crate::users::USER_TABLE {
             self.inner.users.forget(doc.name());
         }
+        if doc.schema.meta.table == crate::users::USER_PERMISSION_TABLE
+            && let Value::Str(user) = doc.get("user")
+        {
+            self.inner.users.forget(user);
+        }
     }
 
     pub fn limits(&self) -> &ListLimits {

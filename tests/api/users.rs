@@ -362,6 +362,22 @@ crate::both!(user_permissions_restrict_rows_everywhere, |app| {
     .await
     .expect(201);
     assert_eq!(app.get("/api/v1/Customer").by(manager.clone()).send().await.expect(200).json["total"], 2);
+    let r = app
+        .post(
+            "/api/v1/User%20Permission",
+            json!({"user": "mia@example.com", "allow": "Invoice Item", "for_value": "x"}),
+        )
+        .send()
+        .await
+        .expect_error(422, "validation_failed");
+    assert_eq!(r.json["error"]["details"][0]["field"], "allow");
+    // Removing a permission applies at once: with none left for Territory, Mia sees every
+    // customer again.
+    let ups = app.get("/api/v1/User%20Permission?user=mia@example.com&allow=Territory").send().await.expect(200).json;
+    for up in ups["items"].as_array().unwrap() {
+        app.delete(&format!("/api/v1/User%20Permission/{}", up["name"].as_str().unwrap())).send().await.expect(204);
+    }
+    assert_eq!(app.get("/api/v1/Customer").by(manager.clone()).send().await.expect(200).json["total"], 2);
     // A System Manager is never restricted, and only a System Manager manages User Permissions.
     app.post("/api/v1/User%20Permission", json!({"user": "Administrator", "allow": "Customer", "for_value": acme}))
         .send()

@@ -29,6 +29,7 @@ use crate::value::Value;
 /// The built-in tables.
 pub const USER_TABLE: &str = "user";
 pub const USER_DOCTYPE: &str = "User";
+pub const USER_PERMISSION_TABLE: &str = "user_permission";
 
 /// How long a user's roles and enabled flag are used before they are read again.
 pub const FRESH: Duration = Duration::from_millis(900);
@@ -111,6 +112,9 @@ pub fn known_roles(app: &App) -> Vec<&'static str> {
 /// the email is the name (normalised, fixed once created), roles are known and not repeated,
 /// and the Administrator stays enabled.
 pub fn check(app: &App, doc: &mut Doc, previous: Option<&Doc>) -> Result<(), RepoError> {
+    if doc.schema.meta.table == USER_PERMISSION_TABLE {
+        return check_user_permission(app, doc);
+    }
     if doc.schema.meta.table != USER_TABLE {
         return Ok(());
     }
@@ -151,6 +155,20 @@ pub fn check(app: &App, doc: &mut Doc, previous: Option<&Doc>) -> Result<(), Rep
         seen.push(role.clone());
     }
     if issues.is_empty() { Ok(()) } else { Err(RepoError::Validation(issues)) }
+}
+
+/// A User Permission's `allow` names one of the application's DocTypes (not a child).
+fn check_user_permission(app: &App, doc: &Doc) -> Result<(), RepoError> {
+    let Value::Str(allow) = doc.get("allow") else { return Ok(()) };
+    if app.routable(allow).is_some() {
+        return Ok(());
+    }
+    let names: Vec<&str> = app.schemas().iter().filter(|s| !s.meta.child).map(|s| s.meta.name).collect();
+    Err(RepoError::Validation(vec![FieldIssue::new(
+        "allow",
+        "unknown_doctype",
+        format!("`{allow}` is not a DocType; allow one of: {}", names.join(", ")),
+    )]))
 }
 
 /// The Administrator cannot be deleted.
@@ -240,7 +258,15 @@ impl Repo {
         let principal = match rows.first() {
             Some(first) if first.first() == Some(&Value::Bool(true)) => {
                 let roles = rows.iter().filter_map(|r| r.get(1).and_then(Value::as_str).map(str::to_string)).collect();
-                Some(Arc::new(Principal { user: user.to_string(), roles }))
+                let sql = query::user_permission_doctypes(self.db().dialect(), user);
+                let restricted = self
+                    .db()
+                    .fetch(&sql.text, sql.binds, &[FieldKind::Data])
+                    .await?
+                    .into_iter()
+                    .filter_map(|r| r.into_iter().next().and_then(|v| v.as_str().map(str::to_string)))
+                    .collect();
+                Some(Arc::new(Principal { user: user.to_string(), roles, restricted }))
             }
             _ => None,
         };
