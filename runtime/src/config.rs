@@ -85,6 +85,8 @@ pub struct Config {
     /// token (`M_RATE_LIMIT_ANON`).
     pub rate_limit_api: u32,
     pub rate_limit_anon: u32,
+    /// `on`: the row scope is also enforced by PostgreSQL row security policies (`M_DB_RLS`).
+    pub db_rls: String,
     /// Login attempts per minute, per account and per client address (`M_RATE_LIMIT_LOGIN`).
     pub rate_limit_login: u32,
     /// Lifetime of a token issued by the login, in seconds (`M_JWT_TTL_SECS`).
@@ -142,6 +144,7 @@ impl Default for Config {
             rate_limit_api: 600,
             rate_limit_anon: 60,
             rate_limit_login: 10,
+            db_rls: "off".into(),
             jwt_ttl_secs: 3600,
             redis_prefix: "m:".into(),
             cors_origins: None,
@@ -186,6 +189,7 @@ const ENV_KEYS: &[&str] = &[
     "rate_limit_api",
     "rate_limit_anon",
     "rate_limit_login",
+    "db_rls",
     "jwt_ttl_secs",
     "redis_prefix",
     "trusted_proxies",
@@ -241,6 +245,12 @@ impl Config {
         if self.rate_limit_api == 0 || self.rate_limit_anon == 0 || self.rate_limit_login == 0 {
             return Err("M_RATE_LIMIT_API, M_RATE_LIMIT_ANON and M_RATE_LIMIT_LOGIN must be at least 1".into());
         }
+        match self.db_rls.as_str() {
+            "off" => {}
+            "on" if self.database_url.expose().starts_with("postgres") => {}
+            "on" => return Err("M_DB_RLS=on needs PostgreSQL (row security policies)".into()),
+            other => return Err(format!("M_DB_RLS must be `on` or `off`, not `{other}`")),
+        }
         if self.jwt_ttl_secs == 0 {
             return Err("M_JWT_TTL_SECS must be at least 1".into());
         }
@@ -287,6 +297,11 @@ impl Config {
         }
     }
 
+    /// Whether PostgreSQL row security policies are on (`M_DB_RLS=on`).
+    pub fn rls(&self) -> bool {
+        self.db_rls == "on"
+    }
+
     pub fn pool(&self) -> PoolConfig {
         PoolConfig {
             min_connections: self.db_min_connections,
@@ -296,6 +311,7 @@ impl Config {
             max_lifetime: std::time::Duration::from_secs(self.db_max_lifetime_secs),
             statement_timeout: std::time::Duration::from_secs(self.statement_timeout_secs),
             slow_statement: std::time::Duration::from_millis(self.slow_query_ms),
+            rls: self.rls(),
         }
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::checks::{FieldIssue, check_doc};
-use crate::db::{Db, DbError, Dialect, Fetch, Tx};
+use crate::db::{Db, DbCtx, DbError, Dialect, Fetch, Tx};
 use crate::doc::{Doc, DocSchema, FieldRef, Std};
 use crate::hooks::{HookCtx, HookError, HookEvent};
 use crate::list_query::{ListLimits, ListQuery};
@@ -63,6 +63,9 @@ impl From<DbError> for RepoError {
             DbError::Timeout => RepoError::Timeout,
             DbError::Saturated => RepoError::Saturated,
             DbError::Transient(m) => RepoError::Transient(m),
+            DbError::RowSecurity => {
+                RepoError::NotPermitted("not permitted: the row would be outside the user's row scope".into())
+            }
             other => RepoError::Internal(other.to_string()),
         }
     }
@@ -92,6 +95,11 @@ fn record_denial(who: &Principal, schema: &DocSchema, action: Action, reason: &s
         reason,
         "permission denied"
     );
+}
+
+/// Whom a repository call's connection acts for (PostgreSQL row security).
+fn ctx(who: &Principal, action: Action) -> DbCtx {
+    DbCtx::Caller { user: who.user.clone(), roles: who.roles.clone(), action: action.as_str() }
 }
 
 /// A page of a list.
@@ -196,7 +204,7 @@ impl Repo {
 
     /// `SELECT 1` on a reader connection (readiness).
     pub async fn ping(&self) -> Result<()> {
-        self.inner.db.fetch("SELECT 1", Vec::new(), &[FieldKind::Int]).await?;
+        self.inner.db.fetch(&DbCtx::System, "SELECT 1", Vec::new(), &[FieldKind::Int]).await?;
         Ok(())
     }
 
@@ -205,7 +213,12 @@ impl Repo {
         let rows = self
             .inner
             .db
-            .fetch("SELECT id FROM m_migrations WHERE state = 'applied'", Vec::new(), &[FieldKind::Data])
+            .fetch(
+                &DbCtx::System,
+                "SELECT id FROM m_migrations WHERE state = 'applied'",
+                Vec::new(),
+                &[FieldKind::Data],
+            )
             .await?;
         Ok(rows
             .into_iter()
@@ -257,7 +270,7 @@ impl Repo {
         let scope = self.scope(&schema, who, Action::Read)?;
         let cols: &[usize] = q.fields.as_deref().unwrap_or(&schema.all_columns);
         let sql = query::select_list(&schema, self.dialect(), q, cols, &scope);
-        let mut conn = self.inner.db.reader().await?;
+        let mut conn = self.inner.db.reader(&ctx(who, Action::Read)).await?;
         let mut rows = conn.fetch(&sql.text, sql.binds, &query::kinds(&schema, cols)).await?;
         let has_more = rows.len() > q.limit as usize;
         rows.truncate(q.limit as usize);
@@ -278,7 +291,7 @@ impl Repo {
     pub async fn get(&self, who: &Principal, doctype: &str, r: &str) -> Result<Doc> {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Read)?;
-        let mut conn = self.inner.db.reader().await?;
+        let mut conn = self.inner.db.reader(&ctx(who, Action::Read)).await?;
         // A document with child rows is read in one snapshot, so the rows match the ETag.
         let snapshot = !schema.tables.is_empty();
         if snapshot {
@@ -350,20 +363,31 @@ impl Repo {
         r: &str,
         caller: (&Principal, Action),
     ) {
+        // Row security would hide the row from the probe too: it runs as the runtime.
+        if c.bypass(true).await.is_err() {
+            return;
+        }
+        let mut found = false;
         for attempt in DocRef::attempts(r) {
             let sql = query::exists(schema, self.dialect(), &attempt);
             if let Ok(rows) = c.fetch(&sql.text, sql.binds, &[crate::meta::FieldKind::Int]).await
                 && !rows.is_empty()
             {
-                let (who, action) = caller;
-                record_denial(
-                    who,
-                    schema,
-                    action,
-                    "the document is outside the user's row scope (if_owner or User Permissions)",
-                );
-                return;
+                found = true;
+                break;
             }
+        }
+        // The request ends with this 404 whatever happens here; a connection that cannot be
+        // switched back is discarded by the pool (it failed).
+        let _ = c.bypass(false).await;
+        if found {
+            let (who, action) = caller;
+            record_denial(
+                who,
+                schema,
+                action,
+                "the document is outside the user's row scope (if_owner or User Permissions)",
+            );
         }
     }
 
@@ -391,7 +415,7 @@ impl Repo {
         doc.set_std(Std::Docstatus, Value::Int(0));
         doc.set_std(Std::Version, Value::Int(1));
 
-        let mut tx = self.inner.db.begin().await?;
+        let mut tx = self.inner.db.begin(&ctx(who, Action::Create)).await?;
         self.prepare(&mut tx, who, &mut doc, None).await?;
         let name = match name {
             NewName::FromRule => self.next_name(&mut tx, &doc).await?,
@@ -451,7 +475,7 @@ impl Repo {
     pub async fn update(&self, who: &Principal, doctype: &str, r: &str, body: &Json, expect: &Expect) -> Result<Doc> {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Write)?;
-        let mut tx = self.inner.db.begin().await?;
+        let mut tx = self.inner.db.begin(&ctx(who, Action::Write)).await?;
         let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, Action::Write)).await?;
         check_if_match(&doc, expect)?;
         if docstatus(&doc) != 0 {
@@ -485,7 +509,7 @@ impl Repo {
     pub async fn delete(&self, who: &Principal, doctype: &str, r: &str, expect: &Expect) -> Result<()> {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Delete)?;
-        let mut tx = self.inner.db.begin().await?;
+        let mut tx = self.inner.db.begin(&ctx(who, Action::Delete)).await?;
         let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, Action::Delete)).await?;
         check_if_match(&doc, expect)?;
         if docstatus(&doc) != 0 {
@@ -529,7 +553,7 @@ impl Repo {
             Action::Submit => (0, 1, HookEvent::OnSubmit),
             _ => (1, 2, HookEvent::OnCancel),
         };
-        let mut tx = self.inner.db.begin().await?;
+        let mut tx = self.inner.db.begin(&ctx(who, action)).await?;
         let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, action)).await?;
         check_if_match(&doc, expect)?;
         let status = docstatus(&doc);
@@ -632,7 +656,9 @@ impl Repo {
         let col =
             schema.column(field).ok_or_else(|| RepoError::Internal(format!("{doctype} has no field `{field}`")))?;
         let sql = query::select_one(&schema, self.dialect(), &DocRef::Name(name.to_string()), &Scope::all());
+        tx.bypass(true).await?;
         let row = tx.fetch(&sql.text, sql.binds, &schema.all_kinds).await?.into_iter().next();
+        tx.bypass(false).await?;
         Ok(row.and_then(|mut r| r.get_mut(col).map(std::mem::take)).unwrap_or(Value::Null))
     }
 
@@ -665,15 +691,11 @@ impl Repo {
 
     /// `<original>-N` with the next free N, read inside the inserting transaction.
     async fn next_amendment(&self, tx: &mut Tx, schema: &DocSchema, original: &str) -> Result<String> {
-        if self.dialect() == Dialect::Postgres {
-            // Concurrent amendments of one document queue on its row, so each sees the names
-            // the others committed (SQLite's single writer already serializes them).
-            let mut lock = query::find_name(schema, self.dialect(), &DocRef::Name(original.to_string()), &Scope::all());
-            lock.push(" FOR UPDATE");
-            tx.fetch(&lock.text, lock.binds, &[FieldKind::Data]).await?;
-        }
-        let sql = query::names_like(schema, self.dialect(), original);
-        let taken = tx.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?;
+        // Every name counts, whoever can see it.
+        tx.bypass(true).await?;
+        let taken = self.amendment_names(tx, schema, original).await;
+        tx.bypass(false).await?;
+        let taken = taken?;
         let prefix = format!("{original}-");
         let last = taken
             .iter()
@@ -683,6 +705,19 @@ impl Repo {
             .unwrap_or(0);
         let next = last.checked_add(1).ok_or_else(|| RepoError::Conflict("no amendment number left".into()))?;
         Ok(format!("{prefix}{next}"))
+    }
+
+    /// The names `<original>-…`, after locking the original on PostgreSQL.
+    async fn amendment_names(&self, tx: &mut Tx, schema: &DocSchema, original: &str) -> Result<Vec<Vec<Value>>> {
+        if self.dialect() == Dialect::Postgres {
+            // Concurrent amendments of one document queue on its row, so each sees the names
+            // the others committed (SQLite's single writer already serializes them).
+            let mut lock = query::find_name(schema, self.dialect(), &DocRef::Name(original.to_string()), &Scope::all());
+            lock.push(" FOR UPDATE");
+            tx.fetch(&lock.text, lock.binds, &[FieldKind::Data]).await?;
+        }
+        let sql = query::names_like(schema, self.dialect(), original);
+        Ok(tx.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?)
     }
 
     /// Every Link value must name a document the caller can read (else the same 422 as a missing

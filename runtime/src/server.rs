@@ -33,6 +33,10 @@ impl Server {
         // Install the metrics recorder before anything records.
         crate::metrics::handle();
         let revisions = prepare_schema(config, &app).await?;
+        if config.rls() {
+            migrate::rls::check_server_role(config.database_url.expose()).await?;
+            tracing::info!("M_DB_RLS=on: PostgreSQL row security policies enforce the row scope as well");
+        }
         let db = Db::connect(config.database_url.expose(), &config.pool())
             .await
             .context("cannot connect to the database")?;

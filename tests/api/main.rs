@@ -10,6 +10,7 @@ mod list;
 mod migrate;
 mod permissions;
 mod regenerate;
+mod rls;
 mod runtime;
 mod security;
 mod startup;

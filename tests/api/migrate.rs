@@ -276,6 +276,7 @@ crate::both_backends!(heads_merge_and_acknowledgement, |backend| {
         desired: both_target,
         tool_version: "test".into(),
         timeouts: Timeouts::default(),
+        rls: m_runtime::migrate::rls::Plan { on: false, tables: Vec::new() },
     };
     let created = m_runtime::migrate::commands::create(&ctx, "merge branches", true, false).unwrap();
     assert!(created.file.is_some(), "{}", created.message);
@@ -395,6 +396,7 @@ fn app_ctx(scratch: &Scratch, desired: Schema) -> Ctx {
         desired,
         tool_version: "test".into(),
         timeouts: Timeouts::default(),
+        rls: m_runtime::migrate::rls::Plan { on: false, tables: Vec::new() },
     }
 }
 

@@ -163,11 +163,11 @@ crate::both_backends!(statements_stop_at_the_statement_timeout, |backend| {
         }
     };
     let started = Instant::now();
-    let e = db.fetch(slow, Vec::new(), &[FieldKind::BigInt]).await.unwrap_err();
+    let e = db.fetch(&m_runtime::db::DbCtx::System, slow, Vec::new(), &[FieldKind::BigInt]).await.unwrap_err();
     assert!(matches!(e, DbError::Timeout), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(4), "stopped after {:?}", started.elapsed());
     // The connection is usable afterwards.
-    db.fetch("SELECT 1", Vec::new(), &[FieldKind::Int]).await.unwrap();
+    db.fetch(&m_runtime::db::DbCtx::System, "SELECT 1", Vec::new(), &[FieldKind::Int]).await.unwrap();
 });
 
 crate::both_backends!(slow_requests_time_out_and_overload_is_shed, |backend| {

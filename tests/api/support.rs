@@ -135,11 +135,14 @@ pub struct Scratch {
     pub url: String,
     pub dir: PathBuf,
     pg: Option<(String, String)>,
+    /// A login role created for this database (dropped with it).
+    role: Option<String>,
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        let role = self.role.take();
         if let Some((admin_url, name)) = self.pg.take() {
             // Drop runs inside the test's runtime: use a thread with its own runtime.
             let _ = std::thread::spawn(move || {
@@ -150,6 +153,9 @@ impl Drop for Scratch {
                         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                             .execute(&mut c)
                             .await;
+                        if let Some(role) = role {
+                            let _ = sqlx::query(&format!("DROP ROLE IF EXISTS \"{role}\"")).execute(&mut c).await;
+                        }
                     }
                 });
             })
@@ -165,7 +171,9 @@ impl Scratch {
         let dir = std::env::temp_dir().join(format!("m-test-{unique}"));
         std::fs::create_dir_all(&dir).expect("scratch folder");
         match backend {
-            Backend::Sqlite => Some(Scratch { url: format!("sqlite://{}/m.db", dir.display()), dir, pg: None }),
+            Backend::Sqlite => {
+                Some(Scratch { url: format!("sqlite://{}/m.db", dir.display()), dir, pg: None, role: None })
+            }
             Backend::Postgres => {
                 let Some(admin) = pg_url() else {
                     let _ = std::fs::remove_dir_all(&dir);
@@ -180,9 +188,32 @@ impl Scratch {
                         .await
                         .expect("create test database");
                 }
-                Some(Scratch { url: with_database(&admin, &name), dir, pg: Some((admin, name)) })
+                Some(Scratch { url: with_database(&admin, &name), dir, pg: Some((admin, name)), role: None })
             }
         }
+    }
+
+    /// A PostgreSQL database owned by a new ordinary login role (no superuser, no BYPASSRLS),
+    /// with a URL that connects as that role; None without `M_TEST_PG_URL`.
+    pub async fn postgres_owned_by_a_role() -> Option<Scratch> {
+        let admin = pg_url()?;
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("m-test-{unique}"));
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        let name = format!("m_test_{unique}");
+        {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect to M_TEST_PG_URL");
+            for sql in [format!("CREATE ROLE \"{name}\" LOGIN"), format!("CREATE DATABASE \"{name}\" OWNER \"{name}\"")]
+            {
+                sqlx::query(&sql).execute(&mut c).await.expect("create the test role and database");
+            }
+        }
+        let url = with_database(&admin, &name);
+        let scheme_end = url.find("://").map_or(0, |i| i + 3);
+        let host = url[scheme_end..].rsplit_once('@').map_or(&url[scheme_end..], |(_, h)| h);
+        let url = format!("{}{name}@{host}", &url[..scheme_end]);
+        Some(Scratch { url, dir, pg: Some((admin, name.clone())), role: Some(name) })
     }
 
     /// Where development starts in tests read and write revisions.

@@ -52,6 +52,9 @@ pub enum DbError {
     /// The statement ran past the statement timeout and was cancelled.
     #[error("the statement ran past the statement timeout")]
     Timeout,
+    /// A row security policy refused a row (`M_DB_RLS`).
+    #[error("a row security policy refused the change")]
+    RowSecurity,
     #[error("database error: {0}")]
     Other(String),
 }
@@ -79,6 +82,10 @@ impl From<sqlx::Error> for DbError {
                     _ if message == "interrupted" => DbError::Timeout,
                     // SQLite: the file is locked by another process beyond the busy timeout.
                     _ if message.starts_with("database is locked") => DbError::Unavailable(message),
+                    // PostgreSQL: insufficient_privilege from a row security policy.
+                    _ if db.code().as_deref() == Some("42501") && message.contains("row-level security") => {
+                        DbError::RowSecurity
+                    }
                     // PostgreSQL: string_data_right_truncation (varchar(n) overflow).
                     _ if db.code().as_deref() == Some("22001") => DbError::TooLong,
                     // SQLite reports some constraint failures only through the message.
@@ -141,6 +148,40 @@ pub struct PoolConfig {
     pub statement_timeout: Duration,
     /// Statements slower than this are logged as warnings (others at debug level).
     pub slow_statement: Duration,
+    /// PostgreSQL row security (`M_DB_RLS`): every checkout says whom it acts for.
+    pub rls: bool,
+}
+
+/// Whom a connection's statements act for, under PostgreSQL row security (`M_DB_RLS=on`): set
+/// on the connection at every checkout (`m.user`, `m.roles`, `m.action`, `m.bypass`), so the
+/// policies see the caller. Without row security it is not sent.
+#[derive(Debug, Clone)]
+pub enum DbCtx {
+    /// A caller acting on documents: their user, roles and the action.
+    Caller { user: String, roles: Vec<String>, action: &'static str },
+    /// The runtime acting for itself (user lookups, the login, health): not restricted.
+    System,
+}
+
+impl DbCtx {
+    /// The `set_config` statement and its binds.
+    fn settings(&self) -> (&'static str, Binds) {
+        let (user, roles, action, bypass) = match self {
+            DbCtx::Caller { user, roles, action } => (
+                user.clone(),
+                serde_json::to_string(roles).unwrap_or_else(|_| "[]".into()),
+                (*action).to_string(),
+                "off".to_string(),
+            ),
+            DbCtx::System => (String::new(), "[]".into(), String::new(), "on".to_string()),
+        };
+        let binds = [user, roles, action, bypass].into_iter().map(|v| (FieldKind::Data, Value::Str(v))).collect();
+        (
+            "SELECT set_config('m.user', $1, false), set_config('m.roles', $2, false), \
+             set_config('m.action', $3, false), set_config('m.bypass', $4, false)",
+            binds,
+        )
+    }
 }
 
 impl Default for PoolConfig {
@@ -153,6 +194,7 @@ impl Default for PoolConfig {
             max_lifetime: Duration::from_secs(3600),
             statement_timeout: Duration::from_secs(10),
             slow_statement: Duration::from_millis(500),
+            rls: false,
         }
     }
 }
@@ -183,20 +225,20 @@ impl Db {
         }
     }
 
-    /// A connection for reads.
-    pub async fn reader(&self) -> Result<Conn, DbError> {
+    /// A connection for reads, acting for `ctx`.
+    pub async fn reader(&self, ctx: &DbCtx) -> Result<Conn, DbError> {
         match self {
-            Db::Postgres(p) => Ok(Conn::Pg(p.get().await?)),
+            Db::Postgres(p) => Ok(Conn::Pg(p.get_as(ctx).await?)),
             Db::Sqlite(s) => Ok(Conn::SqliteRead(s.reader().await?)),
         }
     }
 
-    /// A write transaction (SQLite: the single writer, `BEGIN IMMEDIATE`).
-    pub async fn begin(&self) -> Result<Tx, DbError> {
+    /// A write transaction acting for `ctx` (SQLite: the single writer, `BEGIN IMMEDIATE`).
+    pub async fn begin(&self, ctx: &DbCtx) -> Result<Tx, DbError> {
         let mut attempt = 0;
         loop {
             let mut conn = match self {
-                Db::Postgres(p) => Conn::Pg(p.get().await?),
+                Db::Postgres(p) => Conn::Pg(p.get_as(ctx).await?),
                 Db::Sqlite(s) => Conn::SqliteWrite(s.writer().await?),
             };
             match conn.begin().await {
@@ -217,9 +259,9 @@ impl Db {
         }
     }
 
-    /// Read rows with a fresh reader connection.
-    pub async fn fetch(&self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
-        self.reader().await?.fetch(sql, binds, kinds).await
+    /// Read rows with a fresh reader connection acting for `ctx`.
+    pub async fn fetch(&self, ctx: &DbCtx, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+        self.reader(ctx).await?.fetch(sql, binds, kinds).await
     }
 }
 
@@ -231,17 +273,28 @@ pub trait Fetch: Send {
         binds: Binds,
         kinds: &[FieldKind],
     ) -> impl std::future::Future<Output = Result<Vec<Row>, DbError>> + Send;
+
+    /// See [`Conn::bypass`].
+    fn bypass(&mut self, on: bool) -> impl std::future::Future<Output = Result<(), DbError>> + Send;
 }
 
 impl Fetch for Conn {
     async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
         Conn::fetch(self, sql, binds, kinds).await
     }
+
+    async fn bypass(&mut self, on: bool) -> Result<(), DbError> {
+        Conn::bypass(self, on).await
+    }
 }
 
 impl Fetch for Tx {
     async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
         Tx::fetch(self, sql, binds, kinds).await
+    }
+
+    async fn bypass(&mut self, on: bool) -> Result<(), DbError> {
+        self.conn()?.bypass(on).await
     }
 }
 
@@ -266,6 +319,15 @@ impl Conn {
             Conn::Pg(c) => c.execute(sql, binds).await,
             Conn::SqliteRead(c) => c.execute(sql, binds).await,
             Conn::SqliteWrite(c) => c.execute(sql, binds).await,
+        }
+    }
+
+    /// Under PostgreSQL row security, let the next statements see every row (`on`: the runtime's
+    /// own reads inside a caller's work, such as hook reads) or only the caller's (`off`).
+    pub async fn bypass(&mut self, on: bool) -> Result<(), DbError> {
+        match self {
+            Conn::Pg(c) => c.bypass(on).await,
+            _ => Ok(()),
         }
     }
 

@@ -69,6 +69,8 @@ impl managed::Manager for PgManager {
 pub struct PgDb {
     pool: Pool<PgManager>,
     flushed: Arc<Mutex<Instant>>,
+    /// Row security: each checkout sets whom it acts for.
+    rls: bool,
 }
 
 impl PgDb {
@@ -87,7 +89,7 @@ impl PgDb {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| DbError::Other(e.to_string()))?;
-        let db = PgDb { pool, flushed: Arc::new(Mutex::new(Instant::now())) };
+        let db = PgDb { pool, flushed: Arc::new(Mutex::new(Instant::now())), rls: config.rls };
         // Open the kept connections now: a bad URL or a down server fails at startup with a clear
         // message, and the first requests do not pay for connecting.
         let mut warm = Vec::new();
@@ -127,9 +129,21 @@ impl PgDb {
         (st.size.saturating_sub(st.available), st.available)
     }
 
+    /// A connection acting for `ctx`: under row security the caller is set on it first (every
+    /// setting, every time, so nothing of a previous checkout's caller remains).
+    pub async fn get_as(&self, ctx: &super::DbCtx) -> Result<PgConnGuard, DbError> {
+        let mut conn = self.get().await?;
+        if self.rls {
+            let (sql, binds) = ctx.settings();
+            conn.fetch(sql, binds, &[]).await?;
+        }
+        Ok(conn)
+    }
+
     pub async fn get(&self) -> Result<PgConnGuard, DbError> {
         let flushed = self.flushed.clone();
-        self.pool.get().await.map(|c| PgConnGuard(c, flushed)).map_err(|e| match e {
+        let rls = self.rls;
+        self.pool.get().await.map(|c| PgConnGuard(c, flushed, rls)).map_err(|e| match e {
             managed::PoolError::Backend(b) => DbError::from(b),
             // Every connection stayed busy for the whole acquire timeout.
             managed::PoolError::Timeout(managed::TimeoutType::Wait) => DbError::Saturated,
@@ -139,7 +153,7 @@ impl PgDb {
 }
 
 /// A checked-out connection, and when the pool last dropped its idle connections.
-pub struct PgConnGuard(Object<PgManager>, Arc<Mutex<Instant>>);
+pub struct PgConnGuard(Object<PgManager>, Arc<Mutex<Instant>>, bool);
 
 impl PgConnGuard {
     /// A transport failure usually means the server restarted: this connection is dropped, and
@@ -197,6 +211,17 @@ impl PgConnGuard {
 
     pub async fn begin(&mut self) -> Result<(), DbError> {
         self.begin_with("BEGIN").await
+    }
+
+    /// Under row security: let the next statements see every row (`on`) or only the caller's
+    /// (`off`), for the runtime's own reads inside a caller's work. Nothing without it.
+    pub async fn bypass(&mut self, on: bool) -> Result<(), DbError> {
+        if !self.2 {
+            return Ok(());
+        }
+        let v = Value::Str(if on { "on" } else { "off" }.into());
+        self.fetch("SELECT set_config('m.bypass', $1, false)", vec![(FieldKind::Data, v)], &[]).await?;
+        Ok(())
     }
 
     pub async fn begin_with(&mut self, statement: &str) -> Result<(), DbError> {

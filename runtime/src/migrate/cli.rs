@@ -46,16 +46,27 @@ pub async fn run(cmd: MigrateCommand, config: &Config, app: &App) -> Result<Exit
     match cmd {
         MigrateCommand::Migrate { json } => {
             let mut m = ctx.migrator().await?;
-            let result = m.migrate(false).await;
+            let mut result = m.migrate(false).await.map(|a| (a, Vec::new()));
+            if let Ok((_, changed)) = &mut result {
+                match super::rls::sync(m.conn().await, &ctx.rls).await {
+                    Ok(c) => *changed = c,
+                    Err(e) => result = Err(e),
+                }
+            }
             m.close().await;
-            let applied = result?;
+            let (applied, row_security) = result?;
             if json {
-                print_json(&json!({ "applied": applied }));
-            } else if applied.is_empty() {
-                println!("nothing to apply: the database is at the chain's head");
+                print_json(&json!({ "applied": applied, "row_security": row_security }));
             } else {
+                if applied.is_empty() {
+                    println!("nothing to apply: the database is at the chain's head");
+                }
                 for id in &applied {
                     println!("applied {id}");
+                }
+                if !row_security.is_empty() {
+                    let what = if ctx.rls.on { "installed" } else { "removed" };
+                    println!("row security policies {what} (M_DB_RLS): {}", row_security.join(", "));
                 }
             }
             Ok(ExitCode::SUCCESS)

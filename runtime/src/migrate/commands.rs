@@ -20,6 +20,8 @@ pub struct Ctx {
     pub desired: Schema,
     pub tool_version: String,
     pub timeouts: super::Timeouts,
+    /// Row security policies (`M_DB_RLS`) for this build.
+    pub rls: super::rls::Plan,
 }
 
 impl Ctx {
@@ -37,6 +39,7 @@ impl Ctx {
             url: config.database_url.expose().to_string(),
             source,
             desired: desired_schema(app)?,
+            rls: super::rls::Plan::new(app, config.rls()),
             tool_version: format!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")),
             timeouts: config.migrate_timeouts(),
         })
@@ -326,6 +329,14 @@ pub async fn development_start(ctx: &Ctx) -> Result<Vec<String>, MigrateError> {
         Ok(())
     }
     .await;
+    let result = match result {
+        Ok(()) => super::rls::sync(m.conn().await, &ctx.rls).await.map(|changed| {
+            if !changed.is_empty() {
+                tracing::info!(tables = ?changed, on = ctx.rls.on, "row security policies updated (M_DB_RLS)");
+            }
+        }),
+        Err(e) => Err(e),
+    };
     let applied = match result {
         Ok(()) => m.history().await.map(|h| h.into_iter().filter(|r| r.state == "applied").map(|r| r.id).collect()),
         Err(e) => Err(e),
@@ -354,6 +365,7 @@ pub async fn production_check(ctx: &Ctx) -> Result<Vec<String>, MigrateError> {
                 "the DocTypes of this build have changes that no revision contains: run `m migrate:create <name>`, rebuild and deploy with the revision",
             ));
         }
+        super::rls::check(m.conn().await, &ctx.rls).await?;
         Ok(m.chain.revisions.iter().map(|r| r.revision.id.clone()).collect())
     }
     .await;

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 mod conn;
 pub mod live;
+pub mod rls;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

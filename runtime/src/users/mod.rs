@@ -19,6 +19,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
 use crate::app::App;
 use crate::checks::FieldIssue;
+use crate::db::DbCtx;
 use crate::doc::Doc;
 use crate::meta::FieldKind;
 use crate::perms::{ADMINISTRATOR, Principal, SYSTEM_MANAGER};
@@ -254,14 +255,14 @@ impl Repo {
         crate::metrics::cache_lookup("user", false);
         let at = Instant::now();
         let sql = query::user_access(self.db().dialect(), user);
-        let rows = self.db().fetch(&sql.text, sql.binds, &[FieldKind::Check, FieldKind::Data]).await?;
+        let rows = self.db().fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldKind::Check, FieldKind::Data]).await?;
         let principal = match rows.first() {
             Some(first) if first.first() == Some(&Value::Bool(true)) => {
                 let roles = rows.iter().filter_map(|r| r.get(1).and_then(Value::as_str).map(str::to_string)).collect();
                 let sql = query::user_permission_doctypes(self.db().dialect(), user);
                 let restricted = self
                     .db()
-                    .fetch(&sql.text, sql.binds, &[FieldKind::Data])
+                    .fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldKind::Data])
                     .await?
                     .into_iter()
                     .filter_map(|r| r.into_iter().next().and_then(|v| v.as_str().map(str::to_string)))
@@ -279,7 +280,7 @@ impl Repo {
     pub async fn login(&self, username: &str, password: &str) -> Result<Option<String>, RepoError> {
         let name = normalise(username);
         let sql = query::user_credentials(self.db().dialect(), &name);
-        let rows = self.db().fetch(&sql.text, sql.binds, &[FieldKind::Check, FieldKind::Text]).await?;
+        let rows = self.db().fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldKind::Check, FieldKind::Text]).await?;
         let hash = match rows.first().map(Vec::as_slice) {
             Some([Value::Bool(true), Value::Str(h)]) if password.len() <= MAX_PASSWORD_BYTES => Some(h.clone()),
             _ => None,
@@ -296,7 +297,7 @@ impl Repo {
         // The user must exist (the hash table references it).
         self.get(&who, USER_DOCTYPE, &name).await?;
         let sql = query::set_password_hash(self.db().dialect(), &name, &hash);
-        let mut tx = self.db().begin().await?;
+        let mut tx = self.db().begin(&DbCtx::System).await?;
         tx.execute(&sql.text, sql.binds).await?;
         tx.commit().await?;
         Ok(())

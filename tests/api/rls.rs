@@ -1,0 +1,224 @@
+//! `M_DB_RLS=on`: PostgreSQL row security policies enforce the row scope a second time. These
+//! tests are about PostgreSQL itself (SQLite has no row security: there the setting is refused).
+//! The database belongs to an ordinary role, as in a real deployment; the server refuses to run
+//! as a superuser, which no policy binds.
+
+use m_runtime::config::{Config, Secret};
+use m_runtime::db::{Db, DbCtx};
+use m_runtime::meta::FieldKind;
+use m_runtime::server::Server;
+use m_runtime::value::Value;
+use serde_json::json;
+
+use crate::support::{Backend, SECRET, Scratch, TestApp, doctypes};
+
+fn config(url: &str, scratch: &Scratch, rls: &str) -> Config {
+    Config {
+        database_url: Secret::new(url),
+        jwt_secret: Some(Secret::new(SECRET)),
+        port: 0,
+        db_max_connections: 4,
+        db_min_connections: 1,
+        migrations_dir: Some(scratch.migrations_dir()),
+        rate_limit_api: 1_000_000,
+        rate_limit_anon: 1_000_000,
+        db_rls: rls.into(),
+        ..Config::default()
+    }
+}
+
+/// The test application (with the test-only Gadget) for development starts.
+fn app() -> m_runtime::app::App {
+    m_runtime::app::App::new("m", "0.1.0", doctypes()).expect("valid application")
+}
+
+/// The example application as its binary ships it, for production starts.
+fn shipped() -> m_runtime::app::App {
+    m_runtime::app::App::new("m", "0.1.0", m::doctypes::doctypes())
+        .expect("valid application")
+        .with_migrations(m::migrations::MIGRATIONS, None)
+}
+
+async fn names(db: &Db, ctx: &DbCtx, sql: &str) -> Vec<String> {
+    let rows = db.fetch(ctx, sql, Vec::new(), &[FieldKind::Data]).await.unwrap();
+    let mut out: Vec<String> =
+        rows.into_iter().filter_map(|r| r.into_iter().next()).filter_map(|v| v.as_str().map(str::to_string)).collect();
+    out.sort();
+    out
+}
+
+fn caller(user: &str, roles: &[&str], action: &'static str) -> DbCtx {
+    DbCtx::Caller { user: user.into(), roles: roles.iter().map(|r| r.to_string()).collect(), action }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_policies_hold_when_a_query_forgets_the_scope() {
+    let Some(scratch) = Scratch::postgres_owned_by_a_role().await else {
+        eprintln!("skipped: M_TEST_PG_URL is not set");
+        return;
+    };
+    let url = scratch.url.clone();
+    let cfg = config(&url, &scratch, "on");
+    let server = Server::build(&cfg, app(), m::doctypes::OPENAPI).await.expect("server starts with M_DB_RLS=on");
+    let api = TestApp::from_router(server.router(), scratch);
+
+    // The API behaves as without row security.
+    for t in ["North", "South"] {
+        api.post("/api/v1/Territory", json!({"territory_name": t})).send().await.expect(201);
+    }
+    let mut customers = Vec::new();
+    for (n, t) in [("Acme", "North"), ("Bolt", "South")] {
+        let c = api.post("/api/v1/Customer", json!({"customer_name": n, "territory": t})).send().await.expect(201);
+        customers.push(c.json["name"].as_str().unwrap().to_string());
+    }
+    let alice = api.token("alice@example.com", &["Sales User"]).await;
+    let bob = api.token("bob@example.com", &["Sales User"]).await;
+    let mia = api.token("mia@example.com", &["Sales Manager"]).await;
+    let mut invoices = Vec::new();
+    for (who, c) in [(&alice, &customers[0]), (&bob, &customers[1]), (&bob, &customers[0])] {
+        let inv = api
+            .post("/api/v1/Invoice", json!({"customer": c, "items": [{"item_code": "A", "rate": 5}]}))
+            .by(who.clone())
+            .send()
+            .await
+            .expect(201);
+        invoices.push(inv.json["name"].as_str().unwrap().to_string());
+    }
+    api.post(
+        "/api/v1/User%20Permission",
+        json!({"user": "mia@example.com", "allow": "Customer", "for_value": customers[0]}),
+    )
+    .send()
+    .await
+    .expect(201);
+    assert_eq!(api.get("/api/v1/Invoice").by(alice.clone()).send().await.expect(200).json["total"], 1);
+    assert_eq!(api.get("/api/v1/Invoice").by(mia.clone()).send().await.expect(200).json["total"], 2);
+    assert_eq!(api.get("/api/v1/Invoice").send().await.expect(200).json["total"], 3);
+    api.get(&format!("/api/v1/Invoice/{}", invoices[1])).by(alice.clone()).send().await.expect_error(404, "not_found");
+    api.req("POST", &format!("/api/v1/Invoice/{}/submit", invoices[0])).by(alice.clone()).send().await.expect(200);
+    api.req("POST", &format!("/api/v1/Invoice/{}/cancel", invoices[0])).by(mia.clone()).send().await.expect(200);
+    let amended =
+        api.req("POST", &format!("/api/v1/Invoice/{}/amend", invoices[0])).by(alice.clone()).send().await.expect(201);
+    assert_eq!(amended.json["customer_name"], "Acme", "hook reads see the Customer");
+    api.post("/api/v1/Invoice", json!({"customer": customers[1]}))
+        .by(mia.clone())
+        .send()
+        .await
+        .expect_error(403, "forbidden");
+    // Updates replace child rows; a manager deletes a draft; counts agree.
+    let patched = api
+        .patch(
+            &format!("/api/v1/Invoice/{}", invoices[1]),
+            json!({"items": [{"item_code": "B", "rate": 7}, {"item_code": "C", "rate": 1}]}),
+        )
+        .by(bob.clone())
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(patched.json["items"].as_array().unwrap().len(), 2);
+    let extra = api.post("/api/v1/Invoice", json!({"customer": customers[0]})).by(mia.clone()).send().await.expect(201);
+    api.delete(&format!("/api/v1/Invoice/{}", extra.json["name"].as_str().unwrap()))
+        .by(mia.clone())
+        .send()
+        .await
+        .expect(204);
+    api.delete(&format!("/api/v1/Invoice/{}", invoices[1])).by(mia.clone()).send().await.expect_error(404, "not_found");
+    let counted = api.get("/api/v1/Invoice?total=true&limit=1").by(bob.clone()).send().await.expect(200).json;
+    assert_eq!(counted["total"], 2);
+
+    // Statements without any application predicate, on the server's kind of connection: the
+    // database returns only the caller's rows.
+    let db = Db::connect(&url, &cfg.pool()).await.unwrap();
+    let all = names(&db, &DbCtx::System, "SELECT name FROM invoice").await;
+    assert_eq!(all.len(), 4, "{all:?}");
+    let mine = names(&db, &caller("alice@example.com", &["Sales User"], "read"), "SELECT name FROM invoice").await;
+    assert_eq!(mine, vec![invoices[0].clone(), amended.json["name"].as_str().unwrap().to_string()]);
+    let restricted =
+        names(&db, &caller("mia@example.com", &["Sales Manager"], "read"), "SELECT name FROM invoice").await;
+    assert_eq!(restricted.len(), 3, "Acme's invoices only: {restricted:?}");
+    assert!(!restricted.contains(&invoices[1]));
+    let items =
+        names(&db, &caller("bob@example.com", &["Sales User"], "read"), "SELECT parent FROM invoice_item").await;
+    assert_eq!(
+        items,
+        vec![invoices[1].clone(), invoices[1].clone(), invoices[2].clone()],
+        "child rows follow their parent"
+    );
+    let none = names(&db, &caller("nobody@example.com", &[], "read"), "SELECT name FROM invoice").await;
+    assert!(none.is_empty());
+    // Writes: an UPDATE or DELETE without a WHERE reaches only what the caller may change.
+    let mut tx = db.begin(&caller("bob@example.com", &["Sales User"], "write")).await.unwrap();
+    let changed = tx.execute("UPDATE invoice SET status = 'Paid' WHERE docstatus = 0", Vec::new()).await.unwrap();
+    assert_eq!(changed, 2, "Bob's two drafts");
+    drop(tx);
+    let mut tx = db.begin(&caller("bob@example.com", &["Sales User"], "delete")).await.unwrap();
+    assert_eq!(tx.execute("DELETE FROM invoice_item", Vec::new()).await.unwrap(), 0, "no delete grant");
+    drop(tx);
+    let mut tx = db.begin(&caller("mia@example.com", &["Sales Manager"], "write")).await.unwrap();
+    let moved = tx
+        .execute(
+            "UPDATE invoice SET customer = $1 WHERE name = $2",
+            vec![
+                (FieldKind::Data, Value::Str(customers[1].clone())),
+                (FieldKind::Data, Value::Str(invoices[2].clone())),
+            ],
+        )
+        .await;
+    assert!(moved.is_err(), "moving a row outside the User Permissions violates the policy");
+    drop(tx);
+    // A connection that says nothing about its caller sees nothing.
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM invoice").fetch_one(&mut c).await.unwrap();
+        assert_eq!(n, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_policies_follow_the_setting_and_the_build() {
+    let Some(scratch) = Scratch::postgres_owned_by_a_role().await else {
+        eprintln!("skipped: M_TEST_PG_URL is not set");
+        return;
+    };
+    let url = scratch.url.clone();
+    let run = |args: &[&str], rls: &str, env: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_m"))
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("M_ENV", env)
+            .env("M_JWT_SECRET", SECRET)
+            .env("M_DB_RLS", rls)
+            .env("M_MIGRATIONS_DIR", scratch.migrations_dir())
+            .output()
+            .unwrap()
+    };
+    // `m migrate` installs the policies with M_DB_RLS=on, and removes them with it off.
+    let out = run(&["migrate"], "on", "production");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("row security policies installed"));
+    let again = run(&["migrate", "--json"], "on", "production");
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(report["row_security"], json!([]), "nothing to change the second time");
+    // Production with the setting off refuses a database that has them.
+    let cfg_off = config(&url, &scratch, "off");
+    let prod_off = Config { env: m_runtime::config::Mode::Production, ..cfg_off.clone() };
+    let e = Server::build(&prod_off, shipped(), m::doctypes::OPENAPI).await.err().expect("refused").to_string();
+    assert!(e.contains("M_DB_RLS is off"), "{e}");
+    let prod_on = Config { db_rls: "on".into(), ..prod_off.clone() };
+    Server::build(&prod_on, shipped(), m::doctypes::OPENAPI).await.expect("production with the policies");
+    let out = run(&["migrate"], "off", "production");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("row security policies removed"));
+    Server::build(&prod_off, shipped(), m::doctypes::OPENAPI).await.expect("production without them");
+    let e = Server::build(&prod_on, shipped(), m::doctypes::OPENAPI).await.err().expect("refused").to_string();
+    assert!(e.contains("missing or from another build"), "{e}");
+
+    // A superuser is refused: no policy binds it.
+    let Some(su) = Scratch::new(Backend::Postgres).await else { return };
+    let cfg = config(&su.url.clone(), &su, "on");
+    let e = Server::build(&cfg, app(), m::doctypes::OPENAPI).await.err().expect("refused").to_string();
+    assert!(e.contains("superuser"), "{e}");
+    // SQLite has no row security.
+    let lite = Config { database_url: Secret::new("sqlite://x.db"), db_rls: "on".into(), ..Config::default() };
+    assert!(lite.check().unwrap_err().contains("needs PostgreSQL"));
+}
