@@ -71,7 +71,7 @@ const LEEWAY: u64 = 30;
 
 /// A JWKS, reloaded when a token names an unknown `kid` (at most once a minute).
 struct Jwks {
-    /// An `http://` URL, or a file (`file://` URL or path).
+    /// An `https://` or `http://` URL, or a file (`file://` URL or path).
     source: String,
     keys: std::sync::RwLock<std::collections::HashMap<String, (DecodingKey, Algorithm)>>,
     last_load: tokio::sync::Mutex<Option<std::time::Instant>>,
@@ -85,7 +85,10 @@ const JWKS_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 pub struct JwksError(String);
 
 async fn fetch_jwks(source: &str) -> Result<String, JwksError> {
-    if let Some(url) = source.strip_prefix("http://").map(|_| source.to_string()) {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        // `https://` is verified against the system's roots (or `SSL_CERT_FILE`).
+        crate::http::install_crypto_provider();
+        let url = source.to_string();
         return tokio::task::spawn_blocking(move || -> Result<String, JwksError> {
             let client = reqwest::blocking::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
@@ -99,11 +102,6 @@ async fn fetch_jwks(source: &str) -> Result<String, JwksError> {
         })
         .await
         .map_err(|e| JwksError(e.to_string()))?;
-    }
-    if source.starts_with("https://") {
-        return Err(JwksError(
-            "https:// JWKS URLs are not supported by this build: use http:// (e.g. a sidecar) or a file".into(),
-        ));
     }
     let path = source.strip_prefix("file://").unwrap_or(source).to_string();
     tokio::fs::read_to_string(&path).await.map_err(|e| JwksError(format!("reading {path}: {e}")))

@@ -228,6 +228,8 @@ pub fn main(info: AppInfo) -> ExitCode {
             }
         };
     }
+    // One TLS crypto provider for the process: the listener, the JWKS and trace exporters.
+    crate::http::install_crypto_provider();
     let serving = matches!(cli.command, Command::Start { .. });
     let telemetry = crate::telemetry::init(&config, info.name, serving);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

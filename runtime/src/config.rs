@@ -85,6 +85,9 @@ pub struct Config {
     /// token (`M_RATE_LIMIT_ANON`).
     pub rate_limit_api: u32,
     pub rate_limit_anon: u32,
+    /// Serve HTTPS with this PEM certificate chain and private key (`M_TLS_CERT`, `M_TLS_KEY`).
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
     /// `on`: the row scope is also enforced by PostgreSQL row security policies (`M_DB_RLS`).
     pub db_rls: String,
     /// Login attempts per minute, per account and per client address (`M_RATE_LIMIT_LOGIN`).
@@ -145,6 +148,8 @@ impl Default for Config {
             rate_limit_anon: 60,
             rate_limit_login: 10,
             db_rls: "off".into(),
+            tls_cert: None,
+            tls_key: None,
             jwt_ttl_secs: 3600,
             redis_prefix: "m:".into(),
             cors_origins: None,
@@ -190,6 +195,8 @@ const ENV_KEYS: &[&str] = &[
     "rate_limit_anon",
     "rate_limit_login",
     "db_rls",
+    "tls_cert",
+    "tls_key",
     "jwt_ttl_secs",
     "redis_prefix",
     "trusted_proxies",
@@ -244,6 +251,9 @@ impl Config {
         }
         if self.rate_limit_api == 0 || self.rate_limit_anon == 0 || self.rate_limit_login == 0 {
             return Err("M_RATE_LIMIT_API, M_RATE_LIMIT_ANON and M_RATE_LIMIT_LOGIN must be at least 1".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("M_TLS_CERT and M_TLS_KEY go together (a PEM certificate chain and its private key)".into());
         }
         match self.db_rls.as_str() {
             "off" => {}

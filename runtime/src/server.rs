@@ -17,9 +17,15 @@ use crate::migrate;
 use crate::ratelimit::{Limiter, Policy};
 use crate::repo::Repo;
 
+/// The main listener: plain HTTP, or TLS (`M_TLS_CERT` / `M_TLS_KEY`).
+enum Bound {
+    Plain(TcpListener),
+    Tls(crate::http::TlsListener),
+}
+
 /// A bound, ready-to-serve server.
 pub struct Server {
-    listener: TcpListener,
+    listener: Bound,
     router: axum::Router,
     /// `/metrics` on its own listener (`M_METRICS_ADDR`).
     metrics: Option<(TcpListener, axum::Router)>,
@@ -81,7 +87,14 @@ impl Server {
             }),
         };
         let addr = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = crate::http::tls_server_config(cert, key).map_err(anyhow::Error::msg)?;
+                Bound::Tls(crate::http::TlsListener::new(tcp, tls, config.env == Mode::Production)?)
+            }
+            _ => Bound::Plain(tcp),
+        };
         let metrics = match config.metrics_addr {
             Some(m) => Some((
                 TcpListener::bind(m).await.with_context(|| format!("cannot listen on {m} (M_METRICS_ADDR)"))?,
@@ -99,7 +112,15 @@ impl Server {
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Bound::Plain(l) => l.local_addr(),
+            Bound::Tls(l) => axum::serve::Listener::local_addr(l),
+        }
+    }
+
+    /// Whether the main listener serves TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.listener, Bound::Tls(_))
     }
 
     /// The metrics listener's address, when it has its own.
@@ -134,23 +155,43 @@ impl Server {
                 }
             });
         }
-        // Peer addresses decide whether `X-Forwarded-*` is believed.
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal).into_future();
         let deadline = self.shutdown_timeout;
-        let expire = async move {
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(deadline).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            served = serve => served.context("server error"),
-            () = expire => {
-                tracing::warn!(seconds = deadline.as_secs(), "shutdown timeout reached: dropping the requests still in flight");
-                Ok(())
-            }
+        match self.listener {
+            Bound::Plain(l) => serve(l, self.router, signal, stopping_rx, deadline).await,
+            Bound::Tls(l) => serve(l, self.router, signal, stopping_rx, deadline).await,
+        }
+    }
+}
+
+/// Serve until `signal`; then give in-flight requests up to `deadline`.
+async fn serve<L>(
+    listener: L,
+    router: axum::Router,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+    stopping: tokio::sync::oneshot::Receiver<()>,
+    deadline: Duration,
+) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    L::Io: Send,
+{
+    // Peer addresses decide whether `X-Forwarded-*` is believed (`tap_io` makes any listener's
+    // address available as connect info).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let serve = axum::serve(listener, service).with_graceful_shutdown(signal).into_future();
+    let expire = async move {
+        if stopping.await.is_ok() {
+            tokio::time::sleep(deadline).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serve => served.context("server error"),
+        () = expire => {
+            tracing::warn!(seconds = deadline.as_secs(), "shutdown timeout reached: dropping the requests still in flight");
+            Ok(())
         }
     }
 }

@@ -531,3 +531,102 @@ crate::both!(sql_injection_attempts_are_refused_or_bound, |app| {
     assert_eq!(all["total"], 2, "the table is intact");
     assert_eq!(all["items"][0]["territory_name"], "North");
 });
+
+/// TLS: the server's own listener (`M_TLS_CERT` / `M_TLS_KEY`), plain HTTP on it redirected or
+/// refused, and tokens verified with keys from an `https://` JWKS (trusted through
+/// `SSL_CERT_FILE`), all in one production binary.
+mod tls {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    use crate::runtime::spawn_binary;
+    use crate::support::Scratch;
+
+    const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/keys");
+
+    fn connector() -> tokio_rustls::TlsConnector {
+        m_runtime::http::install_crypto_provider();
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject as _;
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(format!("{KEYS}/tls-ca.pem")).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    /// One request; the whole response as text.
+    async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, request: &str) -> String {
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    crate::both_backends!(tls_listener_and_https_jwks, |backend| {
+        let Some(scratch) = Scratch::new(backend).await else { return };
+        // The JWKS, served over HTTPS by the runtime's own TLS listener.
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let jwks_addr: SocketAddr = tcp.local_addr().unwrap();
+        let config =
+            m_runtime::http::tls_server_config(&format!("{KEYS}/tls-server.pem"), &format!("{KEYS}/tls-server.key"))
+                .unwrap();
+        let listener = m_runtime::http::TlsListener::new(tcp, config, false).unwrap();
+        let jwks = include_str!("keys/jwks.json");
+        let router = axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { jwks }));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let jwks_url = format!("https://127.0.0.1:{}/jwks.json", jwks_addr.port());
+        let (cert, key, ca) =
+            (format!("{KEYS}/tls-server.pem"), format!("{KEYS}/tls-server.key"), format!("{KEYS}/tls-ca.pem"));
+        let (_server, addr) = spawn_binary(
+            &scratch,
+            &[("M_TLS_CERT", &cert), ("M_TLS_KEY", &key), ("M_JWT_JWKS_URL", &jwks_url), ("SSL_CERT_FILE", &ca)],
+        )
+        .await;
+
+        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("rsa-1".into());
+        let token = jsonwebtoken::encode(
+            &header,
+            &json!({"sub": "Administrator", "exp": exp}),
+            &EncodingKey::from_rsa_der(include_bytes!("keys/rsa.der")),
+        )
+        .unwrap();
+        // Over TLS: the token verifies with the key fetched over HTTPS; production adds HSTS.
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector().connect(name, tcp).await.expect("TLS handshake");
+        let res = exchange(
+            tls,
+            &format!(
+                "GET /api/v1/Territory HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+        assert!(res.to_lowercase().contains("strict-transport-security: max-age="), "{res}");
+
+        // Plain HTTP on the TLS port: GET is redirected, anything else refused.
+        let plain = |request: String| async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            exchange(tcp, &request).await
+        };
+        let host = format!("localhost:{}", addr.port());
+        let res = plain(format!("GET /api/v1/Territory?limit=5 HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
+        assert!(res.starts_with("HTTP/1.1 308"), "{res}");
+        assert!(res.to_lowercase().contains(&format!("location: https://{host}/api/v1/territory?limit=5")), "{res}");
+        let res = plain(format!(
+            "POST /api/v1/Territory HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+        ))
+        .await;
+        assert!(res.starts_with("HTTP/1.1 403"), "{res}");
+        assert!(res.contains("https_required"), "{res}");
+    });
+}

@@ -155,7 +155,7 @@ pub struct PoolConfig {
 /// Whom a connection's statements act for, under PostgreSQL row security (`M_DB_RLS=on`): set
 /// on the connection at every checkout (`m.user`, `m.roles`, `m.action`, `m.bypass`), so the
 /// policies see the caller. Without row security it is not sent.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbCtx {
     /// A caller acting on documents: their user, roles and the action.
     Caller { user: String, roles: Vec<String>, action: &'static str },

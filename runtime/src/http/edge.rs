@@ -85,6 +85,29 @@ fn add_security_headers(headers: &mut HeaderMap, production: bool) {
     }
 }
 
+/// The answer to a request that came over plain HTTP where only HTTPS is served: a GET or HEAD
+/// is redirected (308) to the same URL over `https://`; anything else is a 403 `https_required`.
+pub fn to_https(method: &Method, host: Option<&str>, path: &str) -> Response {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return error(StatusCode::FORBIDDEN, "https_required", "this API is only served over HTTPS");
+    }
+    let Some(host) = host.filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic())) else {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "no host to redirect to");
+    };
+    let mut res = StatusCode::PERMANENT_REDIRECT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{path}")) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// Security headers on a response made outside the router (the TLS listener's plain-HTTP
+/// answers).
+pub fn secure(mut res: Response, production: bool) -> Response {
+    add_security_headers(res.headers_mut(), production);
+    res
+}
+
 fn error(status: StatusCode, code: &'static str, message: &str) -> Response {
     ApiError::Edge { status, code, message: message.to_string() }.into_response()
 }
@@ -117,25 +140,12 @@ async fn handle(edge: &Edge, req: Request, next: Next) -> Response {
     if edge.production && trusted {
         let proto = req.headers().get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("");
         if proto.eq_ignore_ascii_case("http") {
-            if matches!(*req.method(), Method::GET | Method::HEAD) {
-                let host = req
-                    .headers()
-                    .get("x-forwarded-host")
-                    .or_else(|| req.headers().get(header::HOST))
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()));
-                let Some(host) = host else {
-                    return error(StatusCode::BAD_REQUEST, "bad_request", "no host to redirect to");
-                };
-                let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                let location = format!("https://{host}{path}");
-                let mut res = StatusCode::PERMANENT_REDIRECT.into_response();
-                if let Ok(v) = HeaderValue::from_str(&location) {
-                    res.headers_mut().insert(header::LOCATION, v);
-                }
-                return res;
-            }
-            return error(StatusCode::FORBIDDEN, "https_required", "this API is only served over HTTPS");
+            let host = req
+                .headers()
+                .get("x-forwarded-host")
+                .or_else(|| req.headers().get(header::HOST))
+                .and_then(|v| v.to_str().ok());
+            return to_https(req.method(), host, req.uri().path_and_query().map_or("/", |p| p.as_str()));
         }
     }
 

@@ -9,6 +9,7 @@ mod login;
 mod ratelimit;
 mod ready;
 mod request_id;
+mod tls;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub use error::ApiError;
 pub use guard::Limits;
 pub use ratelimit::RateLimits;
 pub use ready::Readiness;
+pub use tls::{TlsListener, install_crypto_provider, server_config as tls_server_config};
 
 use crate::auth::Authenticator;
 use crate::doc::{Doc, DocJson};
