@@ -110,8 +110,13 @@ both!(links_need_read_access_to_the_target, |app| {
     assert_eq!(created["owner"], "gus@example.com");
     // Another Gadget User does not see it; a Gadget Reader (no if_owner) does, but cannot write.
     let other = app.token("ola@example.com", &["Gadget User"]).await;
-    app.get("/api/v1/Gadget/G-2").by(other.clone()).send().await.expect_error(404, "not_found");
-    app.delete("/api/v1/Gadget/G-2").by(other).send().await.expect_error(404, "not_found");
+    let id = created["id"].as_str().unwrap();
+    for r in ["G-2", id] {
+        let path = format!("/api/v1/Gadget/{r}");
+        app.get(&path).by(other.clone()).send().await.expect_error(404, "not_found");
+        app.patch(&path, json!({"label": "mine"})).by(other.clone()).send().await.expect_error(404, "not_found");
+        app.delete(&path).by(other.clone()).send().await.expect_error(404, "not_found");
+    }
     let reader = app.token("rita@example.com", &["Gadget Reader"]).await;
     app.get("/api/v1/Gadget/G-2").by(reader.clone()).send().await.expect(200);
     app.patch("/api/v1/Gadget/G-2", json!({"label": "x"})).by(reader).send().await.expect_error(403, "forbidden");

@@ -391,3 +391,19 @@ crate::both!(user_permissions_restrict_rows_everywhere, |app| {
         .await
         .expect_error(403, "forbidden");
 });
+
+crate::both_backends!(login_needs_a_key_it_can_sign_with, |backend| {
+    // Development without a key: requests act as the Administrator; the login cannot issue a
+    // token the server would accept, and says so.
+    let Some((app, _)) = TestApp::start_with(backend, |c| c.jwt_secret = None).await else { return };
+    app.post("/api/v1/User", json!({"email": "gil@example.com"})).anonymous().send().await.expect(201);
+    app.post("/api/v1/auth/password", json!({"user": "gil@example.com", "password": "correct horse"}))
+        .anonymous()
+        .send()
+        .await
+        .expect(204);
+    let r = login(&app, "gil@example.com", "correct horse").await.expect_error(501, "login_unavailable");
+    assert!(r.json["error"]["message"].as_str().unwrap().contains("M_JWT_SECRET"));
+    // A wrong password is still just wrong.
+    login(&app, "gil@example.com", "wrong horse").await.expect_error(401, "invalid_credentials");
+});
