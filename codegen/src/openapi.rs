@@ -197,6 +197,9 @@ pub fn document(project: &Project, title: &str, version: &str) -> String {
         "responses": merge_static(json!({"200": {"description": "Fields and permissions", "content": {"application/json": {"schema": {"type": "object"}}}}}), error_responses(&["401", "404"]))
     }}));
     paths.insert("/health".into(), json!({"get": {"tags": ["ops"], "summary": "Liveness", "operationId": "health", "security": [], "responses": {"200": {"description": "The process is up"}}}}));
+    if project.get("User").is_some() {
+        auth_paths(&mut paths, &mut schemas);
+    }
 
     schemas.insert(
         "Error".into(),
@@ -244,6 +247,49 @@ pub fn document(project: &Project, title: &str, version: &str) -> String {
     let mut out = serde_json::to_string_pretty(&doc).unwrap_or_default();
     out.push('\n');
     out
+}
+
+/// The login, the caller's profile and password changes (with the built-in User DocType).
+fn auth_paths(paths: &mut serde_json::Map<String, Value>, schemas: &mut serde_json::Map<String, Value>) {
+    let body = |schema: &str| json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    schemas.insert("LoginRequest".into(), json!({
+        "type": "object", "required": ["username", "password"], "additionalProperties": false,
+        "properties": {"username": {"type": "string", "description": "The user's email"}, "password": {"type": "string", "format": "password"}}
+    }));
+    schemas.insert("Token".into(), json!({
+        "type": "object", "required": ["access_token", "token_type", "expires_in"],
+        "properties": {"access_token": {"type": "string"}, "token_type": {"type": "string", "const": "bearer"}, "expires_in": {"type": "integer"}}
+    }));
+    schemas.insert("Me".into(), json!({
+        "type": "object", "required": ["name", "roles", "system_manager"],
+        "properties": {"name": {"type": "string"}, "full_name": {"type": ["string", "null"]}, "roles": {"type": "array", "items": {"type": "string"}}, "system_manager": {"type": "boolean"}}
+    }));
+    schemas.insert("PasswordChange".into(), json!({
+        "type": "object", "required": ["password"], "additionalProperties": false,
+        "properties": {
+            "password": {"type": "string", "format": "password", "minLength": 8},
+            "current_password": {"type": "string", "format": "password", "description": "Required unless the caller is a System Manager"},
+            "user": {"type": "string", "description": "Another user's email (System Managers only)"}
+        }
+    }));
+    paths.insert("/api/v1/auth/login".into(), json!({"post": {
+        "tags": ["auth"], "summary": "Exchange an email and password for a bearer token", "operationId": "login", "security": [],
+        "requestBody": body("LoginRequest"),
+        "responses": merge_static(json!({
+            "200": {"description": "A token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Token"}}}},
+            "429": {"description": "Too many attempts for this account or address"},
+            "501": {"description": "This server verifies tokens it cannot issue"}
+        }), error_responses(&["400", "401"]))
+    }}));
+    paths.insert("/api/v1/auth/me".into(), json!({"get": {
+        "tags": ["auth"], "summary": "The caller", "operationId": "me",
+        "responses": merge_static(json!({"200": {"description": "The caller's name and roles", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Me"}}}}}), error_responses(&["401"]))
+    }}));
+    paths.insert("/api/v1/auth/password".into(), json!({"post": {
+        "tags": ["auth"], "summary": "Set a password", "operationId": "setPassword",
+        "requestBody": body("PasswordChange"),
+        "responses": merge_static(json!({"204": {"description": "The password was set"}, "429": {"description": "Too many attempts"}}), error_responses(&["400", "401", "403", "404", "422"]))
+    }}));
 }
 
 fn merge_static(mut a: Value, b: serde_json::Map<String, Value>) -> Value {

@@ -334,6 +334,9 @@ pub fn routes(app: &App) -> String {
     line("GET", "/health".into(), "-");
     line("GET", "/openapi.json".into(), "-");
     line("GET", "/docs".into(), "-");
+    line("POST", "/api/v1/auth/login".into(), "-");
+    line("GET", "/api/v1/auth/me".into(), "authenticated");
+    line("POST", "/api/v1/auth/password".into(), "authenticated");
     for s in app.schemas().iter().filter(|s| !s.meta.child) {
         let base = format!("/api/v1/{}", s.meta.name);
         line("GET", format!("/api/meta/{}", s.meta.name), "read");
