@@ -296,6 +296,10 @@ impl Authenticator {
     /// A token for `user` from the login (HS256 with `M_JWT_SECRET`, with the configured issuer
     /// and audience), or None when this server verifies tokens it cannot issue (a JWKS, or
     /// development without a key).
+    pub fn can_issue(&self) -> bool {
+        matches!(self, Authenticator::Jwt(jwt) if jwt.signer.is_some())
+    }
+
     pub fn issue(&self, user: &str, ttl: u64) -> Option<String> {
         let Authenticator::Jwt(jwt) = self else { return None };
         let key = jwt.signer.as_ref()?;

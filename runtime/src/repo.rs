@@ -377,8 +377,8 @@ impl Repo {
                 break;
             }
         }
-        // The request ends with this 404 whatever happens here; a connection that cannot be
-        // switched back is discarded by the pool (it failed).
+        // The request ends with this 404 whatever happens here; a connection whose switch back
+        // failed has its settings sent again at its next checkout.
         let _ = c.bypass(false).await;
         if found {
             let (who, action) = caller;
@@ -577,6 +577,8 @@ impl Repo {
         self.stamp_modified(&mut doc, who);
         self.save_existing(&mut tx, &mut doc, &scope, current_version, &old).await?;
         self.run_hook(event, &mut doc, &mut tx, who, false).await?;
+        // Hooks may have changed Links on the way.
+        self.check_within(&mut tx, who, &doc, &scope, action).await?;
         tx.commit().await?;
         Ok(doc)
     }

@@ -25,6 +25,14 @@ struct LoginBody {
 }
 
 pub async fn login(State(state): State<ApiState>, req: Request) -> Result<Response, ApiError> {
+    // Refused before any password is checked, so the answer says nothing about one.
+    if !state.auth.can_issue() {
+        return Err(ApiError::Edge {
+            status: StatusCode::NOT_IMPLEMENTED,
+            code: "login_unavailable",
+            message: "this server cannot issue tokens: set M_JWT_SECRET (with M_JWT_JWKS_URL tokens come from the identity provider)".into(),
+        });
+    }
     let limits = state.rate_limits.clone();
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let ip = client_ip(req.headers(), peer, &limits.trusted_proxies)
@@ -35,9 +43,10 @@ pub async fn login(State(state): State<ApiState>, req: Request) -> Result<Respon
     })?;
     let user = normalise(&body.username);
     // Both limits count every attempt; the account key is the name as given (normalised), known
-    // or not.
+    // or not. The address is checked first, so a throttled address does not use up an account's
+    // attempts.
     let policy = limits.login;
-    for key in [format!("login:user:{user}"), format!("login:ip:{ip}")] {
+    for key in [format!("login:ip:{ip}"), format!("login:user:{user}")] {
         let decision = limits.limiter.check(&key, policy).await;
         if !decision.allowed {
             crate::metrics::rate_limited(policy.name);
@@ -53,11 +62,7 @@ pub async fn login(State(state): State<ApiState>, req: Request) -> Result<Respon
     };
     state.repo.users().forget(&name);
     let Some(token) = state.auth.issue(&name, state.token_ttl_secs) else {
-        return Err(ApiError::Edge {
-            status: StatusCode::NOT_IMPLEMENTED,
-            code: "login_unavailable",
-            message: "this server cannot issue tokens: set M_JWT_SECRET (with M_JWT_JWKS_URL tokens come from the identity provider)".into(),
-        });
+        return Err(crate::repo::RepoError::Internal("signing a token failed".into()).into());
     };
     tracing::info!(target: "m::audit", user = %name, ip = %ip, "login");
     let mut res = json_response(

@@ -20,6 +20,9 @@ use tokio_rustls::server::TlsStream;
 /// How long a client may take to start and finish its handshake (or send its plain request).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connections accepted but not yet through their handshake, at most.
+const MAX_HANDSHAKES: usize = 1024;
+
 /// The process-wide crypto provider (ring), for the listener and for `https://` clients.
 pub fn install_crypto_provider() {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
@@ -56,9 +59,18 @@ impl TlsListener {
         let local = listener.local_addr()?;
         let (tx, ready) = tokio::sync::mpsc::channel(256);
         let acceptor = TlsAcceptor::from(config);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match listener.accept().await {
+                // At most MAX_HANDSHAKES connections between accept and a finished handshake:
+                // beyond that, new connections wait in the kernel's backlog.
+                let Ok(permit) = handshakes.clone().acquire_owned().await else { break };
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    // The server stopped: release the port.
+                    () = tx.closed() => break,
+                };
+                let (stream, peer) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         // Out of file descriptors and the like: wait rather than spin.
@@ -67,13 +79,11 @@ impl TlsListener {
                         continue;
                     }
                 };
-                if tx.is_closed() {
-                    break;
-                }
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     let _ =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, handle(stream, peer, acceptor, tx, production)).await;
+                    drop(permit);
                 });
             }
         });

@@ -182,11 +182,18 @@ impl Plan {
     }
 }
 
-/// `(row security on, the fingerprint comment)` of a table.
-async fn state(conn: &mut MigConn, table: &str) -> Result<(bool, Option<String>), MigrateError> {
+/// A table's row security as the database has it.
+struct TableState {
+    /// Row security enabled.
+    enabled: bool,
+    /// Enabled and forced (binding the owner too), with this fingerprint.
+    current: Option<String>,
+}
+
+async fn state(conn: &mut MigConn, table: &str) -> Result<TableState, MigrateError> {
     let rows = conn
         .rows(
-            "SELECT c.relrowsecurity, obj_description(p.oid, 'pg_policy') FROM pg_class c \
+            "SELECT c.relrowsecurity, c.relforcerowsecurity, obj_description(p.oid, 'pg_policy') FROM pg_class c \
              LEFT JOIN pg_policy p ON p.polrelid = c.oid AND p.polname IN ('m_select', 'm_child') \
              WHERE c.oid = to_regclass($1)",
             &[Arg::Text(ident(table))],
@@ -194,8 +201,10 @@ async fn state(conn: &mut MigConn, table: &str) -> Result<(bool, Option<String>)
         .await
         .map_err(|e| err(format!("reading the row security of `{table}`: {e}")))?;
     let row = rows.into_iter().next().unwrap_or_default();
-    let on = row.first().cloned().flatten().is_some_and(|v| v == "true");
-    Ok((on, row.get(1).cloned().flatten()))
+    let flag = |i: usize| row.get(i).cloned().flatten().is_some_and(|v| v == "true");
+    let (enabled, forced) = (flag(0), flag(1));
+    let comment = row.get(2).cloned().flatten();
+    Ok(TableState { enabled, current: comment.filter(|_| enabled && forced) })
 }
 
 /// Make the database's policies match the plan (PostgreSQL; one transaction; tables already
@@ -207,12 +216,9 @@ pub async fn sync(conn: &mut MigConn, plan: &Plan) -> Result<Vec<&'static str>, 
     let mut script = Vec::new();
     let mut changed = Vec::new();
     for t in &plan.tables {
-        let (enabled, comment) = state(conn, t.table).await?;
-        let current = enabled && comment.as_deref() == Some(t.fingerprint.as_str());
-        if plan.on == current {
-            continue;
-        }
-        if !plan.on && !enabled && comment.is_none() {
+        let st = state(conn, t.table).await?;
+        let current = st.current.as_deref() == Some(t.fingerprint.as_str());
+        if plan.on && current || !plan.on && !st.enabled {
             continue;
         }
         let name = ident(t.table);
@@ -248,14 +254,14 @@ pub async fn check(conn: &mut MigConn, plan: &Plan) -> Result<(), MigrateError> 
         return Ok(());
     }
     for t in &plan.tables {
-        let (enabled, comment) = state(conn, t.table).await?;
-        if plan.on && !(enabled && comment.as_deref() == Some(t.fingerprint.as_str())) {
+        let st = state(conn, t.table).await?;
+        if plan.on && st.current.as_deref() != Some(t.fingerprint.as_str()) {
             return Err(err(format!(
                 "M_DB_RLS=on but the row security policies of `{}` are missing or from another build: run `m migrate` with M_DB_RLS=on",
                 t.table
             )));
         }
-        if !plan.on && enabled {
+        if !plan.on && st.enabled {
             return Err(err(format!(
                 "M_DB_RLS is off but `{}` has row security on: run `m migrate` (it removes the policies) or set M_DB_RLS=on",
                 t.table
