@@ -2,7 +2,8 @@
 
 CREATE TABLE "m_auth" (
     "user" varchar(140) PRIMARY KEY,
-    "password_hash" text NOT NULL
+    "password_hash" text NOT NULL,
+    "changed" bigint
 );
 
 CREATE TABLE "m_series" (

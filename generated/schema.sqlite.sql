@@ -2,7 +2,8 @@
 
 CREATE TABLE "m_auth" (
     "user" TEXT PRIMARY KEY,
-    "password_hash" TEXT NOT NULL
+    "password_hash" TEXT NOT NULL,
+    "changed" INTEGER
 );
 
 CREATE TABLE "m_series" (

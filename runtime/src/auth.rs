@@ -38,6 +38,13 @@ pub enum AuthError {
     Invalid,
 }
 
+/// Who a verified token names, and when it was issued (`iat`, when it says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub user: String,
+    pub issued_at: Option<u64>,
+}
+
 /// How requests are authenticated (shared behind an `Arc`; never cloned per request).
 pub enum Authenticator {
     /// No key (development): every request is the Administrator.
@@ -160,18 +167,18 @@ impl Jwks {
 /// expires. Bounded: when full it is emptied.
 #[derive(Default)]
 pub struct VerifiedTokens {
-    map: std::sync::RwLock<std::collections::HashMap<String, (Arc<str>, u64)>>,
+    map: std::sync::RwLock<std::collections::HashMap<String, (Arc<Subject>, u64)>>,
 }
 
 const MAX_VERIFIED_TOKENS: usize = 10_000;
 
 impl VerifiedTokens {
-    fn get(&self, token: &str, now: u64) -> Option<Arc<str>> {
+    fn get(&self, token: &str, now: u64) -> Option<Arc<Subject>> {
         let map = self.map.read().ok()?;
         map.get(token).filter(|(_, exp)| now < *exp).map(|(p, _)| p.clone())
     }
 
-    fn put(&self, token: &str, principal: &Arc<str>, exp: u64) {
+    fn put(&self, token: &str, principal: &Arc<Subject>, exp: u64) {
         if let Ok(mut map) = self.map.write() {
             if map.len() >= MAX_VERIFIED_TOKENS {
                 map.clear();
@@ -223,14 +230,14 @@ impl Authenticator {
 
     /// The user an `Authorization` header value (or its absence) names. Any token that does not
     /// verify is `Invalid` (a 401), never anonymous.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<str>, AuthError> {
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<Subject>, AuthError> {
         let jwt = match self {
             Authenticator::DevAdministrator => {
                 return match authorization {
                     // A token sent to a server without a key cannot be verified: refuse it rather
                     // than silently acting as someone else.
                     Some(_) => Err(AuthError::Invalid),
-                    None => Ok(Arc::from(ADMINISTRATOR)),
+                    None => Ok(Arc::new(Subject { user: ADMINISTRATOR.into(), issued_at: None })),
                 };
             }
             Authenticator::Jwt(j) => j,
@@ -285,7 +292,7 @@ impl Authenticator {
         if claims.sub.trim().is_empty() || claims.iat.is_some_and(|iat| iat > now + LEEWAY) {
             return Err(AuthError::Invalid);
         }
-        let principal: Arc<str> = Arc::from(claims.sub);
+        let principal = Arc::new(Subject { user: claims.sub, issued_at: claims.iat });
         // Cached until `exp` itself (the leeway applies to the first check only).
         jwt.verified.put(token, &principal, claims.exp);
         Ok(principal)
@@ -339,7 +346,7 @@ mod tests {
         let auth = Authenticator::hs256(key);
         let token = sign_hs256(key, &claims()).unwrap();
         let p = auth.authenticate(Some(&format!("Bearer {token}"))).await.unwrap();
-        assert_eq!(&*p, "a@x.com");
+        assert_eq!(p.user, "a@x.com");
         // The second use is answered from the verified-token cache, with the same principal.
         assert_eq!(auth.authenticate(Some(&format!("Bearer {token}"))).await.unwrap(), p);
         assert_eq!(auth.authenticate(None).await, Err(AuthError::Missing));

@@ -16,12 +16,20 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// DocTypes the user has at least one User Permission for (read with the roles).
     pub restricted: Vec<String>,
+    /// Tokens issued (`iat`, Unix seconds) before this are refused: the user's creation or last
+    /// password change.
+    pub tokens_after: Option<u64>,
 }
 
 impl Principal {
     /// The built-in administrator (System Manager).
     pub fn administrator() -> Principal {
-        Principal { user: ADMINISTRATOR.into(), roles: vec![SYSTEM_MANAGER.into()], restricted: Vec::new() }
+        Principal {
+            user: ADMINISTRATOR.into(),
+            roles: vec![SYSTEM_MANAGER.into()],
+            restricted: Vec::new(),
+            tokens_after: None,
+        }
     }
 
     pub fn is_system_manager(&self) -> bool {

@@ -414,20 +414,18 @@ pub fn next_series(dialect: Dialect, key: &str) -> Sql {
     sql
 }
 
-/// A user's enabled flag and roles: one row per role, or one with a NULL role when they have
-/// none; no row for an unknown user.
+/// A user's enabled flag, role, creation and last password change: one row per role (a NULL
+/// role when they have none); no row for an unknown user.
 pub fn user_access(dialect: Dialect, user: &str) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("SELECT ").ident("u").push(".").ident("enabled").push(", ").ident("r").push(".").ident("role");
+    sql.push(", ").ident("u").push(".").ident("creation").push(", ").ident("a").push(".").ident("changed");
     sql.push(" FROM ").ident("user").push(" AS ").ident("u");
     sql.push(" LEFT JOIN ").ident("has_role").push(" AS ").ident("r");
     sql.push(" ON ").ident("r").push(".").ident("parent").push(" = ").ident("u").push(".").ident("name");
-    sql.push(" WHERE ")
-        .ident("u")
-        .push(".")
-        .ident("name")
-        .push(" = ")
-        .bind(FieldKind::Data, Value::Str(user.to_string()));
+    sql.push(" LEFT JOIN ").ident("m_auth").push(" AS ").ident("a");
+    sql.push(" ON ").ident("a").push(".").ident("user").push(" = ").ident("u").push(".").ident("name");
+    sql.push(" WHERE ").ident("u").push(".").ident("name").push(" = ").bind(FieldKind::Data, Value::Str(user.to_string()));
     sql
 }
 
@@ -455,14 +453,15 @@ pub fn user_credentials(dialect: Dialect, user: &str) -> Sql {
     sql
 }
 
-/// Set a user's password hash (kept in `m_auth`, apart from the `user` table).
-pub fn set_password_hash(dialect: Dialect, user: &str, hash: &str) -> Sql {
+/// Set a user's password hash (kept in `m_auth`, apart from the `user` table) and when it
+/// changed (Unix seconds).
+pub fn set_password_hash(dialect: Dialect, user: &str, hash: &str, changed: i64) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ").ident("m_auth").push(" (").ident("user").push(", ").ident("password_hash");
-    sql.push(") VALUES (").bind(FieldKind::Data, Value::Str(user.to_string())).push(", ");
-    sql.bind(FieldKind::Text, Value::Str(hash.to_string()));
+    sql.push(", ").ident("changed").push(") VALUES (").bind(FieldKind::Data, Value::Str(user.to_string())).push(", ");
+    sql.bind(FieldKind::Text, Value::Str(hash.to_string())).push(", ").bind(FieldKind::BigInt, Value::Int(changed));
     sql.push(") ON CONFLICT (").ident("user").push(") DO UPDATE SET ").ident("password_hash");
-    sql.push(" = excluded.").ident("password_hash");
+    sql.push(" = excluded.").ident("password_hash").push(", ").ident("changed").push(" = excluded.").ident("changed");
     sql
 }
 

@@ -300,9 +300,8 @@ impl TestApp {
 
     /// A bearer token naming `user`, with no user behind it.
     pub fn bare_token(user: &str) -> String {
-        let exp =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 3600;
-        let claims = Claims { sub: user.into(), exp, iat: None, nbf: None, iss: None, aud: None };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let claims = Claims { sub: user.into(), exp: now + 3600, iat: Some(now), nbf: None, iss: None, aud: None };
         sign_hs256(SECRET.as_bytes(), &claims).expect("sign token")
     }
 

@@ -93,9 +93,15 @@ crate::both!(login_me_and_passwords, |app| {
         .send()
         .await
         .expect_error(422, "validation_failed");
+    // Tokens carry whole seconds: the change comes a second after the login.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     change(json!({"password": "battery staple", "current_password": "correct horse"})).send().await.expect(204);
     login(&app, "ann@example.com", "correct horse").await.expect_error(401, "invalid_credentials");
-    login(&app, "ann@example.com", "battery staple").await.expect(200);
+    let fresh = login(&app, "ann@example.com", "battery staple").await.expect(200).json;
+    // Tokens issued before the change no longer work; the new one does.
+    app.get("/api/v1/auth/me").by(token.clone()).send().await.expect_error(401, "unauthenticated");
+    let fresh = fresh["access_token"].as_str().unwrap().to_string();
+    app.get("/api/v1/auth/me").by(fresh).send().await.expect(200);
 
     // The hash is never returned: not in the document, not as a field.
     let doc = app.get("/api/v1/User/ann@example.com").send().await.expect(200);
@@ -120,9 +126,13 @@ crate::both!(disabled_deleted_and_demoted_users_lose_access, |app| {
     app.req("PUT", "/api/v1/User/cat@example.com").json(json!({"roles": []})).send().await.expect(200);
     app.get(&path).by(token.clone()).send().await.expect_error(403, "forbidden");
 
-    // Deleted: 401.
+    // Deleted: 401; recreated later with the same email, the old token stays refused.
     app.delete("/api/v1/User/cat@example.com").send().await.expect(204);
+    app.get(&path).by(token.clone()).send().await.expect_error(401, "unauthenticated");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.ensure_user("cat@example.com", &["Sales User"]).await;
     app.get(&path).by(token).send().await.expect_error(401, "unauthenticated");
+    app.get(&path).by(TestApp::bare_token("cat@example.com")).send().await.expect(200);
 
     // The built-in rules: known roles only, no role twice, the email is fixed, and the
     // Administrator can be neither disabled nor deleted.

@@ -403,7 +403,10 @@ pub fn runtime_tables() -> Vec<Table> {
     user.primary_key = true;
     let mut hash = Column::new("password_hash", ColumnType::Text);
     hash.not_null = true;
-    let auth = Table { name: "m_auth".into(), columns: vec![user, hash], indexes: Vec::new(), renamed_from: None };
+    // When the password last changed (Unix seconds): older tokens are refused.
+    let changed = Column::new("changed", ColumnType::BigInt);
+    let auth =
+        Table { name: "m_auth".into(), columns: vec![user, hash, changed], indexes: Vec::new(), renamed_from: None };
     vec![series, auth]
 }
 

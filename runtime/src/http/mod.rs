@@ -131,14 +131,14 @@ struct Caller {
 /// by the rate limiter (which must know the user first) so the handler does not verify the
 /// token again.
 #[derive(Clone)]
-struct Authenticated(Result<Arc<str>, crate::auth::AuthError>);
+struct Authenticated(Result<Arc<crate::auth::Subject>, crate::auth::AuthError>);
 
 /// Authenticate a request once: the result the rate limiter left, or a fresh check.
 async fn authenticate(
     headers: &axum::http::HeaderMap,
     extensions: &axum::http::Extensions,
     state: &ApiState,
-) -> Result<Arc<str>, crate::auth::AuthError> {
+) -> Result<Arc<crate::auth::Subject>, crate::auth::AuthError> {
     if let Some(Authenticated(done)) = extensions.get::<Authenticated>() {
         return done.clone();
     }
@@ -153,13 +153,19 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let user = authenticate(&parts.headers, &parts.extensions, state).await?;
+        let subject = authenticate(&parts.headers, &parts.extensions, state).await?;
         if let Some(slot) = parts.extensions.get::<request_id::UserSlot>() {
-            let _ = slot.0.set(user.to_string());
+            let _ = slot.0.set(subject.user.clone());
         }
         // Roles and the enabled flag come from the database: a deleted or disabled user's
-        // token is refused like an invalid one.
-        let who = state.repo.principal(&user).await?.ok_or(crate::auth::AuthError::Invalid)?;
+        // token is refused like an invalid one, and so is a token issued before the user was
+        // (re)created or last changed their password.
+        let who = state.repo.principal(&subject.user).await?.ok_or(crate::auth::AuthError::Invalid)?;
+        if let (Some(iat), Some(after)) = (subject.issued_at, who.tokens_after)
+            && iat < after
+        {
+            return Err(crate::auth::AuthError::Invalid.into());
+        }
         let if_match = parts.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
         Ok(Caller { who, expect: Expect { if_match } })
     }

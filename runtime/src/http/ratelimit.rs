@@ -65,7 +65,7 @@ pub async fn middleware(State(state): State<ApiState>, mut req: Request, next: N
     // The request is authenticated here, once: the handler reuses the outcome. Without a key
     // (development) a request without a token is the Administrator and counts as that user.
     let who = super::authenticate(req.headers(), req.extensions(), &state).await;
-    let user = who.as_ref().ok().map(|u| u.to_string());
+    let user = who.as_ref().ok().map(|s| s.user.clone());
     req.extensions_mut().insert(super::Authenticated(who));
     let (key, policy) = match user {
         Some(u) => (format!("user:{u}"), limits.api),

@@ -255,7 +255,8 @@ impl Repo {
         crate::metrics::cache_lookup("user", false);
         let at = Instant::now();
         let sql = query::user_access(self.db().dialect(), user);
-        let rows = self.db().fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldKind::Check, FieldKind::Data]).await?;
+        let kinds = [FieldKind::Check, FieldKind::Data, FieldKind::Datetime, FieldKind::BigInt];
+        let rows = self.db().fetch(&DbCtx::System, &sql.text, sql.binds, &kinds).await?;
         let principal = match rows.first() {
             Some(first) if first.first() == Some(&Value::Bool(true)) => {
                 let roles = rows.iter().filter_map(|r| r.get(1).and_then(Value::as_str).map(str::to_string)).collect();
@@ -267,7 +268,16 @@ impl Repo {
                     .into_iter()
                     .filter_map(|r| r.into_iter().next().and_then(|v| v.as_str().map(str::to_string)))
                     .collect();
-                Some(Arc::new(Principal { user: user.to_string(), roles, restricted }))
+                let created = match first.get(2) {
+                    Some(Value::Datetime(t)) => u64::try_from(t.timestamp()).ok(),
+                    _ => None,
+                };
+                let changed = match first.get(3) {
+                    Some(Value::Int(t)) => u64::try_from(*t).ok(),
+                    _ => None,
+                };
+                let tokens_after = created.max(changed);
+                Some(Arc::new(Principal { user: user.to_string(), roles, restricted, tokens_after }))
             }
             _ => None,
         };
@@ -296,10 +306,13 @@ impl Repo {
         let who = Principal::administrator();
         // The user must exist (the hash table references it).
         self.get(&who, USER_DOCTYPE, &name).await?;
-        let sql = query::set_password_hash(self.db().dialect(), &name, &hash);
+        let now = chrono::Utc::now().timestamp();
+        let sql = query::set_password_hash(self.db().dialect(), &name, &hash, now);
         let mut tx = self.db().begin(&DbCtx::System).await?;
         tx.execute(&sql.text, sql.binds).await?;
         tx.commit().await?;
+        // Tokens issued before now stop working (at once here, within a second elsewhere).
+        self.users().forget(&name);
         Ok(())
     }
 
