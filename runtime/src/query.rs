@@ -36,6 +36,11 @@ impl Sql {
         self
     }
 
+    /// `"alias"."column"`.
+    fn qualified(&mut self, alias: &str, column: &str) -> &mut Self {
+        self.ident(alias).push(".").ident(column)
+    }
+
     pub fn bind(&mut self, kind: FieldKind, v: Value) -> &mut Self {
         self.binds.push((kind, v));
         match self.dialect {
@@ -418,14 +423,14 @@ pub fn next_series(dialect: Dialect, key: &str) -> Sql {
 /// role when they have none); no row for an unknown user.
 pub fn user_access(dialect: Dialect, user: &str) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT ").ident("u").push(".").ident("enabled").push(", ").ident("r").push(".").ident("role");
-    sql.push(", ").ident("u").push(".").ident("creation").push(", ").ident("a").push(".").ident("changed");
+    sql.push("SELECT ").qualified("u", "enabled").push(", ").qualified("r", "role");
+    sql.push(", ").qualified("u", "creation").push(", ").qualified("a", "changed");
     sql.push(" FROM ").ident("user").push(" AS ").ident("u");
     sql.push(" LEFT JOIN ").ident("has_role").push(" AS ").ident("r");
-    sql.push(" ON ").ident("r").push(".").ident("parent").push(" = ").ident("u").push(".").ident("name");
+    sql.push(" ON ").qualified("r", "parent").push(" = ").qualified("u", "name");
     sql.push(" LEFT JOIN ").ident("m_auth").push(" AS ").ident("a");
-    sql.push(" ON ").ident("a").push(".").ident("user").push(" = ").ident("u").push(".").ident("name");
-    sql.push(" WHERE ").ident("u").push(".").ident("name").push(" = ").bind(FieldKind::Data, Value::Str(user.to_string()));
+    sql.push(" ON ").qualified("a", "user").push(" = ").qualified("u", "name");
+    sql.push(" WHERE ").qualified("u", "name").push(" = ").bind(FieldKind::Data, Value::Str(user.to_string()));
     sql
 }
 
@@ -440,16 +445,11 @@ pub fn user_permission_doctypes(dialect: Dialect, user: &str) -> Sql {
 /// A user's enabled flag and password hash (NULL when no password is set), for the login.
 pub fn user_credentials(dialect: Dialect, user: &str) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT ").ident("u").push(".").ident("enabled").push(", ").ident("a").push(".").ident("password_hash");
+    sql.push("SELECT ").qualified("u", "enabled").push(", ").qualified("a", "password_hash");
     sql.push(" FROM ").ident("user").push(" AS ").ident("u");
     sql.push(" LEFT JOIN ").ident("m_auth").push(" AS ").ident("a");
-    sql.push(" ON ").ident("a").push(".").ident("user").push(" = ").ident("u").push(".").ident("name");
-    sql.push(" WHERE ")
-        .ident("u")
-        .push(".")
-        .ident("name")
-        .push(" = ")
-        .bind(FieldKind::Data, Value::Str(user.to_string()));
+    sql.push(" ON ").qualified("a", "user").push(" = ").qualified("u", "name");
+    sql.push(" WHERE ").qualified("u", "name").push(" = ").bind(FieldKind::Data, Value::Str(user.to_string()));
     sql
 }
 
