@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::auth::{Authenticator, Expected};
 use crate::config::{Config, Mode};
 use crate::db::Db;
-use crate::http::{ApiState, Edge, Limits, Net, RateLimits, Readiness, metrics_router, router};
+use crate::http::{ApiState, Edge, Limits, Net, RateLimits, Readiness, Shared, metrics_router, router};
 use crate::migrate;
 use crate::ratelimit::{Limiter, Policy};
 use crate::repo::Repo;
@@ -60,7 +60,7 @@ impl Server {
                 Authenticator::DevAdministrator
             }
         };
-        let state = ApiState {
+        let state = ApiState::new(Shared {
             repo: repo.clone(),
             auth: Arc::new(auth),
             openapi: Arc::from(openapi),
@@ -85,7 +85,7 @@ impl Server {
                 max_url_bytes: config.max_url_bytes,
                 max_header_bytes: config.max_header_bytes,
             }),
-        };
+        });
         let addr = SocketAddr::new(config.host, config.port);
         let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let listener = match (&config.tls_cert, &config.tls_key) {

@@ -36,9 +36,27 @@ use crate::perms::{self, Action, Principal};
 use crate::repo::{Expect, Page, Repo, RepoError, etag};
 use crate::retry::retrying;
 
-/// Shared state of the router.
+/// Shared state of the router: one `Arc`, so the per-request clones axum makes cost one
+/// reference count.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(Arc<Shared>);
+
+impl ApiState {
+    pub fn new(shared: Shared) -> ApiState {
+        ApiState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What the handlers share.
+pub struct Shared {
     pub repo: Repo,
     pub auth: Arc<Authenticator>,
     pub openapi: Arc<str>,
