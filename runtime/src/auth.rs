@@ -30,6 +30,22 @@ pub struct Claims {
     pub aud: Option<serde_json::Value>,
 }
 
+impl Claims {
+    /// A token for `sub`, issued now and valid for `ttl` seconds, with the issuer and audience
+    /// the server expects (when configured).
+    pub fn issued_now(sub: String, ttl: u64, issuer: Option<String>, audience: Option<String>) -> Claims {
+        let now = unix_now();
+        Claims {
+            sub,
+            exp: now + ttl.max(1),
+            iat: Some(now),
+            nbf: None,
+            iss: issuer,
+            aud: audience.map(serde_json::Value::String),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("authentication required")]
@@ -310,15 +326,7 @@ impl Authenticator {
     pub fn issue(&self, user: &str, ttl: u64) -> Option<String> {
         let Authenticator::Jwt(jwt) = self else { return None };
         let key = jwt.signer.as_ref()?;
-        let now = unix_now();
-        let claims = Claims {
-            sub: user.to_string(),
-            exp: now + ttl,
-            iat: Some(now),
-            nbf: None,
-            iss: jwt.issuer.clone(),
-            aud: jwt.audience.clone().map(serde_json::Value::String),
-        };
+        let claims = Claims::issued_now(user.to_string(), ttl, jwt.issuer.clone(), jwt.audience.clone());
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).ok()
     }
 }

@@ -270,15 +270,12 @@ fn token(config: &Config, user: &str, ttl: u64) -> Result<String, String> {
     if user.trim().is_empty() {
         return Err("--user must name a user".into());
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let claims = crate::auth::Claims {
-        sub: crate::users::normalise(user),
-        exp: now + ttl.max(1),
-        iat: Some(now),
-        nbf: None,
-        iss: config.jwt_issuer.clone(),
-        aud: config.jwt_audience.clone().map(serde_json::Value::String),
-    };
+    let claims = crate::auth::Claims::issued_now(
+        crate::users::normalise(user),
+        ttl,
+        config.jwt_issuer.clone(),
+        config.jwt_audience.clone(),
+    );
     crate::auth::sign_hs256(secret.expose().as_bytes(), &claims).map_err(|e| e.to_string())
 }
 

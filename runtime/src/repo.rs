@@ -395,16 +395,16 @@ impl Repo {
 
     pub async fn create(&self, who: &Principal, doctype: &str, body: &Json) -> Result<Doc> {
         let schema = self.schema(doctype)?;
-        self.scope(&schema, who, Action::Create)?;
+        let scope = self.scope(&schema, who, Action::Create)?;
         let mut doc = Doc::empty(schema.clone());
         apply_body(&mut doc, body)?;
         apply_defaults(&mut doc);
-        self.insert_new(who, doc, NewName::FromRule).await
+        self.insert_new(who, &scope, doc, NewName::FromRule).await
     }
 
     /// In one transaction: stamp, resolve Links, run hooks, validate, name and insert a new
     /// document with its child rows.
-    async fn insert_new(&self, who: &Principal, mut doc: Doc, name: NewName) -> Result<Doc> {
+    async fn insert_new(&self, who: &Principal, scope: &Scope, mut doc: Doc, name: NewName) -> Result<Doc> {
         let schema = doc.schema.clone();
         let t = now();
         doc.set_std(Std::Id, Value::Uuid(Uuid::now_v7()));
@@ -426,9 +426,7 @@ impl Repo {
         self.write(&mut tx, &schema, sql, WriteKind::Insert).await?;
         self.write_children(&mut tx, &mut doc, &[]).await?;
         self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, true).await?;
-        if let Some(scope) = perms::scope(schema.meta, who, Action::Create) {
-            self.check_within(&mut tx, who, &doc, &scope, Action::Create).await?;
-        }
+        self.check_within(&mut tx, who, &doc, scope, Action::Create).await?;
         tx.commit().await?;
         self.written(&doc);
         Ok(doc)
@@ -589,7 +587,7 @@ impl Repo {
         if !schema.meta.submittable {
             return Err(RepoError::NotFound);
         }
-        self.scope(&schema, who, Action::Create)?;
+        let scope = self.scope(&schema, who, Action::Create)?;
         let source = self.get(who, doctype, r).await?;
         check_if_match(&source, expect)?;
         if docstatus(&source) != 2 {
@@ -621,7 +619,7 @@ impl Repo {
                 .collect();
         }
         doc.set_std(Std::AmendedFrom, Value::Str(source.name().to_string()));
-        self.insert_new(who, doc, NewName::AmendmentOf(original)).await
+        self.insert_new(who, &scope, doc, NewName::AmendmentOf(original)).await
     }
 
     // ----- helpers -----------------------------------------------------------------------

@@ -118,11 +118,6 @@ impl Server {
         }
     }
 
-    /// Whether the main listener serves TLS.
-    pub fn is_tls(&self) -> bool {
-        matches!(self.listener, Bound::Tls(_))
-    }
-
     /// The metrics listener's address, when it has its own.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())

@@ -10,21 +10,10 @@ use m_runtime::server::Server;
 use m_runtime::value::Value;
 use serde_json::json;
 
-use crate::support::{Backend, SECRET, Scratch, TestApp, doctypes};
+use crate::support::{Backend, SECRET, Scratch, TestApp, doctypes, test_config};
 
 fn config(url: &str, scratch: &Scratch, rls: &str) -> Config {
-    Config {
-        database_url: Secret::new(url),
-        jwt_secret: Some(Secret::new(SECRET)),
-        port: 0,
-        db_max_connections: 4,
-        db_min_connections: 1,
-        migrations_dir: Some(scratch.migrations_dir()),
-        rate_limit_api: 1_000_000,
-        rate_limit_anon: 1_000_000,
-        db_rls: rls.into(),
-        ..Config::default()
-    }
+    Config { db_rls: rls.into(), ..test_config(url, scratch) }
 }
 
 /// The test application (with the test-only Gadget) for development starts.

@@ -71,10 +71,17 @@ async fn raw_http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u1
 }
 
 async fn raw_http_with(addr: SocketAddr, method: &str, path: &str, body: &str, extra: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let token = TestApp::admin();
+    exchange(addr, &format!("{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n{extra}"), body)
+        .await
+}
+
+/// Send `head` (request line and headers, each ending in CRLF) with a JSON `body` on a fresh
+/// connection: (status, response body).
+pub async fn exchange(addr: SocketAddr, head: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{head}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();

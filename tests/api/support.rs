@@ -265,6 +265,23 @@ pub fn doctypes() -> Vec<&'static m_runtime::meta::DocMeta> {
     all
 }
 
+/// The configuration tests start servers with: the test secret, a small pool, the scratch
+/// folder's revisions, and rate limits out of the way (the rate-limit tests set their own).
+pub fn test_config(url: &str, scratch: &Scratch) -> Config {
+    Config {
+        database_url: Secret::new(url),
+        jwt_secret: Some(Secret::new(SECRET)),
+        port: 0,
+        db_max_connections: 8,
+        db_min_connections: 1,
+        // A development start writes and applies a revision for these DocTypes there.
+        migrations_dir: Some(scratch.migrations_dir()),
+        rate_limit_api: 1_000_000,
+        rate_limit_anon: 1_000_000,
+        ..Config::default()
+    }
+}
+
 impl TestApp {
     /// Start the application on a fresh database; None when the backend is not available here.
     pub async fn start(backend: Backend) -> Option<TestApp> {
@@ -274,19 +291,7 @@ impl TestApp {
     /// Start with a changed configuration; also returns the configuration used.
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<(TestApp, Config)> {
         let scratch = Scratch::new(backend).await?;
-        let mut config = Config {
-            database_url: Secret::new(scratch.url.clone()),
-            jwt_secret: Some(Secret::new(SECRET)),
-            port: 0,
-            db_max_connections: 8,
-            db_min_connections: 1,
-            // A development start writes and applies a revision for these DocTypes there.
-            migrations_dir: Some(scratch.migrations_dir()),
-            // Tests make many requests as one user; the rate-limit tests set their own limits.
-            rate_limit_api: 1_000_000,
-            rate_limit_anon: 1_000_000,
-            ..Config::default()
-        };
+        let mut config = test_config(&scratch.url, &scratch);
         tweak(&mut config);
         let app = m_runtime::app::App::new("m", "0.1.0", doctypes()).expect("valid application");
         let server = Server::build(&config, app, m::doctypes::OPENAPI).await.expect("server starts");

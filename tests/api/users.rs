@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::runtime::spawn_binary;
+use crate::runtime::{exchange, spawn_binary};
 use crate::support::{Resp, Scratch, TestApp, seed};
 
 fn without_request_id(mut v: Value) -> Value {
@@ -240,17 +239,11 @@ crate::both_backends!(user_commands_apply_within_a_second, |backend| {
 /// One request on a fresh connection from the (trusted) local proxy on behalf of `client`.
 async fn login_from(addr: SocketAddr, client: &str, user: &str, password: &str) -> (u16, Value) {
     let body = json!({"username": user, "password": password}).to_string();
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: {client}\r\nX-Forwarded-Proto: https\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let head = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: {client}\r\nX-Forwarded-Proto: https\r\n"
     );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let json = serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap_or(Value::Null);
-    (status, without_request_id(json))
+    let (status, text) = exchange(addr, &head, &body).await;
+    (status, without_request_id(serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
 crate::both_backends!(login_brute_force_is_limited_per_account_and_address, |backend| {

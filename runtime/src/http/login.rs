@@ -6,14 +6,11 @@
 //! Attempts are limited per account and per client address (`M_RATE_LIMIT_LOGIN` a minute each),
 //! for existing and unknown accounts alike, so a 429 says nothing about whether an account exists.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::ratelimit::{client_ip, describe};
 use super::{ApiError, ApiState, Caller, json_body, json_response};
 use crate::users::normalise;
 
@@ -34,9 +31,7 @@ pub async fn login(State(state): State<ApiState>, req: Request) -> Result<Respon
         });
     }
     let limits = state.rate_limits.clone();
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let ip = client_ip(req.headers(), peer, &limits.trusted_proxies)
-        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    let ip = limits.client(&req);
     let body = json_body(&state, req.into_body()).await?;
     let body: LoginBody = serde_json::from_value(body).map_err(|e| {
         ApiError::BadRequest(format!("the login takes {{\"username\": <email>, \"password\": <string>}}: {e}"))
@@ -47,13 +42,9 @@ pub async fn login(State(state): State<ApiState>, req: Request) -> Result<Respon
     // attempts.
     let policy = limits.login;
     for key in [format!("login:ip:{ip}"), format!("login:user:{user}")] {
-        let decision = limits.limiter.check(&key, policy).await;
-        if !decision.allowed {
-            crate::metrics::rate_limited(policy.name);
+        if let Err(refused) = limits.check(&key, policy).await {
             tracing::info!(target: "m::audit", user = %user, ip = %ip, "login refused: too many attempts");
-            let mut res = ApiError::RateLimited(decision.reset_secs).into_response();
-            describe(res.headers_mut(), policy, decision);
-            return Ok(res);
+            return Ok(refused);
         }
     }
     let Some(name) = state.repo.login(&user, &body.password).await? else {
@@ -117,12 +108,9 @@ pub async fn set_password(State(state): State<ApiState>, caller: Caller, req: Re
         if target != who.user {
             return Err(crate::repo::RepoError::Forbidden { doctype: "User".into(), action: "write" }.into());
         }
-        let policy = state.rate_limits.login;
-        let decision = state.rate_limits.limiter.check(&format!("login:user:{target}"), policy).await;
-        if !decision.allowed {
-            let mut res = ApiError::RateLimited(decision.reset_secs).into_response();
-            describe(res.headers_mut(), policy, decision);
-            return Ok(res);
+        let limits = &state.rate_limits;
+        if let Err(refused) = limits.check(&format!("login:user:{target}"), limits.login).await {
+            return Ok(refused);
         }
         let current = body.current_password.as_deref().unwrap_or_default();
         if state.repo.login(&target, current).await?.is_none() {

@@ -44,7 +44,7 @@ pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[Net]) -> 
     Some(forwarded.into_iter().rev().find(|ip| !is_trusted(*ip)).unwrap_or(peer))
 }
 
-pub fn describe(headers: &mut HeaderMap, policy: Policy, d: Decision) {
+fn describe(headers: &mut HeaderMap, policy: Policy, d: Decision) {
     let p = format!("\"{}\";q={};w={}", policy.name, policy.limit, policy.window.as_secs());
     let r = format!("\"{}\";r={};t={}", policy.name, d.remaining, d.reset_secs);
     for (name, value) in [("ratelimit-policy", p), ("ratelimit", r)] {
@@ -54,14 +54,33 @@ pub fn describe(headers: &mut HeaderMap, policy: Policy, d: Decision) {
     }
 }
 
+impl RateLimits {
+    /// Count one request against `key`: the decision when allowed, or the 429 to answer with
+    /// (counted in the metrics).
+    pub async fn check(&self, key: &str, policy: Policy) -> Result<Decision, Response> {
+        let decision = self.limiter.check(key, policy).await;
+        if decision.allowed {
+            return Ok(decision);
+        }
+        crate::metrics::rate_limited(policy.name);
+        let mut res = ApiError::RateLimited(decision.reset_secs).into_response();
+        describe(res.headers_mut(), policy, decision);
+        Err(res)
+    }
+
+    /// The client address of a request, as text (`unknown` without a peer).
+    pub fn client(&self, req: &Request) -> String {
+        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        client_ip(req.headers(), peer, &self.trusted_proxies).map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+    }
+}
+
 pub async fn middleware(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     let limits: &Arc<RateLimits> = &state.rate_limits;
     if matches!(req.uri().path(), "/health" | "/ready" | "/metrics") {
         return next.run(req).await;
     }
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let ip = client_ip(req.headers(), peer, &limits.trusted_proxies)
-        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    let ip = limits.client(&req);
     // The request is authenticated here, once: the handler reuses the outcome. Without a key
     // (development) a request without a token is the Administrator and counts as that user.
     let who = super::authenticate(req.headers(), req.extensions(), &state).await;
@@ -71,13 +90,10 @@ pub async fn middleware(State(state): State<ApiState>, mut req: Request, next: N
         Some(u) => (format!("user:{u}"), limits.api),
         None => (format!("ip:{ip}"), limits.anon),
     };
-    let decision = limits.limiter.check(&key, policy).await;
-    if !decision.allowed {
-        crate::metrics::rate_limited(policy.name);
-        let mut res = ApiError::RateLimited(decision.reset_secs).into_response();
-        describe(res.headers_mut(), policy, decision);
-        return res;
-    }
+    let decision = match limits.check(&key, policy).await {
+        Ok(d) => d,
+        Err(refused) => return refused,
+    };
     let mut res = next.run(req).await;
     describe(res.headers_mut(), policy, decision);
     res
