@@ -6,6 +6,23 @@ CREATE TABLE "m_auth" (
     "changed" bigint
 );
 
+CREATE TABLE "m_job" (
+    "id" varchar(36) PRIMARY KEY,
+    "job" varchar(140) NOT NULL,
+    "args" text NOT NULL,
+    "state" varchar(16) NOT NULL,
+    "attempts" bigint NOT NULL,
+    "max_attempts" bigint NOT NULL,
+    "run_at" bigint NOT NULL,
+    "lease_until" bigint,
+    "enqueued_by" varchar(140),
+    "created" bigint NOT NULL,
+    "finished" bigint,
+    "error" text,
+    "trace" varchar(64)
+);
+CREATE INDEX "m_job__state_run_at_idx" ON "m_job" ("state", "run_at");
+
 CREATE TABLE "m_series" (
     "prefix" varchar(140) PRIMARY KEY,
     "current" bigint NOT NULL

@@ -6,6 +6,23 @@ CREATE TABLE "m_auth" (
     "changed" INTEGER
 );
 
+CREATE TABLE "m_job" (
+    "id" TEXT PRIMARY KEY,
+    "job" TEXT NOT NULL,
+    "args" TEXT NOT NULL,
+    "state" TEXT NOT NULL,
+    "attempts" INTEGER NOT NULL,
+    "max_attempts" INTEGER NOT NULL,
+    "run_at" INTEGER NOT NULL,
+    "lease_until" INTEGER,
+    "enqueued_by" TEXT,
+    "created" INTEGER NOT NULL,
+    "finished" INTEGER,
+    "error" TEXT,
+    "trace" TEXT
+);
+CREATE INDEX "m_job__state_run_at_idx" ON "m_job" ("state", "run_at");
+
 CREATE TABLE "m_series" (
     "prefix" TEXT PRIMARY KEY,
     "current" INTEGER NOT NULL

@@ -1,4 +1,5 @@
-//! The example application: DocTypes in `doctypes/`, hooks in `src/hooks/`. Everything else is
+//! The example application: DocTypes in `doctypes/`, hooks in `src/hooks/`, background jobs in
+//! `src/jobs.rs`. Everything else is
 //! generated at build time or lives in m-runtime.
 
 /// The generated DocType structs and the table the runtime serves.
@@ -16,6 +17,9 @@ mod hooks {
     include!(concat!(env!("OUT_DIR"), "/hooks.rs"));
 }
 
+/// Background jobs.
+pub mod jobs;
+
 /// What `m` serves: this application's name, version and DocTypes.
 pub fn app_info() -> m_runtime::cli::AppInfo {
     m_runtime::cli::AppInfo {
@@ -26,5 +30,6 @@ pub fn app_info() -> m_runtime::cli::AppInfo {
         openapi: doctypes::OPENAPI,
         migrations: migrations::MIGRATIONS,
         migrations_dir: Some(migrations::MIGRATIONS_DIR),
+        jobs: jobs::JOBS,
     }
 }

@@ -18,6 +18,8 @@ pub struct App {
     pub migrations: &'static [(&'static str, &'static str)],
     /// The application's `migrations/` folder in its source tree (development).
     pub migrations_dir: Option<std::path::PathBuf>,
+    /// The background jobs it defines.
+    jobs: Vec<crate::jobs::Job>,
 }
 
 impl App {
@@ -45,6 +47,7 @@ impl App {
             by_name,
             migrations: &[],
             migrations_dir: None,
+            jobs: Vec::new(),
         })
     }
 
@@ -57,6 +60,32 @@ impl App {
         self.migrations = embedded;
         self.migrations_dir = dir;
         self
+    }
+
+    /// Add background jobs (a name defined twice is an error).
+    pub fn with_jobs(mut self, jobs: &[crate::jobs::Job]) -> Result<App, String> {
+        for job in jobs {
+            let well_formed = !job.name.is_empty()
+                && job.name.len() <= 140
+                && job.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b));
+            if !well_formed {
+                return Err(format!("job name `{}`: use 1–140 of a-z 0-9 _ . : -", job.name));
+            }
+            if self.job(job.name).is_some() {
+                return Err(format!("job `{}` is defined twice", job.name));
+            }
+            self.jobs.push(*job);
+        }
+        Ok(self)
+    }
+
+    /// A background job by name.
+    pub fn job(&self, name: &str) -> Option<&crate::jobs::Job> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+
+    pub fn jobs(&self) -> &[crate::jobs::Job] {
+        &self.jobs
     }
 
     /// A DocType by name (children included).

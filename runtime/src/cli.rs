@@ -8,6 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::app::App;
 use crate::config::{Config, Mode};
+use crate::jobs::cli::JobCommand;
 use crate::meta::DocMeta;
 use crate::server::Server;
 
@@ -23,6 +24,8 @@ pub struct AppInfo {
     pub migrations: &'static [(&'static str, &'static str)],
     /// The application's `migrations/` folder at build time (used when it still exists).
     pub migrations_dir: Option<&'static str>,
+    /// The application's background jobs.
+    pub jobs: &'static [crate::jobs::Job],
 }
 
 #[derive(Parser, Debug)]
@@ -152,6 +155,37 @@ enum Command {
     /// List users with their roles.
     #[command(name = "user:list")]
     UserList(JsonFlag),
+    /// Run background jobs from the queue until SIGTERM / ctrl-c.
+    Worker {
+        /// Jobs run at once (default M_JOB_WORKERS).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Run one job now, in this process (or queue it with --enqueue), as the Administrator.
+    #[command(name = "job:run")]
+    JobRun {
+        name: String,
+        /// The job's arguments as JSON (default `{}`).
+        #[arg(long)]
+        args: Option<String>,
+        /// Put it on the queue for a worker instead, and print its id.
+        #[arg(long)]
+        enqueue: bool,
+    },
+    /// Jobs by state, and the newest jobs.
+    #[command(name = "job:list")]
+    JobList {
+        /// Only jobs in this state: queued, running, done, failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Queue a failed job again, with fresh attempts.
+    #[command(name = "job:retry")]
+    JobRetry { id: String },
     /// Accept an edited, removed, failed or partial revision explicitly (logged).
     #[command(name = "migrate:repair")]
     MigrateRepair {
@@ -188,6 +222,13 @@ pub fn main(info: AppInfo) -> ExitCode {
         }
     };
     let app = app.with_migrations(info.migrations, info.migrations_dir.map(std::path::PathBuf::from));
+    let app = match app.with_jobs(info.jobs) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (dev, host, port) = match &cli.command {
         Command::Routes => {
             print!("{}", routes(&app));
@@ -230,7 +271,7 @@ pub fn main(info: AppInfo) -> ExitCode {
     }
     // One TLS crypto provider for the process: the listener, the JWKS and trace exporters.
     crate::http::install_crypto_provider();
-    let serving = matches!(cli.command, Command::Start { .. });
+    let serving = matches!(cli.command, Command::Start { .. } | Command::Worker { .. });
     let telemetry = crate::telemetry::init(&config, info.name, serving);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -241,6 +282,18 @@ pub fn main(info: AppInfo) -> ExitCode {
     };
     let result = match (cli.command.user_command(), cli.command) {
         (_, Command::Start { .. }) => runtime.block_on(start(config, app, info.openapi)).map(|()| ExitCode::SUCCESS),
+        (_, Command::Worker { concurrency }) => runtime
+            .block_on(crate::jobs::cli::run(JobCommand::Worker { concurrency }, &config, app))
+            .map(|()| ExitCode::SUCCESS),
+        (_, Command::JobRun { name, args, enqueue }) => runtime
+            .block_on(crate::jobs::cli::run(JobCommand::Run { name, args, enqueue }, &config, app))
+            .map(|()| ExitCode::SUCCESS),
+        (_, Command::JobList { state, limit, json }) => runtime
+            .block_on(crate::jobs::cli::run(JobCommand::List { state, limit, json: json.json }, &config, app))
+            .map(|()| ExitCode::SUCCESS),
+        (_, Command::JobRetry { id }) => {
+            runtime.block_on(crate::jobs::cli::run(JobCommand::Retry { id }, &config, app)).map(|()| ExitCode::SUCCESS)
+        }
         (Some(cmd), _) => runtime
             .block_on(crate::users::cli::run(cmd, &config, app))
             .map(|()| ExitCode::SUCCESS)

@@ -115,6 +115,18 @@ pub struct Config {
     /// Migration sessions on PostgreSQL: `lock_timeout` and `statement_timeout` in seconds.
     pub migrate_lock_timeout_secs: u64,
     pub migrate_statement_timeout_secs: u64,
+    /// Background jobs run at once by `m start` (`M_JOB_WORKERS`; 0: this server runs none, an
+    /// `m worker` process does) and by `m worker` unless `--concurrency` says otherwise.
+    pub job_workers: usize,
+    /// A job running longer is stopped and counts as a failed attempt (`M_JOB_TIMEOUT_SECS`).
+    pub job_timeout_secs: u64,
+    /// Attempts a job gets before it is marked failed (`M_JOB_ATTEMPTS`).
+    pub job_attempts: u32,
+    /// Wait before the first retry, doubled for each further one up to an hour
+    /// (`M_JOB_BACKOFF_SECS`).
+    pub job_backoff_secs: u64,
+    /// Finished jobs are deleted after this many seconds (`M_JOB_KEEP_SECS`); failed ones stay.
+    pub job_keep_secs: u64,
 }
 
 impl Default for Config {
@@ -162,6 +174,11 @@ impl Default for Config {
             shutdown_timeout_secs: 30,
             migrate_lock_timeout_secs: 10,
             migrate_statement_timeout_secs: 600,
+            job_workers: 2,
+            job_timeout_secs: 300,
+            job_attempts: 3,
+            job_backoff_secs: 10,
+            job_keep_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -208,6 +225,11 @@ const ENV_KEYS: &[&str] = &[
     "shutdown_timeout_secs",
     "migrate_lock_timeout_secs",
     "migrate_statement_timeout_secs",
+    "job_workers",
+    "job_timeout_secs",
+    "job_attempts",
+    "job_backoff_secs",
+    "job_keep_secs",
 ];
 
 fn split_list(s: Option<&str>) -> Vec<String> {
@@ -229,6 +251,9 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if self.max_page_size == 0 {
             return Err("M_MAX_PAGE_SIZE must be at least 1".into());
+        }
+        if self.job_attempts == 0 || self.job_timeout_secs == 0 {
+            return Err("M_JOB_ATTEMPTS and M_JOB_TIMEOUT_SECS must be at least 1".into());
         }
         if let Some(f) = &self.log_format
             && f != "json"

@@ -69,6 +69,16 @@ impl HookCtx<'_> {
         self.is_new
     }
 
+    /// Queue a background job in the write's transaction: it exists (and runs) only if the write
+    /// commits. Returns the job's id.
+    pub async fn enqueue(&self, job: &str, args: serde_json::Value) -> Result<String, HookError> {
+        let mut tx = self.tx.lock().await;
+        self.repo
+            .enqueue_in(&mut tx, job, &args, Some(&self.user))
+            .await
+            .map_err(|e| HookError::Internal(e.to_string()))
+    }
+
     /// One field of another document by DocType and `name` (Null when the document does not
     /// exist). Reads bypass the caller's row scope: hooks are application code.
     pub async fn get_value(&self, doctype: &str, name: &str, field: &str) -> Result<Value, HookError> {

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod breaker;
 pub mod checks;
 pub mod cli;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod db;
 pub mod doc;
 pub mod hooks;
 pub mod http;
+pub mod jobs;
 pub mod list_query;
 pub mod meta;
 pub mod metrics;

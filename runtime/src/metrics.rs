@@ -7,6 +7,9 @@
 //!   operation it serves), `m_db_pool_connections{state="in_use"|"idle"}`
 //! - `m_cache_requests_total{cache,result}` (the verified-token cache)
 //! - `m_rate_limit_rejections_total{policy}`
+//! - `m_circuit_breaker_state{breaker,state}` (1 for the breaker's current state, 0 for the others)
+//! - `m_jobs_queued{state}` (background jobs by state, counted at each scrape),
+//!   `m_jobs_total{job,outcome}`, `m_job_duration_seconds{job}`
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -166,4 +169,27 @@ pub fn cache_lookup(cache: &'static str, hit: bool) {
 pub fn pool_connections(in_use: usize, idle: usize) {
     metrics::gauge!("m_db_pool_connections", "state" => "in_use").set(in_use as f64);
     metrics::gauge!("m_db_pool_connections", "state" => "idle").set(idle as f64);
+}
+
+pub fn breaker_state(breaker: &'static str, state: crate::breaker::BreakerState) {
+    for s in crate::breaker::BreakerState::ALL {
+        metrics::gauge!("m_circuit_breaker_state", "breaker" => breaker, "state" => s.as_str()).set(if s == state {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
+/// A job run ended: `outcome` is `done`, `retry` or `failed`.
+pub fn job_finished(job: &'static str, outcome: &'static str, elapsed: Duration) {
+    metrics::counter!("m_jobs_total", "job" => job, "outcome" => outcome).increment(1);
+    metrics::histogram!("m_job_duration_seconds", "job" => job).record(elapsed.as_secs_f64());
+}
+
+/// Jobs in the queue per state.
+pub fn jobs_queued(counts: &[(crate::jobs::JobState, i64)]) {
+    for (state, n) in counts {
+        metrics::gauge!("m_jobs_queued", "state" => state.as_str()).set(*n as f64);
+    }
 }

@@ -2,6 +2,8 @@
 //! Shared across server instances through Redis — one Lua script, so the check and the update
 //! are atomic and use Redis's clock — and kept in process when Redis is not configured or does
 //! not answer within a few milliseconds (never unlimited). Both paths run the same algorithm.
+//! A circuit breaker stops asking Redis while it keeps failing, so an outage costs requests
+//! nothing but the fallback.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -100,6 +102,7 @@ pub struct Limiter {
 }
 
 struct Redis {
+    breaker: crate::breaker::Breaker,
     conn: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
     client: redis::Client,
     script: redis::Script,
@@ -113,9 +116,12 @@ impl Limiter {
     /// keys (instances of one deployment share it).
     pub fn new(redis_url: Option<&str>, prefix: &str) -> Limiter {
         let redis = redis_url.and_then(|url| match redis::Client::open(url) {
-            Ok(client) => {
-                Some(Redis { conn: tokio::sync::OnceCell::new(), client, script: redis::Script::new(SCRIPT) })
-            }
+            Ok(client) => Some(Redis {
+                breaker: crate::breaker::Breaker::new("redis"),
+                conn: tokio::sync::OnceCell::new(),
+                client,
+                script: redis::Script::new(SCRIPT),
+            }),
             Err(e) => {
                 tracing::warn!(error = %e, "REDIS_URL is not usable: rate limits are per instance");
                 None
@@ -152,14 +158,23 @@ impl Limiter {
         })
     }
 
+    /// Where the Redis breaker stands (`None`: no Redis configured).
+    pub fn redis_breaker(&self) -> Option<crate::breaker::BreakerState> {
+        self.redis.as_ref().map(|r| r.breaker.state())
+    }
+
     /// Count one request of `key` against `policy`.
     pub async fn check(&self, key: &str, policy: Policy) -> Decision {
-        if let Some(r) = &self.redis {
+        if let Some(r) = self.redis.as_ref().filter(|r| r.breaker.permits()) {
             match tokio::time::timeout(REDIS_BUDGET, self.shared(r, key, policy)).await {
-                Ok(Ok(d)) => return d,
+                Ok(Ok(d)) => {
+                    r.breaker.succeeded();
+                    return d;
+                }
                 Ok(Err(e)) => tracing::debug!(error = %e, "Redis rate limit unavailable; limiting in process"),
                 Err(_) => tracing::debug!("Redis rate limit too slow; limiting in process"),
             }
+            r.breaker.failed();
         }
         self.local.check(key, policy)
     }

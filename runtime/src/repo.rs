@@ -132,6 +132,10 @@ struct Inner {
     limits: ListLimits,
     /// Users' roles and enabled flags (DESIGN §4).
     users: crate::users::Directory,
+    /// Wakes this process's job workers when a job is queued.
+    jobs_wake: tokio::sync::Notify,
+    /// Attempts a newly queued job gets (`M_JOB_ATTEMPTS`).
+    job_attempts: std::sync::atomic::AtomicU32,
 }
 
 /// The current time at the database's precision (microseconds), so a document returned by a
@@ -166,7 +170,29 @@ fn docstatus(doc: &Doc) -> i64 {
 
 impl Repo {
     pub fn new(app: App, db: Db, limits: ListLimits) -> Repo {
-        Repo { inner: Arc::new(Inner { app, db, limits, users: crate::users::Directory::default() }) }
+        Repo {
+            inner: Arc::new(Inner {
+                app,
+                db,
+                limits,
+                users: crate::users::Directory::default(),
+                jobs_wake: tokio::sync::Notify::new(),
+                job_attempts: std::sync::atomic::AtomicU32::new(3),
+            }),
+        }
+    }
+
+    /// Attempts each job queued from now on gets (at least 1).
+    pub fn set_job_attempts(&self, attempts: u32) {
+        self.inner.job_attempts.store(attempts.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn job_attempts(&self) -> u32 {
+        self.inner.job_attempts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn jobs_wake(&self) -> &tokio::sync::Notify {
+        &self.inner.jobs_wake
     }
 
     pub fn app(&self) -> &App {
@@ -264,6 +290,30 @@ impl Repo {
     }
 
     // ----- reads -------------------------------------------------------------------------
+
+    /// Every document matching list parameters (`filters`, `customer=…`, `order_by` … as in the
+    /// API; `limit`/`offset` are set here), read page by page, for jobs and commands.
+    pub async fn list_all(&self, who: &Principal, doctype: &str, params: &[(String, String)]) -> Result<Vec<Doc>> {
+        let schema = self.schema(doctype)?;
+        let page_size = self.limits().max_page_size;
+        let mut out = Vec::new();
+        loop {
+            let mut pairs: Vec<(String, String)> =
+                params.iter().filter(|(k, _)| k != "limit" && k != "offset").cloned().collect();
+            pairs.push(("limit".into(), page_size.to_string()));
+            pairs.push(("offset".into(), out.len().to_string()));
+            let q = crate::list_query::parse(&schema, &pairs, self.limits()).map_err(|e| RepoError::BadRequest {
+                code: e.code,
+                message: e.message,
+                field: e.field,
+            })?;
+            let page = self.list(who, doctype, &q).await?;
+            out.extend(page.rows);
+            if !page.has_more {
+                return Ok(out);
+            }
+        }
+    }
 
     pub async fn list(&self, who: &Principal, doctype: &str, q: &ListQuery) -> Result<Page> {
         let schema = self.schema(doctype)?;

@@ -31,6 +31,8 @@ pub struct Server {
     metrics: Option<(TcpListener, axum::Router)>,
     pub repo: Repo,
     shutdown_timeout: Duration,
+    /// In-process job workers (`M_JOB_WORKERS` > 0).
+    workers: Option<crate::jobs::WorkerConfig>,
 }
 
 impl Server {
@@ -47,6 +49,7 @@ impl Server {
             .await
             .context("cannot connect to the database")?;
         let repo = Repo::new(app, db, config.list_limits());
+        repo.set_job_attempts(config.job_attempts);
         repo.ensure_administrator().await.context("cannot create the built-in Administrator user")?;
         repo.warm_login().await;
         let expected = Expected { issuer: config.jwt_issuer.clone(), audience: config.jwt_audience.clone() };
@@ -108,6 +111,7 @@ impl Server {
             metrics,
             repo,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+            workers: (config.job_workers > 0).then(|| crate::jobs::WorkerConfig::from_config(config)),
         })
     }
 
@@ -134,14 +138,25 @@ impl Server {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serve until `signal` completes; then stop accepting connections and give in-flight
-    /// requests up to the shutdown timeout before returning.
+    /// Serve (and run jobs) until `signal` completes; then stop accepting connections and
+    /// claiming jobs, and give in-flight requests and running jobs up to the shutdown timeout
+    /// before returning.
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
         let signal = async move {
             signal.await;
+            let _ = stop_jobs.send(true);
             let _ = stopping_tx.send(());
         };
+        let workers = self.workers.map(|config| {
+            let worker = crate::jobs::Worker::new(self.repo.clone(), config);
+            let mut stopped = jobs_stopped;
+            let stop = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            tokio::spawn(worker.run_until(stop, self.shutdown_timeout))
+        });
         if let Some((listener, router)) = self.metrics {
             // The internal listener lives as long as the process.
             tokio::spawn(async move {
@@ -151,10 +166,14 @@ impl Server {
             });
         }
         let deadline = self.shutdown_timeout;
-        match self.listener {
+        let served = match self.listener {
             Bound::Plain(l) => serve(l, self.router, signal, stopping_rx, deadline).await,
             Bound::Tls(l) => serve(l, self.router, signal, stopping_rx, deadline).await,
+        };
+        if let Some(workers) = workers {
+            let _ = workers.await;
         }
+        served
     }
 }
 
@@ -202,7 +221,8 @@ async fn prepare_schema(config: &Config, app: &App) -> anyhow::Result<Vec<String
     })
 }
 
-async fn shutdown_signal() {
+/// Ctrl-c or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -221,5 +241,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: finishing in-flight work");
 }

@@ -10,7 +10,7 @@ use m_runtime::server::Server;
 use m_runtime::value::Value;
 use serde_json::json;
 
-use crate::support::{Backend, SECRET, Scratch, TestApp, doctypes, test_config};
+use crate::support::{Backend, SECRET, Scratch, TestApp, test_config};
 
 fn config(url: &str, scratch: &Scratch, rls: &str) -> Config {
     Config { db_rls: rls.into(), ..test_config(url, scratch) }
@@ -18,12 +18,13 @@ fn config(url: &str, scratch: &Scratch, rls: &str) -> Config {
 
 /// The test application (with the test-only Gadget) for development starts.
 fn app() -> m_runtime::app::App {
-    m_runtime::app::App::new("m", "0.1.0", doctypes()).expect("valid application")
+    crate::support::application()
 }
 
 /// The example application as its binary ships it, for production starts.
 fn shipped() -> m_runtime::app::App {
     m_runtime::app::App::new("m", "0.1.0", m::doctypes::doctypes())
+        .and_then(|a| a.with_jobs(m::jobs::JOBS))
         .expect("valid application")
         .with_migrations(m::migrations::MIGRATIONS, None)
 }

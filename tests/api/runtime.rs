@@ -58,7 +58,7 @@ fn config(scratch: &Scratch, url: &str) -> Config {
 }
 
 fn app() -> m_runtime::app::App {
-    m_runtime::app::App::new("m", "0.1.0", crate::support::doctypes()).unwrap()
+    crate::support::application()
 }
 
 pub fn free_port() -> u16 {
@@ -122,25 +122,31 @@ impl Drop for KillOnDrop {
     }
 }
 
-crate::both_backends!(a_private_redis_going_down_only_warns, |backend| {
+/// A private `redis-server` on `port` (None, after saying so, when it is not installed).
+fn private_redis(port: u16) -> Option<KillOnDrop> {
     if std::process::Command::new("redis-server").arg("--version").output().is_err() {
         eprintln!("skipped: redis-server is not installed");
-        return;
+        return None;
     }
-    let port = free_port();
-    let mut redis = KillOnDrop(
+    let redis = KillOnDrop(
         std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
-    for _ in 0..50 {
+    for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(Duration::from_millis(50));
     }
+    Some(redis)
+}
+
+crate::both_backends!(a_private_redis_going_down_only_warns, |backend| {
+    let port = free_port();
+    let Some(mut redis) = private_redis(port) else { return };
     let url = format!("redis://127.0.0.1:{port}");
     let Some((app, _)) = TestApp::start_with(backend, |c| c.redis_url = Some(Secret::new(url))).await else {
         return;
@@ -152,6 +158,50 @@ crate::both_backends!(a_private_redis_going_down_only_warns, |backend| {
     assert_eq!(r.json["status"], "warn", "{}", r.json);
     app.post("/api/v1/Territory", json!({"territory_name": "North"})).send().await.expect(201);
     app.get("/api/v1/Territory").send().await.expect(200);
+});
+
+crate::both_backends!(the_redis_breaker_opens_in_an_outage_and_closes_when_redis_returns, |backend| {
+    let port = free_port();
+    let Some(mut redis) = private_redis(port) else { return };
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let url = format!("redis://127.0.0.1:{port}");
+    let prefix = format!("m-test-{}:", uuid::Uuid::new_v4().simple());
+    let (_server, addr) = spawn_binary(
+        &scratch,
+        &[("REDIS_URL", url.as_str()), ("M_REDIS_PREFIX", prefix.as_str()), ("M_RATE_LIMIT_API", "100000")],
+    )
+    .await;
+    let breaker = |state: &'static str| async move {
+        let (status, text) = raw_http(addr, "GET", "/metrics", "").await;
+        assert_eq!(status, 200, "{text}");
+        has(&samples(&text), "m_circuit_breaker_state", &[("breaker", "redis"), ("state", state)])
+    };
+    assert_eq!(raw_http(addr, "GET", "/api/v1/Territory", "").await.0, 200);
+    assert_eq!(breaker("closed").await, 1.0);
+    redis.stop();
+    // Requests go on (limited in process); a few failures open the breaker.
+    for _ in 0..5 {
+        assert_eq!(raw_http(addr, "GET", "/api/v1/Territory", "").await.0, 200);
+    }
+    assert_eq!(breaker("open").await, 1.0, "the breaker opens while Redis is down");
+    assert_eq!(breaker("closed").await, 0.0);
+    let Some(_redis) = private_redis(port) else { return };
+    let mut closed = false;
+    for _ in 0..200 {
+        assert_eq!(raw_http(addr, "GET", "/api/v1/Territory", "").await.0, 200);
+        if breaker("closed").await == 1.0 {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(closed, "the breaker closes once a probe reaches Redis again");
+    let keys = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--scan", "--pattern", &format!("{prefix}*")])
+        .output();
+    if let Ok(out) = keys {
+        assert!(!out.stdout.is_empty(), "limits are shared through Redis again");
+    }
 });
 
 crate::both_backends!(statements_stop_at_the_statement_timeout, |backend| {

@@ -21,7 +21,7 @@ fn config(scratch: &Scratch, env: Mode) -> Config {
 }
 
 fn app() -> m_runtime::app::App {
-    m_runtime::app::App::new("m", "0.1.0", crate::support::doctypes()).expect("valid application")
+    crate::support::application()
 }
 
 crate::both_backends!(production_refuses_pending_revisions_and_development_applies_them, |backend| {

@@ -108,12 +108,87 @@ pub struct Gadget {
     pub territory: Option<String>,
 }
 
-/// A hook that panics on request, to test that a panic is contained.
+/// A hook that panics on request, to test that a panic is contained, and that queues a job
+/// (then fails, on request, to test that the job goes with the rolled-back write).
 impl m_runtime::hooks::Hooks for Gadget {
-    async fn validate(&mut self, _ctx: &m_runtime::hooks::HookCtx<'_>) -> Result<(), m_runtime::hooks::HookError> {
+    async fn validate(&mut self, ctx: &m_runtime::hooks::HookCtx<'_>) -> Result<(), m_runtime::hooks::HookError> {
         assert!(self.label.as_deref() != Some("panic in a hook"), "a hook panicked");
+        if let Some(label @ ("enqueue" | "enqueue then fail")) = self.label.as_deref()
+            && ctx.is_new()
+        {
+            ctx.enqueue("gadget_count", serde_json::json!({"code": self.code, "add": 1})).await?;
+            if label == "enqueue then fail" {
+                return Err(m_runtime::hooks::HookError::invalid("refused after queueing a job"));
+            }
+        }
         Ok(())
     }
+}
+
+/// Jobs for the job tests, acting on Gadgets.
+pub mod test_jobs {
+    use m_runtime::jobs::{Job, JobCtx, JobError};
+    use m_runtime::repo::Expect;
+    use serde_json::{Value, json};
+
+    pub static JOBS: &[Job] = &[
+        Job { name: "gadget_count", run: |ctx, args| Box::pin(gadget_count(ctx, args)) },
+        Job { name: "flaky", run: |ctx, args| Box::pin(flaky(ctx, args)) },
+        Job { name: "fatal", run: |_, _| Box::pin(async { Err(JobError::fatal("bad input")) }) },
+        Job { name: "sleepy", run: |_, args| Box::pin(sleepy(args)) },
+        Job { name: "panics", run: |_, _| Box::pin(async { panic!("a job panicked") }) },
+    ];
+
+    fn code(args: &Value) -> Result<&str, JobError> {
+        args["code"].as_str().ok_or_else(|| JobError::fatal("args.code"))
+    }
+
+    /// Add `args.add` to Gadget `args.code`'s count.
+    async fn gadget_count(ctx: &JobCtx, args: Value) -> Result<(), JobError> {
+        let code = code(&args)?;
+        let doc = ctx.repo().get(&ctx.system(), "Gadget", code).await?;
+        let count = match doc.get("count") {
+            m_runtime::Value::Int(n) => *n,
+            _ => 0,
+        } + args["add"].as_i64().unwrap_or(1);
+        ctx.repo().update(&ctx.system(), "Gadget", code, &json!({"count": count}), &Expect::default()).await?;
+        Ok(())
+    }
+
+    /// Fail (to be retried) until attempt `args.succeed_on`, then write the attempt into the
+    /// Gadget's label.
+    async fn flaky(ctx: &JobCtx, args: Value) -> Result<(), JobError> {
+        if u64::from(ctx.attempt()) < args["succeed_on"].as_u64().unwrap_or(1) {
+            return Err(JobError::retry(format!("flaky on attempt {}", ctx.attempt())));
+        }
+        let body = json!({"label": format!("attempt {}", ctx.attempt())});
+        ctx.repo().update(&ctx.system(), "Gadget", code(&args)?, &body, &Expect::default()).await?;
+        Ok(())
+    }
+
+    async fn sleepy(args: Value) -> Result<(), JobError> {
+        tokio::time::sleep(std::time::Duration::from_millis(args["ms"].as_u64().unwrap_or(0))).await;
+        Ok(())
+    }
+}
+
+/// Run one statement on a database, outside any application (to stage states by hand).
+pub async fn execute(url: &str, sql: &str) {
+    let pool = m_runtime::db::PoolConfig { min_connections: 1, max_connections: 1, ..Default::default() };
+    let db = m_runtime::db::Db::connect(url, &pool).await.expect("connect");
+    let mut tx = db.begin(&m_runtime::db::DbCtx::System).await.expect("begin");
+    tx.execute(sql, Vec::new()).await.expect("execute");
+    tx.commit().await.expect("commit");
+}
+
+/// The example application's jobs and the test jobs.
+pub fn jobs() -> Vec<m_runtime::jobs::Job> {
+    m::jobs::JOBS.iter().chain(test_jobs::JOBS).copied().collect()
+}
+
+/// The application the tests serve: the example DocTypes, Gadget, and every job.
+pub fn application() -> m_runtime::app::App {
+    m_runtime::app::App::new("m", "0.1.0", doctypes()).and_then(|a| a.with_jobs(&jobs())).expect("valid application")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,8 +200,33 @@ pub enum Backend {
 /// A running application with its own database, removed on drop.
 pub struct TestApp {
     router: axum::Router,
+    repo: Option<m_runtime::repo::Repo>,
     /// Removed when the application is dropped.
     _scratch: Scratch,
+}
+
+/// Job workers running for a test; stopped on [`WorkerGuard::stop`] or drop.
+pub struct WorkerGuard {
+    stop: std::sync::Arc<tokio::sync::Notify>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl WorkerGuard {
+    /// Stop claiming jobs and wait for the worker to finish (within its deadline).
+    pub async fn stop(mut self) {
+        self.stop.notify_one();
+        if let Some(task) = self.task.take() {
+            task.await.expect("the worker ends cleanly");
+        }
+    }
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 /// A fresh database (SQLite file or PostgreSQL database) and a scratch folder (for the SQLite
@@ -293,14 +393,40 @@ impl TestApp {
         let scratch = Scratch::new(backend).await?;
         let mut config = test_config(&scratch.url, &scratch);
         tweak(&mut config);
-        let app = m_runtime::app::App::new("m", "0.1.0", doctypes()).expect("valid application");
-        let server = Server::build(&config, app, m::doctypes::OPENAPI).await.expect("server starts");
-        Some((TestApp { router: server.router(), _scratch: scratch }, config))
+        let server = Server::build(&config, application(), m::doctypes::OPENAPI).await.expect("server starts");
+        Some((TestApp { router: server.router(), repo: Some(server.repo.clone()), _scratch: scratch }, config))
+    }
+
+    /// The URL of this application's database.
+    pub fn database_url(&self) -> &str {
+        &self._scratch.url
+    }
+
+    /// The server's repository (None for an application built from a router).
+    pub fn repo(&self) -> &m_runtime::repo::Repo {
+        self.repo.as_ref().expect("a TestApp started by start_with")
+    }
+
+    /// Run job workers for this application until the returned guard is dropped.
+    pub fn worker(&self, config: &Config) -> WorkerGuard {
+        let mut wc = m_runtime::jobs::WorkerConfig::from_config(config);
+        wc.poll = std::time::Duration::from_millis(100);
+        wc.maintain_every = std::time::Duration::from_millis(200);
+        self.worker_with(wc, std::time::Duration::from_secs(5))
+    }
+
+    /// Run job workers with this configuration and shutdown deadline.
+    pub fn worker_with(&self, wc: m_runtime::jobs::WorkerConfig, deadline: std::time::Duration) -> WorkerGuard {
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        let signal = stop.clone();
+        let worker = m_runtime::jobs::Worker::new(self.repo().clone(), wc);
+        let task = tokio::spawn(worker.run_until(async move { signal.notified().await }, deadline));
+        WorkerGuard { stop, task: Some(task) }
     }
 
     /// Requests against a server built elsewhere.
     pub fn from_router(router: axum::Router, scratch: Scratch) -> TestApp {
-        TestApp { router, _scratch: scratch }
+        TestApp { router, repo: None, _scratch: scratch }
     }
 
     /// A bearer token naming `user`, with no user behind it.

@@ -407,7 +407,41 @@ pub fn runtime_tables() -> Vec<Table> {
     let changed = Column::new("changed", ColumnType::BigInt);
     let auth =
         Table { name: "m_auth".into(), columns: vec![user, hash, changed], indexes: Vec::new(), renamed_from: None };
-    vec![series, auth]
+    vec![series, auth, job_table()]
+}
+
+/// The background job queue (`m_job`): one row per job, claimed by workers; times are Unix
+/// microseconds.
+fn job_table() -> Table {
+    let column = |name: &str, ty: ColumnType, not_null: bool| {
+        let mut c = Column::new(name, ty);
+        c.not_null = not_null;
+        c
+    };
+    let mut id = column("id", ColumnType::Varchar(Some(36)), true);
+    id.primary_key = true;
+    let columns = vec![
+        id,
+        column("job", ColumnType::Varchar(Some(140)), true),
+        column("args", ColumnType::Text, true),
+        // queued | running | done | failed
+        column("state", ColumnType::Varchar(Some(16)), true),
+        column("attempts", ColumnType::BigInt, true),
+        column("max_attempts", ColumnType::BigInt, true),
+        // Not before this time (retries wait here).
+        column("run_at", ColumnType::BigInt, true),
+        // While running: after this time the worker is presumed gone and the job is run again.
+        column("lease_until", ColumnType::BigInt, false),
+        column("enqueued_by", ColumnType::Varchar(Some(140)), false),
+        column("created", ColumnType::BigInt, true),
+        column("finished", ColumnType::BigInt, false),
+        column("error", ColumnType::Text, false),
+        // The W3C traceparent of the work that enqueued it.
+        column("trace", ColumnType::Varchar(Some(64)), false),
+    ];
+    let claim =
+        Index { name: "m_job__state_run_at_idx".into(), columns: vec!["state".into(), "run_at".into()], unique: false };
+    Table { name: "m_job".into(), columns, indexes: vec![claim], renamed_from: None }
 }
 
 /// The desired schema of an application: its DocTypes' tables plus the runtime's.

@@ -207,13 +207,30 @@ where
     crate::metrics::db_scope(name, operation, retrying(idempotent, op)).await
 }
 
+/// `/metrics` and `/health` of an `m worker` process (on `M_METRICS_ADDR`).
+pub fn worker_router(repo: Repo) -> Router {
+    Router::new()
+        .route("/metrics", get(|State(repo): State<Repo>| async move { render_metrics(&repo).await }))
+        .route("/health", get(health))
+        .with_state(repo)
+}
+
 /// `GET /metrics`: the Prometheus text format.
 pub async fn metrics(State(state): State<ApiState>) -> Response {
+    render_metrics(&state.repo).await
+}
+
+async fn render_metrics(repo: &Repo) -> Response {
     let Some(handle) = crate::metrics::handle() else {
         return ApiError::NotFound.into_response();
     };
-    let (in_use, idle) = state.repo.pool_status();
+    let (in_use, idle) = repo.pool_status();
     crate::metrics::pool_connections(in_use, idle);
+    // The queue is counted at each scrape (one indexed GROUP BY), so any instance reports it
+    // whether or not it runs workers; a database that does not answer leaves the last counts.
+    if let Ok(Ok(counts)) = tokio::time::timeout(std::time::Duration::from_secs(2), repo.job_counts()).await {
+        crate::metrics::jobs_queued(&counts);
+    }
     let mut res = handle.render().into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     res

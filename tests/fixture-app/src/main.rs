@@ -17,5 +17,6 @@ fn main() -> std::process::ExitCode {
         openapi: doctypes::OPENAPI,
         migrations: migrations::MIGRATIONS,
         migrations_dir: Some(migrations::MIGRATIONS_DIR),
+        jobs: &[],
     })
 }

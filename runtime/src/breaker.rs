@@ -1,0 +1,156 @@
+//! Circuit breakers around dependencies the server can do without for a while (Redis for the
+//! shared rate limits). After a few consecutive failures a breaker opens: calls are not made at
+//! all — the caller takes its fallback at once instead of waiting for a timeout on every request —
+//! until a delay passes (1 s, doubling up to 15 s while the dependency stays down); then one
+//! call is let through as a probe (half-open), and its success closes the breaker.
+//!
+//! The state machine is `failsafe`'s; this module names each breaker, exposes its state and
+//! reports it in `m_circuit_breaker_state{breaker,state}` and the log.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use failsafe::StateMachine;
+use failsafe::backoff::{self, Exponential};
+use failsafe::failure_policy::{ConsecutiveFailures, consecutive_failures};
+
+/// Where a breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through.
+    Closed,
+    /// Calls are refused until the delay passes.
+    Open,
+    /// The delay passed: calls go through, and the next outcome decides.
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub const ALL: [BreakerState; 3] = [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+
+    fn from_u8(v: u8) -> BreakerState {
+        match v {
+            1 => BreakerState::Open,
+            2 => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
+        }
+    }
+}
+
+/// Consecutive failures that open a breaker.
+const FAILURES_TO_OPEN: u32 = 3;
+/// The first open period; it doubles while probes fail, up to [`MAX_OPEN`].
+const FIRST_OPEN: Duration = Duration::from_secs(1);
+const MAX_OPEN: Duration = Duration::from_secs(15);
+
+/// Records transitions: the state for [`Breaker::state`], the gauge and a log line.
+struct Observer {
+    name: &'static str,
+    state: Arc<AtomicU8>,
+}
+
+impl Observer {
+    fn set(&self, state: BreakerState) {
+        let before = BreakerState::from_u8(self.state.swap(state as u8, Ordering::Relaxed));
+        crate::metrics::breaker_state(self.name, state);
+        match (before, state) {
+            (_, BreakerState::Open) if before != BreakerState::Open => {
+                tracing::warn!(breaker = self.name, "circuit breaker open: calls are skipped for a while");
+            }
+            (BreakerState::Open | BreakerState::HalfOpen, BreakerState::Closed) => {
+                tracing::info!(breaker = self.name, "circuit breaker closed: the dependency answers again");
+            }
+            _ => {}
+        }
+    }
+}
+
+impl failsafe::Instrument for Observer {
+    fn on_call_rejected(&self) {}
+
+    fn on_open(&self) {
+        self.set(BreakerState::Open);
+    }
+
+    fn on_half_open(&self) {
+        self.set(BreakerState::HalfOpen);
+    }
+
+    fn on_closed(&self) {
+        self.set(BreakerState::Closed);
+    }
+}
+
+/// One named circuit breaker.
+pub struct Breaker {
+    machine: StateMachine<ConsecutiveFailures<Exponential>, Observer>,
+    state: Arc<AtomicU8>,
+}
+
+impl Breaker {
+    /// A closed breaker. `name` labels its metric and log lines (a fixed, small set).
+    pub fn new(name: &'static str) -> Breaker {
+        let state = Arc::new(AtomicU8::new(BreakerState::Closed as u8));
+        let observer = Observer { name, state: state.clone() };
+        let policy = consecutive_failures(FAILURES_TO_OPEN, backoff::exponential(FIRST_OPEN, MAX_OPEN));
+        Breaker { machine: failsafe::Config::new().failure_policy(policy).instrument(observer).build(), state }
+    }
+
+    /// Whether a call may be made now (an open breaker whose delay passed turns half-open).
+    pub fn permits(&self) -> bool {
+        self.machine.is_call_permitted()
+    }
+
+    /// The call succeeded.
+    pub fn succeeded(&self) {
+        self.machine.on_success();
+    }
+
+    /// The call failed (an error or a timeout).
+    pub fn failed(&self) {
+        self.machine.on_error();
+    }
+
+    pub fn state(&self) -> BreakerState {
+        BreakerState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_consecutive_failures_and_closes_after_a_successful_probe() {
+        let b = Breaker::new("test");
+        assert!(b.permits());
+        b.failed();
+        b.succeeded();
+        b.failed();
+        b.failed();
+        assert_eq!(b.state(), BreakerState::Closed, "a success resets the count");
+        b.failed();
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(!b.permits(), "an open breaker refuses calls");
+        std::thread::sleep(FIRST_OPEN + Duration::from_millis(50));
+        assert!(b.permits(), "after the delay one probe goes through");
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        b.failed();
+        assert_eq!(b.state(), BreakerState::Open, "a failed probe opens it again");
+        assert!(!b.permits());
+        std::thread::sleep(2 * FIRST_OPEN + Duration::from_millis(50));
+        assert!(b.permits());
+        b.succeeded();
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.permits());
+    }
+}

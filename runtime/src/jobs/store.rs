@@ -1,0 +1,298 @@
+//! The queue's statements on `m_job` (the runtime's own table: no DocType, no row scope). Every
+//! value is bound; times are Unix microseconds.
+
+use serde::Serialize;
+
+use crate::db::{Db, DbCtx, Dialect, Row};
+use crate::meta::FieldKind;
+use crate::query::Sql;
+use crate::repo::RepoError;
+use crate::value::Value;
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 4] = [JobState::Queued, JobState::Running, JobState::Done, JobState::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|j| j.as_str() == s)
+    }
+}
+
+pub(crate) struct NewJob<'a> {
+    pub id: &'a str,
+    pub job: &'a str,
+    pub args: &'a str,
+    pub max_attempts: u32,
+    pub enqueued_by: Option<&'a str>,
+    pub trace: Option<String>,
+}
+
+fn text(v: &str) -> Value {
+    Value::Str(v.to_string())
+}
+
+fn opt(v: Option<&str>) -> Value {
+    v.map_or(Value::Null, text)
+}
+
+pub(crate) fn insert(dialect: Dialect, j: &NewJob<'_>, now: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO m_job (id, job, args, state, attempts, max_attempts, run_at, enqueued_by, created, trace) VALUES (");
+    sql.bind(FieldKind::Data, text(j.id)).push(", ").bind(FieldKind::Data, text(j.job)).push(", ");
+    sql.bind(FieldKind::Text, text(j.args)).push(", 'queued', 0, ");
+    sql.bind(FieldKind::BigInt, Value::Int(i64::from(j.max_attempts))).push(", ");
+    sql.bind(FieldKind::BigInt, Value::Int(now)).push(", ").bind(FieldKind::Data, opt(j.enqueued_by)).push(", ");
+    sql.bind(FieldKind::BigInt, Value::Int(now)).push(", ").bind(FieldKind::Data, opt(j.trace.as_deref())).push(")");
+    sql
+}
+
+/// A job a worker has claimed.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimed {
+    pub id: String,
+    pub job: String,
+    pub args: String,
+    /// This run's attempt number (1 for the first).
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub enqueued_by: Option<String>,
+    pub trace: Option<String>,
+}
+
+const CLAIMED_KINDS: [FieldKind; 7] = [
+    FieldKind::Data,
+    FieldKind::Data,
+    FieldKind::Text,
+    FieldKind::BigInt,
+    FieldKind::BigInt,
+    FieldKind::Data,
+    FieldKind::Data,
+];
+
+fn string(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(str::to_string)
+}
+
+fn int(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::Int(i)) => *i,
+        _ => 0,
+    }
+}
+
+fn claimed(row: &Row) -> Claimed {
+    Claimed {
+        id: string(row.first()).unwrap_or_default(),
+        job: string(row.get(1)).unwrap_or_default(),
+        args: string(row.get(2)).unwrap_or_default(),
+        attempt: u32::try_from(int(row.get(3))).unwrap_or(u32::MAX),
+        max_attempts: u32::try_from(int(row.get(4))).unwrap_or(1),
+        enqueued_by: string(row.get(5)),
+        trace: string(row.get(6)),
+    }
+}
+
+/// Take the next due job: `running`, one more attempt, leased until `lease_until`. PostgreSQL
+/// skips rows other workers hold; SQLite's single writer serialises claims.
+pub(crate) async fn claim(db: &Db, now: i64, lease_until: i64) -> Result<Option<Claimed>, RepoError> {
+    let dialect = db.dialect();
+    let mut sql = Sql::new(dialect);
+    sql.push("UPDATE m_job SET state = 'running', attempts = attempts + 1, lease_until = ");
+    sql.bind(FieldKind::BigInt, Value::Int(lease_until));
+    sql.push(" WHERE id = (SELECT id FROM m_job WHERE state = 'queued' AND run_at <= ");
+    sql.bind(FieldKind::BigInt, Value::Int(now)).push(" ORDER BY run_at, id LIMIT 1");
+    if dialect == Dialect::Postgres {
+        sql.push(" FOR UPDATE SKIP LOCKED");
+    }
+    sql.push(") AND state = 'queued' RETURNING id, job, args, attempts, max_attempts, enqueued_by, trace");
+    let mut tx = db.begin(&DbCtx::System).await?;
+    let rows = tx.fetch(&sql.text, sql.binds, &CLAIMED_KINDS).await?;
+    tx.commit().await?;
+    Ok(rows.first().map(claimed))
+}
+
+/// How a run ended.
+#[derive(Clone, Copy)]
+pub(crate) enum Finish<'a> {
+    Done,
+    /// Run again at `run_at`.
+    Retry {
+        run_at: i64,
+        error: &'a str,
+    },
+    Failed {
+        error: &'a str,
+    },
+    /// Not finished (the worker is stopping): queued again, this attempt not counted.
+    Release,
+}
+
+/// Record how a claimed run ended. Guarded by the attempt number, so a run whose lease expired
+/// (and whose job another worker took) changes nothing.
+pub(crate) async fn finish(db: &Db, job: &Claimed, how: Finish<'_>, now: i64) -> Result<bool, RepoError> {
+    let mut sql = Sql::new(db.dialect());
+    match how {
+        Finish::Done => {
+            sql.push("UPDATE m_job SET state = 'done', lease_until = NULL, error = NULL, finished = ");
+            sql.bind(FieldKind::BigInt, Value::Int(now));
+        }
+        Finish::Retry { run_at, error } => {
+            sql.push("UPDATE m_job SET state = 'queued', lease_until = NULL, run_at = ");
+            sql.bind(FieldKind::BigInt, Value::Int(run_at)).push(", error = ").bind(FieldKind::Text, text(error));
+        }
+        Finish::Failed { error } => {
+            sql.push("UPDATE m_job SET state = 'failed', lease_until = NULL, finished = ");
+            sql.bind(FieldKind::BigInt, Value::Int(now)).push(", error = ").bind(FieldKind::Text, text(error));
+        }
+        Finish::Release => {
+            sql.push("UPDATE m_job SET state = 'queued', lease_until = NULL, attempts = attempts - 1, run_at = ");
+            sql.bind(FieldKind::BigInt, Value::Int(now));
+        }
+    }
+    sql.push(" WHERE id = ").bind(FieldKind::Data, text(&job.id));
+    sql.push(" AND state = 'running' AND attempts = ").bind(FieldKind::BigInt, Value::Int(i64::from(job.attempt)));
+    let mut tx = db.begin(&DbCtx::System).await?;
+    let n = tx.execute(&sql.text, sql.binds).await?;
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// Jobs whose worker stopped answering (lease expired): queued again, or failed when their
+/// attempts are used up. Then finished jobs older than `keep_until` are deleted. Returns the
+/// number of jobs taken back.
+pub(crate) async fn maintain(db: &Db, now: i64, keep_until: i64) -> Result<u64, RepoError> {
+    let dialect = db.dialect();
+    let lost = "the worker running it stopped before it finished (lease expired)";
+    let mut failed = Sql::new(dialect);
+    failed.push("UPDATE m_job SET state = 'failed', lease_until = NULL, finished = ");
+    failed.bind(FieldKind::BigInt, Value::Int(now)).push(", error = ").bind(FieldKind::Text, text(lost));
+    failed.push(" WHERE state = 'running' AND attempts >= max_attempts AND lease_until < ");
+    failed.bind(FieldKind::BigInt, Value::Int(now));
+    let mut requeue = Sql::new(dialect);
+    requeue.push("UPDATE m_job SET state = 'queued', lease_until = NULL, error = ");
+    requeue.bind(FieldKind::Text, text(lost)).push(", run_at = ").bind(FieldKind::BigInt, Value::Int(now));
+    requeue.push(" WHERE state = 'running' AND lease_until < ").bind(FieldKind::BigInt, Value::Int(now));
+    let mut sweep = Sql::new(dialect);
+    sweep.push("DELETE FROM m_job WHERE state = 'done' AND finished < ");
+    sweep.bind(FieldKind::BigInt, Value::Int(keep_until));
+    let mut tx = db.begin(&DbCtx::System).await?;
+    let mut taken = tx.execute(&failed.text, failed.binds).await?;
+    taken += tx.execute(&requeue.text, requeue.binds).await?;
+    tx.execute(&sweep.text, sweep.binds).await?;
+    tx.commit().await?;
+    Ok(taken)
+}
+
+/// Jobs per state (states without jobs are reported as 0).
+pub(crate) async fn counts(db: &Db) -> Result<Vec<(JobState, i64)>, RepoError> {
+    let rows = db
+        .fetch(
+            &DbCtx::System,
+            "SELECT state, COUNT(*) FROM m_job GROUP BY state",
+            Vec::new(),
+            &[FieldKind::Data, FieldKind::BigInt],
+        )
+        .await?;
+    Ok(JobState::ALL
+        .into_iter()
+        .map(|s| {
+            let n = rows
+                .iter()
+                .find(|r| r.first().and_then(Value::as_str) == Some(s.as_str()))
+                .map_or(0, |r| int(r.get(1)));
+            (s, n)
+        })
+        .collect())
+}
+
+/// One job as `m job:list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobInfo {
+    pub id: String,
+    pub job: String,
+    pub state: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub args: serde_json::Value,
+    pub enqueued_by: Option<String>,
+    /// Unix microseconds.
+    pub created: i64,
+    pub run_at: i64,
+    pub finished: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// The newest `limit` jobs, optionally in one state.
+pub(crate) async fn list(db: &Db, state: Option<JobState>, limit: u32) -> Result<Vec<JobInfo>, RepoError> {
+    let mut sql = Sql::new(db.dialect());
+    sql.push(
+        "SELECT id, job, state, attempts, max_attempts, args, enqueued_by, created, run_at, finished, error FROM m_job",
+    );
+    if let Some(s) = state {
+        sql.push(" WHERE state = ").bind(FieldKind::Data, text(s.as_str()));
+    }
+    sql.push(" ORDER BY created DESC, id DESC LIMIT ").bind(FieldKind::BigInt, Value::Int(i64::from(limit)));
+    let kinds = [
+        FieldKind::Data,
+        FieldKind::Data,
+        FieldKind::Data,
+        FieldKind::BigInt,
+        FieldKind::BigInt,
+        FieldKind::Text,
+        FieldKind::Data,
+        FieldKind::BigInt,
+        FieldKind::BigInt,
+        FieldKind::BigInt,
+        FieldKind::Text,
+    ];
+    let rows = db.fetch(&DbCtx::System, &sql.text, sql.binds, &kinds).await?;
+    Ok(rows
+        .iter()
+        .map(|r| JobInfo {
+            id: string(r.first()).unwrap_or_default(),
+            job: string(r.get(1)).unwrap_or_default(),
+            state: string(r.get(2)).unwrap_or_default(),
+            attempts: int(r.get(3)),
+            max_attempts: int(r.get(4)),
+            args: string(r.get(5)).and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default(),
+            enqueued_by: string(r.get(6)),
+            created: int(r.get(7)),
+            run_at: int(r.get(8)),
+            finished: match r.get(9) {
+                Some(Value::Int(i)) => Some(*i),
+                _ => None,
+            },
+            error: string(r.get(10)),
+        })
+        .collect())
+}
+
+/// A failed job queued again with fresh attempts. False when no failed job has that id.
+pub(crate) async fn retry(db: &Db, id: &str, now: i64) -> Result<bool, RepoError> {
+    let mut sql = Sql::new(db.dialect());
+    sql.push("UPDATE m_job SET state = 'queued', attempts = 0, finished = NULL, run_at = ");
+    sql.bind(FieldKind::BigInt, Value::Int(now)).push(" WHERE id = ").bind(FieldKind::Data, text(id));
+    sql.push(" AND state = 'failed'");
+    let mut tx = db.begin(&DbCtx::System).await?;
+    let n = tx.execute(&sql.text, sql.binds).await?;
+    tx.commit().await?;
+    Ok(n == 1)
+}

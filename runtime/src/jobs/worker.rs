@@ -1,0 +1,240 @@
+//! The worker loop: claim due jobs while a slot is free, run each on its own task under the job
+//! timeout, record the outcome; every few seconds take back jobs whose worker died and sweep
+//! old finished ones. On stop, no new job is claimed and running ones get the shutdown
+//! deadline; those still running then are queued again (their attempt not counted).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
+
+use super::store::{self, Claimed, Finish};
+use super::{JobCtx, JobError, now_us};
+use crate::config::Config;
+use crate::repo::Repo;
+
+/// How workers run.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs run at once.
+    pub concurrency: usize,
+    pub timeout: Duration,
+    /// Wait before the first retry (doubled per retry, at most an hour).
+    pub backoff: Duration,
+    /// How long finished jobs are kept.
+    pub keep: Duration,
+    /// How often the queue is checked when nothing wakes the worker.
+    pub poll: Duration,
+    /// How often expired leases and old jobs are looked for.
+    pub maintain_every: Duration,
+}
+
+impl WorkerConfig {
+    pub fn from_config(config: &Config) -> WorkerConfig {
+        WorkerConfig {
+            concurrency: config.job_workers,
+            timeout: Duration::from_secs(config.job_timeout_secs),
+            backoff: Duration::from_secs(config.job_backoff_secs),
+            keep: Duration::from_secs(config.job_keep_secs),
+            poll: Duration::from_secs(1),
+            maintain_every: Duration::from_secs(5),
+        }
+    }
+
+    /// A running job's lease: the job timeout plus a margin for recording the outcome.
+    fn lease(&self) -> Duration {
+        self.timeout + Duration::from_secs(30)
+    }
+
+    /// The wait before attempt `attempt + 1`.
+    fn backoff_after(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+        self.backoff.saturating_mul(factor).min(Duration::from_secs(3600))
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Runs jobs from the queue until stopped.
+pub struct Worker {
+    repo: Repo,
+    config: WorkerConfig,
+}
+
+/// Jobs this worker is running, by id (released when the worker stops before they finish).
+type Running = Arc<Mutex<HashMap<String, Claimed>>>;
+
+impl Worker {
+    pub fn new(repo: Repo, config: WorkerConfig) -> Worker {
+        Worker { repo, config }
+    }
+
+    /// Run until `stop` completes; then let running jobs finish within `deadline`.
+    pub async fn run_until(self, stop: impl Future<Output = ()>, deadline: Duration) {
+        let config = Arc::new(self.config);
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let running: Running = Arc::default();
+        let mut tasks = JoinSet::new();
+        let mut maintained = Instant::now().checked_sub(config.maintain_every).unwrap_or_else(Instant::now);
+        let mut failing_since: Option<Instant> = None;
+        tokio::pin!(stop);
+        tracing::info!(concurrency = config.concurrency, "job worker started");
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if maintained.elapsed() >= config.maintain_every {
+                maintained = Instant::now();
+                let now = now_us();
+                match store::maintain(self.repo.db(), now, now.saturating_sub(micros(config.keep))).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(jobs = n, "took back jobs whose worker stopped answering"),
+                    Err(e) => tracing::debug!(error = %e, "job maintenance failed"),
+                }
+            }
+            let slot = tokio::select! {
+                () = &mut stop => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(s) => s,
+                    Err(_) => break,
+                },
+            };
+            let now = now_us();
+            match store::claim(self.repo.db(), now, now.saturating_add(micros(config.lease()))).await {
+                Ok(Some(job)) => {
+                    failing_since = None;
+                    if let Ok(mut r) = running.lock() {
+                        r.insert(job.id.clone(), job.clone());
+                    }
+                    let (repo, config, running) = (self.repo.clone(), config.clone(), running.clone());
+                    tasks.spawn(async move {
+                        run_one(&repo, &config, &job).await;
+                        if let Ok(mut r) = running.lock() {
+                            r.remove(&job.id);
+                        }
+                        drop(slot);
+                    });
+                    continue;
+                }
+                Ok(None) => failing_since = None,
+                Err(e) => {
+                    // Logged once per outage, not once per poll.
+                    if failing_since.is_none() {
+                        tracing::warn!(error = %e, "cannot read the job queue; retrying");
+                    }
+                    failing_since.get_or_insert_with(Instant::now);
+                }
+            }
+            drop(slot);
+            tokio::select! {
+                () = &mut stop => break,
+                () = self.repo.jobs_wake().notified() => {}
+                () = tokio::time::sleep(config.poll) => {}
+            }
+        }
+        if !tasks.is_empty() {
+            tracing::info!(jobs = tasks.len(), "job worker stopping: waiting for running jobs");
+        }
+        if tokio::time::timeout(deadline, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+            tasks.abort_all();
+            let left: Vec<Claimed> = running.lock().map(|r| r.values().cloned().collect()).unwrap_or_default();
+            for job in left {
+                let _ = store::finish(self.repo.db(), &job, Finish::Release, now_us()).await;
+                tracing::warn!(job = %job.job, id = %job.id, "job stopped by the shutdown deadline: queued again");
+            }
+        }
+        tracing::info!("job worker stopped");
+    }
+}
+
+/// Run one claimed job and record its outcome.
+async fn run_one(repo: &Repo, config: &WorkerConfig, job: &Claimed) {
+    let started = Instant::now();
+    let def = repo.app().job(&job.job).copied();
+    let label = def.map_or("unknown", |d| d.name);
+    let span = job_span(job, label);
+    let outcome = match def {
+        None => Err(JobError::fatal(format!("no job named `{}` in this build", job.job))),
+        Some(def) => match serde_json::from_str::<serde_json::Value>(&job.args) {
+            Err(e) => Err(JobError::fatal(format!("arguments are not JSON: {e}"))),
+            Ok(args) => {
+                let ctx = JobCtx {
+                    repo: repo.clone(),
+                    id: job.id.clone(),
+                    attempt: job.attempt,
+                    enqueued_by: job.enqueued_by.clone(),
+                };
+                let run = async move { crate::metrics::db_scope("", "job", (def.run)(&ctx, args)).await };
+                let mut handle = tokio::spawn(run.instrument(span.clone()));
+                match tokio::time::timeout(config.timeout, &mut handle).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(e)) if e.is_panic() => Err(JobError::retry("the job panicked")),
+                    Ok(Err(_)) => Err(JobError::retry("the job was cancelled")),
+                    Err(_) => {
+                        handle.abort();
+                        Err(JobError::retry(format!("ran past the job timeout ({} s)", config.timeout.as_secs())))
+                    }
+                }
+            }
+        },
+    };
+    let elapsed = started.elapsed();
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    let now = now_us();
+    let (how, outcome_label) = match &outcome {
+        Ok(()) => (Finish::Done, "done"),
+        Err(e) if e.retry && job.attempt < job.max_attempts => {
+            let run_at = now.saturating_add(micros(config.backoff_after(job.attempt)));
+            (Finish::Retry { run_at, error: &e.message }, "retry")
+        }
+        Err(e) => (Finish::Failed { error: &e.message }, "failed"),
+    };
+    crate::metrics::job_finished(label, outcome_label, elapsed);
+    span.in_scope(|| match &outcome {
+        Ok(()) => tracing::info!(job = label, id = %job.id, attempt = job.attempt, duration_ms, "job done"),
+        Err(e) => tracing::warn!(
+            job = label, id = %job.id, attempt = job.attempt, max_attempts = job.max_attempts,
+            duration_ms, outcome = outcome_label, error = %e.message, "job failed"
+        ),
+    });
+    // The outcome is recorded even through a short database outage; when it cannot be, the
+    // lease expires and the job runs again (at least once).
+    for wait in [0u64, 200, 1000, 5000] {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        match store::finish(repo.db(), job, how, now).await {
+            Ok(true) => return,
+            Ok(false) => {
+                tracing::warn!(job = label, id = %job.id, "job outcome not recorded: its lease had expired and it was taken back");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "recording a job's outcome failed; trying again"),
+        }
+    }
+    tracing::error!(job = label, id = %job.id, "could not record the job's outcome: it will run again after its lease");
+}
+
+/// The job's trace span, continuing the trace of the request that enqueued it.
+fn job_span(job: &Claimed, label: &'static str) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let span = tracing::trace_span!(
+        target: crate::telemetry::TARGET,
+        "job",
+        otel.name = %format!("job {label}"),
+        otel.kind = "consumer",
+        job.name = label,
+        job.id = %job.id,
+        job.attempt = job.attempt,
+    );
+    if !span.is_disabled()
+        && let Some(tp) = &job.trace
+    {
+        let carrier: HashMap<String, String> = HashMap::from([("traceparent".to_string(), tp.clone())]);
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+        let _ = span.set_parent(parent);
+    }
+    span
+}
