@@ -536,8 +536,36 @@ crate::both_backends!(traces_are_exported_with_request_and_query_spans, |backend
         response.to_lowercase().contains(&format!("traceparent: 00-{trace_id}-")),
         "traceparent goes out:\n{response}"
     );
+    // A job queued by a request continues the request's trace.
+    let admin = TestApp::admin();
+    let (status, body) = exchange(
+        addr,
+        &format!("POST /api/v1/Customer HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {admin}\r\n"),
+        r#"{"customer_name": "Traced"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let customer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let job_trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let head = format!(
+        "PATCH /api/v1/Customer/{} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {admin}\r\ntraceparent: 00-{job_trace}-{parent}-01\r\n",
+        customer["name"].as_str().unwrap()
+    );
+    let (status, body) = exchange(addr, &head, r#"{"customer_name": "Traced Ltd"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let job_span = |got: &[(String, serde_json::Value)]| {
+        got.iter()
+            .filter(|(p, _)| p == "/v1/traces")
+            .flat_map(|(_, b)| b["resourceSpans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|r| r["scopeSpans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|s| s["spans"].as_array().cloned().unwrap_or_default())
+            .any(|s| s["name"] == "job sync_customer_name")
+    };
+    // The server's workers run the job (within a second); its span is exported at shutdown.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let stderr = terminate(&mut server);
     let got = got.lock().unwrap().clone();
+    assert!(job_span(&got), "no job span exported:\n{stderr}");
 
     // OTLP/HTTP (JSON): the request span continues the caller's trace; queries are its children.
     let otlp_spans: Vec<serde_json::Value> = got
@@ -555,6 +583,18 @@ crate::both_backends!(traces_are_exported_with_request_and_query_spans, |backend
     assert_eq!(http["parentSpanId"].as_str().map(str::to_lowercase).as_deref(), Some(parent), "{http}");
     let queries: Vec<&serde_json::Value> = otlp_spans.iter().filter(|s| s["parentSpanId"] == http["spanId"]).collect();
     assert!(queries.iter().any(|q| q["name"] == "SELECT"), "no query span under the request: {otlp_spans:?}");
+    // The job's span is a child of the request that queued it, with its statements under it.
+    let patch = otlp_spans
+        .iter()
+        .find(|s| s["name"] == "PATCH /api/v1/{doctype}/{docref}")
+        .unwrap_or_else(|| panic!("no PATCH span in {otlp_spans:?}"));
+    let job = otlp_spans.iter().find(|s| s["name"] == "job sync_customer_name").unwrap();
+    assert_eq!(job["traceId"].as_str().map(str::to_lowercase).as_deref(), Some(job_trace), "{job}");
+    assert_eq!(job["parentSpanId"], patch["spanId"], "the job continues the request's trace: {job}");
+    assert!(
+        otlp_spans.iter().any(|s| s["parentSpanId"] == job["spanId"] && s["name"] == "SELECT"),
+        "no query span under the job: {otlp_spans:?}"
+    );
 
     // Zipkin v2: the same structure.
     let zipkin_spans: Vec<serde_json::Value> = got
@@ -630,17 +670,78 @@ crate::both_backends!(metrics_use_route_templates_and_doctypes, |backend| {
         ("m_cache_requests_total", &[("cache", "token"), ("result", "hit")]),
         ("m_cache_requests_total", &[("cache", "token"), ("result", "miss")]),
         ("m_permission_denials_total", &[("doctype", "Territory"), ("action", "read")]),
+        ("m_jobs_queued", &[("state", "queued")]),
+        ("m_jobs_queued", &[("state", "failed")]),
     ];
     for (name, labels) in checks {
         let v = has(&s, name, labels);
         assert!(
-            v >= 1.0 || (*name == "m_db_pool_connections" && v >= 0.0),
+            v >= 1.0 || (matches!(*name, "m_db_pool_connections" | "m_jobs_queued") && v >= 0.0),
             "{name}{labels:?} missing or zero:\n{text}"
         );
     }
     // Labels carry templates, never raw paths or document names.
     assert!(!text.contains("/api/v1/Territory"), "a raw path reached a label:\n{text}");
     assert!(!text.contains("North"), "a document name reached a label");
+});
+
+crate::both_backends!(every_named_metric_series_is_exported, |backend| {
+    let Some(redis) = crate::support::redis_url() else {
+        eprintln!("skipped: M_TEST_REDIS_URL is not set");
+        return;
+    };
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let prefix = format!("m-test-{}:", uuid::Uuid::new_v4().simple());
+    let (_server, addr) = spawn_binary(
+        &scratch,
+        &[("REDIS_URL", redis.as_str()), ("M_REDIS_PREFIX", prefix.as_str()), ("M_RATE_LIMIT_API", "8")],
+    )
+    .await;
+    let admin = TestApp::admin();
+    let call = |method: &'static str, path: &'static str, token: String, body: &'static str| async move {
+        exchange(addr, &format!("{method} {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n"), body)
+            .await
+            .0
+    };
+    assert_eq!(call("POST", "/api/v1/Territory", admin.clone(), r#"{"territory_name": "North"}"#).await, 201);
+    assert_eq!(call("GET", "/api/v1/Territory/North", admin.clone(), "").await, 200);
+    assert_eq!(call("POST", "/api/v1/User", admin.clone(), r#"{"email": "nobody@example.com"}"#).await, 201);
+    let nobody = TestApp::bare_token("nobody@example.com");
+    assert_eq!(call("GET", "/api/v1/Territory", nobody, "").await, 403);
+    let mut limited = false;
+    for _ in 0..10 {
+        limited |= call("GET", "/api/v1/Territory", admin.clone(), "").await == 429;
+    }
+    assert!(limited, "the API limit of 8 per minute was reached");
+    let (status, text) = exchange(addr, "GET /metrics HTTP/1.1\r\nHost: t\r\n", "").await;
+    assert_eq!(status, 200);
+    let s = samples(&text);
+    let at_least_one: &[(&str, &[(&str, &str)])] = &[
+        ("m_http_requests_total", &[("method", "POST"), ("route", "/api/v1/{doctype}"), ("status", "201")]),
+        ("m_http_request_duration_seconds_count", &[("method", "GET"), ("route", "/api/v1/{doctype}/{docref}")]),
+        ("m_db_query_duration_seconds_count", &[("doctype", "Territory"), ("operation", "create")]),
+        ("m_cache_requests_total", &[("cache", "token"), ("result", "miss")]),
+        ("m_cache_requests_total", &[("cache", "token"), ("result", "hit")]),
+        ("m_cache_requests_total", &[("cache", "user"), ("result", "miss")]),
+        ("m_rate_limit_rejections_total", &[("policy", "api")]),
+        ("m_permission_denials_total", &[("doctype", "Territory"), ("action", "read")]),
+        ("m_circuit_breaker_state", &[("breaker", "redis"), ("state", "closed")]),
+    ];
+    for (name, labels) in at_least_one {
+        assert!(has(&s, name, labels) >= 1.0, "{name}{labels:?} missing or zero:\n{text}");
+    }
+    let present: &[(&str, &[(&str, &str)])] = &[
+        ("m_db_pool_connections", &[("state", "in_use")]),
+        ("m_db_pool_connections", &[("state", "idle")]),
+        ("m_jobs_queued", &[("state", "queued")]),
+        ("m_jobs_queued", &[("state", "running")]),
+        ("m_jobs_queued", &[("state", "failed")]),
+        ("m_circuit_breaker_state", &[("breaker", "redis"), ("state", "open")]),
+    ];
+    for (name, labels) in present {
+        assert!(has(&s, name, labels) >= 0.0, "{name}{labels:?} missing:\n{text}");
+    }
+    assert!(!text.contains("North") && !text.contains("nobody@"), "no document or user in a label");
 });
 
 crate::both_backends!(metrics_can_have_their_own_listener, |backend| {

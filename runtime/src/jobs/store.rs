@@ -123,6 +123,14 @@ pub(crate) async fn claim(db: &Db, now: i64, lease_until: i64) -> Result<Option<
         sql.push(" FOR UPDATE SKIP LOCKED");
     }
     sql.push(") AND state = 'queued' RETURNING id, job, args, attempts, max_attempts, enqueued_by, trace");
+    // An idle queue is seen with a read (an index probe), so idle workers never take the write
+    // lock (SQLite's single writer) just to find nothing.
+    let mut probe = Sql::new(dialect);
+    probe.push("SELECT 1 FROM m_job WHERE state = 'queued' AND run_at <= ");
+    probe.bind(FieldKind::BigInt, Value::Int(now)).push(" LIMIT 1");
+    if db.fetch(&DbCtx::System, &probe.text, probe.binds, &[FieldKind::Int]).await?.is_empty() {
+        return Ok(None);
+    }
     let mut tx = db.begin(&DbCtx::System).await?;
     let rows = tx.fetch(&sql.text, sql.binds, &CLAIMED_KINDS).await?;
     tx.commit().await?;

@@ -41,7 +41,7 @@ impl WorkerConfig {
             backoff: Duration::from_secs(config.job_backoff_secs),
             keep: Duration::from_secs(config.job_keep_secs),
             poll: Duration::from_secs(1),
-            maintain_every: Duration::from_secs(5),
+            maintain_every: Duration::from_secs(15),
         }
     }
 
