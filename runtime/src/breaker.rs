@@ -2,13 +2,14 @@
 //! shared rate limits). After a few consecutive failures a breaker opens: calls are not made at
 //! all — the caller takes its fallback at once instead of waiting for a timeout on every request —
 //! until a delay passes (1 s, doubling up to 15 s while the dependency stays down); then one
-//! call is let through as a probe (half-open), and its success closes the breaker.
+//! call at a time is let through as a probe (half-open) while the others keep taking the
+//! fallback, and a probe's success closes the breaker.
 //!
 //! The state machine is `failsafe`'s; this module names each breaker, exposes its state and
 //! reports it in `m_circuit_breaker_state{breaker,state}` and the log.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use failsafe::StateMachine;
@@ -94,6 +95,33 @@ impl failsafe::Instrument for Observer {
 pub struct Breaker {
     machine: StateMachine<ConsecutiveFailures<Exponential>, Observer>,
     state: Arc<AtomicU8>,
+    /// A half-open probe is in flight: other calls take the fallback.
+    probing: AtomicBool,
+}
+
+/// Permission for one call; report its outcome with [`Call::succeeded`] or [`Call::failed`].
+/// Dropped without either (the caller was cancelled), it records nothing and frees the probe.
+pub struct Call<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+}
+
+impl Call<'_> {
+    pub fn succeeded(self) {
+        self.breaker.machine.on_success();
+    }
+
+    pub fn failed(self) {
+        self.breaker.machine.on_error();
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        if self.probe {
+            self.breaker.probing.store(false, Ordering::Release);
+        }
+    }
 }
 
 impl Breaker {
@@ -102,22 +130,26 @@ impl Breaker {
         let state = Arc::new(AtomicU8::new(BreakerState::Closed as u8));
         let observer = Observer { name, state: state.clone() };
         let policy = consecutive_failures(FAILURES_TO_OPEN, backoff::exponential(FIRST_OPEN, MAX_OPEN));
-        Breaker { machine: failsafe::Config::new().failure_policy(policy).instrument(observer).build(), state }
+        Breaker {
+            machine: failsafe::Config::new().failure_policy(policy).instrument(observer).build(),
+            state,
+            probing: AtomicBool::new(false),
+        }
     }
 
-    /// Whether a call may be made now (an open breaker whose delay passed turns half-open).
-    pub fn permits(&self) -> bool {
-        self.machine.is_call_permitted()
-    }
-
-    /// The call succeeded.
-    pub fn succeeded(&self) {
-        self.machine.on_success();
-    }
-
-    /// The call failed (an error or a timeout).
-    pub fn failed(&self) {
-        self.machine.on_error();
+    /// Permission to make a call now, or None (take the fallback). An open breaker whose delay
+    /// passed turns half-open and lets one call through at a time.
+    pub fn call(&self) -> Option<Call<'_>> {
+        if !self.machine.is_call_permitted() {
+            return None;
+        }
+        if self.state() != BreakerState::HalfOpen {
+            return Some(Call { breaker: self, probe: false });
+        }
+        self.probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Call { breaker: self, probe: true })
     }
 
     pub fn state(&self) -> BreakerState {
@@ -132,25 +164,26 @@ mod tests {
     #[test]
     fn opens_after_consecutive_failures_and_closes_after_a_successful_probe() {
         let b = Breaker::new("test");
-        assert!(b.permits());
-        b.failed();
-        b.succeeded();
-        b.failed();
-        b.failed();
+        b.call().expect("closed").failed();
+        b.call().expect("closed").succeeded();
+        b.call().expect("closed").failed();
+        b.call().expect("closed").failed();
         assert_eq!(b.state(), BreakerState::Closed, "a success resets the count");
-        b.failed();
+        b.call().expect("closed").failed();
         assert_eq!(b.state(), BreakerState::Open);
-        assert!(!b.permits(), "an open breaker refuses calls");
+        assert!(b.call().is_none(), "an open breaker refuses calls");
         std::thread::sleep(FIRST_OPEN + Duration::from_millis(50));
-        assert!(b.permits(), "after the delay one probe goes through");
+        let probe = b.call().expect("after the delay one probe goes through");
         assert_eq!(b.state(), BreakerState::HalfOpen);
-        b.failed();
+        assert!(b.call().is_none(), "one probe at a time");
+        probe.failed();
         assert_eq!(b.state(), BreakerState::Open, "a failed probe opens it again");
-        assert!(!b.permits());
+        assert!(b.call().is_none());
         std::thread::sleep(2 * FIRST_OPEN + Duration::from_millis(50));
-        assert!(b.permits());
-        b.succeeded();
+        drop(b.call().expect("a probe"));
+        let probe = b.call().expect("a cancelled probe frees its place");
+        probe.succeeded();
         assert_eq!(b.state(), BreakerState::Closed);
-        assert!(b.permits());
+        assert!(b.call().is_some() && b.call().is_some(), "closed: every call goes through");
     }
 }

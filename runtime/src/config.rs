@@ -125,7 +125,7 @@ pub struct Config {
     /// Wait before the first retry, doubled for each further one up to an hour
     /// (`M_JOB_BACKOFF_SECS`).
     pub job_backoff_secs: u64,
-    /// Finished jobs are deleted after this many seconds (`M_JOB_KEEP_SECS`); failed ones stay.
+    /// Done jobs are deleted after this many seconds (`M_JOB_KEEP_SECS`); failed ones stay.
     pub job_keep_secs: u64,
 }
 

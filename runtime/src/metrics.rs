@@ -8,7 +8,7 @@
 //! - `m_cache_requests_total{cache,result}` (the verified-token cache)
 //! - `m_rate_limit_rejections_total{policy}`
 //! - `m_circuit_breaker_state{breaker,state}` (1 for the breaker's current state, 0 for the others)
-//! - `m_jobs_queued{state}` (background jobs by state, counted at each scrape),
+//! - `m_jobs_queued{state}` (background jobs queued, running or failed, counted at each scrape),
 //!   `m_jobs_total{job,outcome}`, `m_job_duration_seconds{job}`
 
 use std::cell::RefCell;

@@ -165,16 +165,18 @@ impl Limiter {
 
     /// Count one request of `key` against `policy`.
     pub async fn check(&self, key: &str, policy: Policy) -> Decision {
-        if let Some(r) = self.redis.as_ref().filter(|r| r.breaker.permits()) {
+        if let Some(r) = &self.redis
+            && let Some(call) = r.breaker.call()
+        {
             match tokio::time::timeout(REDIS_BUDGET, self.shared(r, key, policy)).await {
                 Ok(Ok(d)) => {
-                    r.breaker.succeeded();
+                    call.succeeded();
                     return d;
                 }
                 Ok(Err(e)) => tracing::debug!(error = %e, "Redis rate limit unavailable; limiting in process"),
                 Err(_) => tracing::debug!("Redis rate limit too slow; limiting in process"),
             }
-            r.breaker.failed();
+            call.failed();
         }
         self.local.check(key, policy)
     }

@@ -133,7 +133,7 @@ struct Inner {
     /// Users' roles and enabled flags (DESIGN §4).
     users: crate::users::Directory,
     /// Wakes this process's job workers when a job is queued.
-    jobs_wake: tokio::sync::Notify,
+    jobs_wake: Arc<tokio::sync::Notify>,
     /// Attempts a newly queued job gets (`M_JOB_ATTEMPTS`).
     job_attempts: std::sync::atomic::AtomicU32,
 }
@@ -176,7 +176,7 @@ impl Repo {
                 db,
                 limits,
                 users: crate::users::Directory::default(),
-                jobs_wake: tokio::sync::Notify::new(),
+                jobs_wake: Arc::new(tokio::sync::Notify::new()),
                 job_attempts: std::sync::atomic::AtomicU32::new(3),
             }),
         }
@@ -191,7 +191,7 @@ impl Repo {
         self.inner.job_attempts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) fn jobs_wake(&self) -> &tokio::sync::Notify {
+    pub(crate) fn jobs_wake(&self) -> &Arc<tokio::sync::Notify> {
         &self.inner.jobs_wake
     }
 

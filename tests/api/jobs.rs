@@ -83,7 +83,7 @@ crate::both_backends!(renaming_a_customer_updates_its_draft_invoices_in_the_back
             && l.contains("outcome=\"done\"")),
         "{text}"
     );
-    assert!(text.lines().any(|l| l.starts_with("m_jobs_queued{state=\"done\"}")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("m_jobs_queued{state=\"queued\"} 0")), "{text}");
 });
 
 crate::both_backends!(a_job_is_queued_only_if_the_write_that_queues_it_commits, |backend| {
@@ -312,3 +312,37 @@ async fn job_definitions_are_checked() {
     let bad = Job { name: "Bad Name", ..ok };
     assert!(app().with_jobs(&[bad]).unwrap_err().contains("Bad Name"));
 }
+
+crate::both_backends!(a_job_this_build_does_not_define_waits_for_a_worker_that_does, |backend| {
+    let Some((app, config)) = TestApp::start_with(backend, quick).await else { return };
+    // Queued by a newer build (a job this one does not know), next to one it knows.
+    let sql = "INSERT INTO m_job (id, job, args, state, attempts, max_attempts, run_at, created) \
+               VALUES ('0000-newer', 'from_a_newer_build', '{}', 'queued', 0, 3, 0, 0)";
+    crate::support::execute(app.database_url(), sql).await;
+    app.repo().enqueue("sleepy", &json!({"ms": 1}), None).await.unwrap();
+    let worker = app.worker(&config);
+    until(&app, "the known job", |all| state_of(all, "sleepy") == Some("done")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.stop().await;
+    let all = jobs(&app).await;
+    let newer = all.iter().find(|j| j.job == "from_a_newer_build").unwrap();
+    assert_eq!((newer.state.as_str(), newer.attempts), ("queued", 0), "left for a worker that knows it: {newer:#?}");
+});
+
+crate::both_backends!(done_jobs_are_deleted_after_the_retention_period_and_failed_ones_kept, |backend| {
+    let Some((app, config)) = TestApp::start_with(backend, |c| {
+        quick(c);
+        c.job_keep_secs = 0;
+        c.job_attempts = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    app.repo().enqueue("sleepy", &json!({"ms": 1}), None).await.unwrap();
+    app.repo().enqueue("fatal", &json!({}), None).await.unwrap();
+    let worker = app.worker(&config);
+    let all = until(&app, "the done job to be swept", |all| all.len() == 1 && all[0].state == "failed").await;
+    worker.stop().await;
+    assert_eq!(all[0].job, "fatal");
+});

@@ -561,8 +561,23 @@ crate::both_backends!(traces_are_exported_with_request_and_query_spans, |backend
             .flat_map(|s| s["spans"].as_array().cloned().unwrap_or_default())
             .any(|s| s["name"] == "job sync_customer_name")
     };
-    // The server's workers run the job (within a second); its span is exported at shutdown.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The server's workers run the job; its span is exported at shutdown.
+    let started = Instant::now();
+    loop {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_m"))
+            .env("DATABASE_URL", &scratch.url)
+            .env("M_ENV", "production")
+            .env("M_JWT_SECRET", crate::support::SECRET)
+            .args(["job:list", "--json"])
+            .output()
+            .unwrap();
+        let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if jobs.as_array().is_some_and(|a| a.iter().any(|j| j["state"] == "done")) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the job did not run: {jobs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let stderr = terminate(&mut server);
     let got = got.lock().unwrap().clone();
     assert!(job_span(&got), "no job span exported:\n{stderr}");

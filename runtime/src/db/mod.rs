@@ -242,7 +242,7 @@ impl Db {
                 Db::Sqlite(s) => Conn::SqliteWrite(s.writer().await?),
             };
             match conn.begin().await {
-                Ok(()) => return Ok(Tx { conn: Some(conn) }),
+                Ok(()) => return Ok(Tx { conn: Some(conn), wake: None }),
                 // A pooled connection that died while idle fails on BEGIN, before anything was
                 // done: another connection may work.
                 Err(DbError::Unavailable(_)) if attempt == 0 && matches!(self, Db::Postgres(_)) => attempt += 1,
@@ -371,6 +371,8 @@ impl Conn {
 /// waiting for the connection's next use.
 pub struct Tx {
     conn: Option<Conn>,
+    /// Notified once the transaction commits (job workers, when it queued a job).
+    wake: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 impl Tx {
@@ -389,7 +391,15 @@ impl Tx {
     pub async fn commit(mut self) -> Result<(), DbError> {
         self.conn()?.finish(true).await?;
         self.conn = None;
+        if let Some(wake) = self.wake.take() {
+            wake.notify_one();
+        }
         Ok(())
+    }
+
+    /// Notify `wake` when (and only if) this transaction commits.
+    pub fn wake_on_commit(&mut self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        self.wake = Some(wake);
     }
 }
 

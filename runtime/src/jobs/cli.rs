@@ -45,6 +45,8 @@ pub async fn run(cmd: JobCommand, config: &Config, app: App) -> anyhow::Result<(
     let repo = connect(config, app).await?;
     match cmd {
         JobCommand::Worker { concurrency } => {
+            // Install the metrics recorder before the first job records anything.
+            crate::metrics::handle();
             let mut wc = WorkerConfig::from_config(config);
             if let Some(n) = concurrency {
                 wc.concurrency = n;

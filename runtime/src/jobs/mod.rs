@@ -8,8 +8,8 @@
 //! LOCKED`; SQLite's single writer), runs under the job timeout (`M_JOB_TIMEOUT_SECS`, 300 s),
 //! and a failure is retried with doubling backoff until its attempts are used up, when it is
 //! marked `failed` (kept, and `m job:retry` runs it again). A worker that dies leaves its jobs
-//! `running` until their lease expires; another worker then runs them again. Finished jobs are
-//! deleted after `M_JOB_KEEP_SECS`.
+//! `running` until their lease expires; another worker then runs them again. Done jobs are
+//! deleted after `M_JOB_KEEP_SECS`; failed ones are kept.
 //!
 //! An application lists its jobs in `AppInfo::jobs`:
 //!
@@ -198,6 +198,7 @@ impl Repo {
     ) -> Result<String, EnqueueError> {
         let (id, sql) = self.enqueue_statement(job, args, enqueued_by)?;
         tx.execute(&sql.text, sql.binds).await.map_err(RepoError::from)?;
+        tx.wake_on_commit(self.jobs_wake().clone());
         Ok(id)
     }
 

@@ -75,6 +75,8 @@ pub(crate) struct Claimed {
     pub max_attempts: u32,
     pub enqueued_by: Option<String>,
     pub trace: Option<String>,
+    /// The lease this run was given: with the attempt, it identifies the run.
+    pub lease_until: i64,
 }
 
 const CLAIMED_KINDS: [FieldKind; 7] = [
@@ -98,8 +100,9 @@ fn int(v: Option<&Value>) -> i64 {
     }
 }
 
-fn claimed(row: &Row) -> Claimed {
+fn claimed(row: &Row, lease_until: i64) -> Claimed {
     Claimed {
+        lease_until,
         id: string(row.first()).unwrap_or_default(),
         job: string(row.get(1)).unwrap_or_default(),
         args: string(row.get(2)).unwrap_or_default(),
@@ -110,31 +113,52 @@ fn claimed(row: &Row) -> Claimed {
     }
 }
 
-/// Take the next due job: `running`, one more attempt, leased until `lease_until`. PostgreSQL
-/// skips rows other workers hold; SQLite's single writer serialises claims.
-pub(crate) async fn claim(db: &Db, now: i64, lease_until: i64) -> Result<Option<Claimed>, RepoError> {
-    let dialect = db.dialect();
-    let mut sql = Sql::new(dialect);
-    sql.push("UPDATE m_job SET state = 'running', attempts = attempts + 1, lease_until = ");
-    sql.bind(FieldKind::BigInt, Value::Int(lease_until));
-    sql.push(" WHERE id = (SELECT id FROM m_job WHERE state = 'queued' AND run_at <= ");
-    sql.bind(FieldKind::BigInt, Value::Int(now)).push(" ORDER BY run_at, id LIMIT 1");
-    if dialect == Dialect::Postgres {
-        sql.push(" FOR UPDATE SKIP LOCKED");
+/// `job IN (…)` over the job names this build defines (bound).
+fn known(sql: &mut Sql, names: &[&str]) {
+    sql.push(" AND job IN (");
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(FieldKind::Data, text(n));
     }
-    sql.push(") AND state = 'queued' RETURNING id, job, args, attempts, max_attempts, enqueued_by, trace");
+    sql.push(")");
+}
+
+/// Take the next due job among `names` (the jobs this build defines: a job queued by a newer
+/// build waits for a worker that knows it): `running`, one more attempt, leased until
+/// `lease_until`. PostgreSQL skips rows other workers hold; SQLite's single writer serialises
+/// claims.
+pub(crate) async fn claim(db: &Db, names: &[&str], now: i64, lease_until: i64) -> Result<Option<Claimed>, RepoError> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let dialect = db.dialect();
     // An idle queue is seen with a read (an index probe), so idle workers never take the write
     // lock (SQLite's single writer) just to find nothing.
     let mut probe = Sql::new(dialect);
     probe.push("SELECT 1 FROM m_job WHERE state = 'queued' AND run_at <= ");
-    probe.bind(FieldKind::BigInt, Value::Int(now)).push(" LIMIT 1");
+    probe.bind(FieldKind::BigInt, Value::Int(now));
+    known(&mut probe, names);
+    probe.push(" LIMIT 1");
     if db.fetch(&DbCtx::System, &probe.text, probe.binds, &[FieldKind::Int]).await?.is_empty() {
         return Ok(None);
     }
+    let mut sql = Sql::new(dialect);
+    sql.push("UPDATE m_job SET state = 'running', attempts = attempts + 1, lease_until = ");
+    sql.bind(FieldKind::BigInt, Value::Int(lease_until));
+    sql.push(" WHERE id = (SELECT id FROM m_job WHERE state = 'queued' AND run_at <= ");
+    sql.bind(FieldKind::BigInt, Value::Int(now));
+    known(&mut sql, names);
+    sql.push(" ORDER BY run_at, id LIMIT 1");
+    if dialect == Dialect::Postgres {
+        sql.push(" FOR UPDATE SKIP LOCKED");
+    }
+    sql.push(") AND state = 'queued' RETURNING id, job, args, attempts, max_attempts, enqueued_by, trace");
     let mut tx = db.begin(&DbCtx::System).await?;
     let rows = tx.fetch(&sql.text, sql.binds, &CLAIMED_KINDS).await?;
     tx.commit().await?;
-    Ok(rows.first().map(claimed))
+    Ok(rows.first().map(|r| claimed(r, lease_until)))
 }
 
 /// How a run ended.
@@ -153,8 +177,9 @@ pub(crate) enum Finish<'a> {
     Release,
 }
 
-/// Record how a claimed run ended. Guarded by the attempt number, so a run whose lease expired
-/// (and whose job another worker took) changes nothing.
+/// Record how a claimed run ended. Guarded by the run's attempt number and lease, so a run whose
+/// lease expired (and whose job another worker took, or `m job:retry` queued again) changes
+/// nothing.
 pub(crate) async fn finish(db: &Db, job: &Claimed, how: Finish<'_>, now: i64) -> Result<bool, RepoError> {
     let mut sql = Sql::new(db.dialect());
     match how {
@@ -177,6 +202,7 @@ pub(crate) async fn finish(db: &Db, job: &Claimed, how: Finish<'_>, now: i64) ->
     }
     sql.push(" WHERE id = ").bind(FieldKind::Data, text(&job.id));
     sql.push(" AND state = 'running' AND attempts = ").bind(FieldKind::BigInt, Value::Int(i64::from(job.attempt)));
+    sql.push(" AND lease_until = ").bind(FieldKind::BigInt, Value::Int(job.lease_until));
     let mut tx = db.begin(&DbCtx::System).await?;
     let n = tx.execute(&sql.text, sql.binds).await?;
     tx.commit().await?;
@@ -184,9 +210,8 @@ pub(crate) async fn finish(db: &Db, job: &Claimed, how: Finish<'_>, now: i64) ->
 }
 
 /// Jobs whose worker stopped answering (lease expired): queued again, or failed when their
-/// attempts are used up. Then finished jobs older than `keep_until` are deleted. Returns the
-/// number of jobs taken back.
-pub(crate) async fn maintain(db: &Db, now: i64, keep_until: i64) -> Result<u64, RepoError> {
+/// attempts are used up. Returns the number of jobs taken back.
+pub(crate) async fn take_back(db: &Db, now: i64) -> Result<u64, RepoError> {
     let dialect = db.dialect();
     let lost = "the worker running it stopped before it finished (lease expired)";
     let mut failed = Sql::new(dialect);
@@ -198,28 +223,48 @@ pub(crate) async fn maintain(db: &Db, now: i64, keep_until: i64) -> Result<u64, 
     requeue.push("UPDATE m_job SET state = 'queued', lease_until = NULL, error = ");
     requeue.bind(FieldKind::Text, text(lost)).push(", run_at = ").bind(FieldKind::BigInt, Value::Int(now));
     requeue.push(" WHERE state = 'running' AND lease_until < ").bind(FieldKind::BigInt, Value::Int(now));
-    let mut sweep = Sql::new(dialect);
-    sweep.push("DELETE FROM m_job WHERE state = 'done' AND finished < ");
-    sweep.bind(FieldKind::BigInt, Value::Int(keep_until));
     let mut tx = db.begin(&DbCtx::System).await?;
     let mut taken = tx.execute(&failed.text, failed.binds).await?;
     taken += tx.execute(&requeue.text, requeue.binds).await?;
-    tx.execute(&sweep.text, sweep.binds).await?;
     tx.commit().await?;
     Ok(taken)
 }
 
-/// Jobs per state (states without jobs are reported as 0).
+/// Rows deleted per statement by [`sweep`], so no one statement holds the write lock long.
+const SWEEP_BATCH: i64 = 1000;
+
+/// Delete done jobs that finished before `keep_until`, a batch per transaction, at most `batches`
+/// batches. Returns the number deleted.
+pub(crate) async fn sweep(db: &Db, keep_until: i64, batches: u32) -> Result<u64, RepoError> {
+    let mut deleted = 0;
+    for _ in 0..batches {
+        let mut sql = Sql::new(db.dialect());
+        sql.push("DELETE FROM m_job WHERE id IN (SELECT id FROM m_job WHERE state = 'done' AND finished < ");
+        sql.bind(FieldKind::BigInt, Value::Int(keep_until)).push(" LIMIT ");
+        sql.bind(FieldKind::BigInt, Value::Int(SWEEP_BATCH)).push(")");
+        let mut tx = db.begin(&DbCtx::System).await?;
+        let n = tx.execute(&sql.text, sql.binds).await?;
+        tx.commit().await?;
+        deleted += n;
+        if n < SWEEP_BATCH.unsigned_abs() {
+            break;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Jobs waiting, running and failed (done ones are not counted: there can be many, and the
+/// outcome counter tells how many finished).
 pub(crate) async fn counts(db: &Db) -> Result<Vec<(JobState, i64)>, RepoError> {
     let rows = db
         .fetch(
             &DbCtx::System,
-            "SELECT state, COUNT(*) FROM m_job GROUP BY state",
+            "SELECT state, COUNT(*) FROM m_job WHERE state IN ('queued', 'running', 'failed') GROUP BY state",
             Vec::new(),
             &[FieldKind::Data, FieldKind::BigInt],
         )
         .await?;
-    Ok(JobState::ALL
+    Ok([JobState::Queued, JobState::Running, JobState::Failed]
         .into_iter()
         .map(|s| {
             let n = rows

@@ -1,6 +1,6 @@
 //! The worker loop: claim due jobs while a slot is free, run each on its own task under the job
 //! timeout, record the outcome; every few seconds take back jobs whose worker died and sweep
-//! old finished ones. On stop, no new job is claimed and running ones get the shutdown
+//! old done ones. On stop, no new job is claimed and running ones get the shutdown
 //! deadline; those still running then are queued again (their attempt not counted).
 
 use std::collections::HashMap;
@@ -25,7 +25,7 @@ pub struct WorkerConfig {
     pub timeout: Duration,
     /// Wait before the first retry (doubled per retry, at most an hour).
     pub backoff: Duration,
-    /// How long finished jobs are kept.
+    /// How long done jobs are kept.
     pub keep: Duration,
     /// How often the queue is checked when nothing wakes the worker.
     pub poll: Duration,
@@ -47,7 +47,7 @@ impl WorkerConfig {
 
     /// A running job's lease: the job timeout plus a margin for recording the outcome.
     fn lease(&self) -> Duration {
-        self.timeout + Duration::from_secs(30)
+        self.timeout.saturating_add(Duration::from_secs(30))
     }
 
     /// The wait before attempt `attempt + 1`.
@@ -78,35 +78,34 @@ impl Worker {
     /// Run until `stop` completes; then let running jobs finish within `deadline`.
     pub async fn run_until(self, stop: impl Future<Output = ()>, deadline: Duration) {
         let config = Arc::new(self.config);
+        let names: Vec<&'static str> = self.repo.app().jobs().iter().map(|j| j.name).collect();
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let running: Running = Arc::default();
         let mut tasks = JoinSet::new();
-        let mut maintained = Instant::now().checked_sub(config.maintain_every).unwrap_or_else(Instant::now);
-        let mut failing_since: Option<Instant> = None;
+        let mut maintenance = tokio::time::interval(config.maintain_every);
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut queue_failing = false;
+        let mut maintenance_failing = false;
         tokio::pin!(stop);
-        tracing::info!(concurrency = config.concurrency, "job worker started");
+        tracing::info!(concurrency = config.concurrency, jobs = names.len(), "job worker started");
         loop {
             while tasks.try_join_next().is_some() {}
-            if maintained.elapsed() >= config.maintain_every {
-                maintained = Instant::now();
-                let now = now_us();
-                match store::maintain(self.repo.db(), now, now.saturating_sub(micros(config.keep))).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::warn!(jobs = n, "took back jobs whose worker stopped answering"),
-                    Err(e) => tracing::debug!(error = %e, "job maintenance failed"),
-                }
-            }
+            // Wait for a free slot; maintenance goes on while every slot is busy.
             let slot = tokio::select! {
                 () = &mut stop => break,
+                _ = maintenance.tick() => {
+                    maintain(&self.repo, &config, &mut maintenance_failing).await;
+                    continue;
+                }
                 slot = slots.clone().acquire_owned() => match slot {
                     Ok(s) => s,
                     Err(_) => break,
                 },
             };
             let now = now_us();
-            match store::claim(self.repo.db(), now, now.saturating_add(micros(config.lease()))).await {
+            match store::claim(self.repo.db(), &names, now, now.saturating_add(micros(config.lease()))).await {
                 Ok(Some(job)) => {
-                    failing_since = None;
+                    queue_failing = false;
                     if let Ok(mut r) = running.lock() {
                         r.insert(job.id.clone(), job.clone());
                     }
@@ -120,13 +119,13 @@ impl Worker {
                     });
                     continue;
                 }
-                Ok(None) => failing_since = None,
+                Ok(None) => queue_failing = false,
                 Err(e) => {
                     // Logged once per outage, not once per poll.
-                    if failing_since.is_none() {
+                    if !queue_failing {
                         tracing::warn!(error = %e, "cannot read the job queue; retrying");
                     }
-                    failing_since.get_or_insert_with(Instant::now);
+                    queue_failing = true;
                 }
             }
             drop(slot);
@@ -140,8 +139,12 @@ impl Worker {
             tracing::info!(jobs = tasks.len(), "job worker stopping: waiting for running jobs");
         }
         if tokio::time::timeout(deadline, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+            // A job runs inside its task: aborting the task drops the job's future, so once the
+            // tasks are joined no job of this worker is still running.
             tasks.abort_all();
-            let left: Vec<Claimed> = running.lock().map(|r| r.values().cloned().collect()).unwrap_or_default();
+            while tasks.join_next().await.is_some() {}
+            let left: Vec<Claimed> =
+                running.lock().map(|mut r| r.drain().map(|(_, j)| j).collect()).unwrap_or_default();
             for job in left {
                 let _ = store::finish(self.repo.db(), &job, Finish::Release, now_us()).await;
                 tracing::warn!(job = %job.job, id = %job.id, "job stopped by the shutdown deadline: queued again");
@@ -151,8 +154,32 @@ impl Worker {
     }
 }
 
+/// Take back jobs whose worker died, then delete old done jobs. Failures are logged once until
+/// maintenance works again.
+async fn maintain(repo: &Repo, config: &WorkerConfig, failing: &mut bool) {
+    let now = now_us();
+    let result = async {
+        let taken = store::take_back(repo.db(), now).await?;
+        if taken > 0 {
+            tracing::warn!(jobs = taken, "took back jobs whose worker stopped answering");
+        }
+        store::sweep(repo.db(), now.saturating_sub(micros(config.keep)), 10).await
+    }
+    .await;
+    match result {
+        Ok(_) => *failing = false,
+        Err(e) => {
+            if !*failing {
+                tracing::warn!(error = %e, "job queue maintenance failed; retrying");
+            }
+            *failing = true;
+        }
+    }
+}
+
 /// Run one claimed job and record its outcome.
 async fn run_one(repo: &Repo, config: &WorkerConfig, job: &Claimed) {
+    use futures_util::FutureExt as _;
     let started = Instant::now();
     let def = repo.app().job(&job.job).copied();
     let label = def.map_or("unknown", |d| d.name);
@@ -168,14 +195,13 @@ async fn run_one(repo: &Repo, config: &WorkerConfig, job: &Claimed) {
                     attempt: job.attempt,
                     enqueued_by: job.enqueued_by.clone(),
                 };
-                let run = async move { crate::metrics::db_scope("", "job", (def.run)(&ctx, args)).await };
-                let mut handle = tokio::spawn(run.instrument(span.clone()));
-                match tokio::time::timeout(config.timeout, &mut handle).await {
+                // The job runs in this task (not a task of its own), so a timeout or an abort
+                // drops its future at once: nothing of it runs after the outcome is recorded.
+                let run = crate::metrics::db_scope("", "job", (def.run)(&ctx, args)).instrument(span.clone());
+                match tokio::time::timeout(config.timeout, std::panic::AssertUnwindSafe(run).catch_unwind()).await {
                     Ok(Ok(result)) => result,
-                    Ok(Err(e)) if e.is_panic() => Err(JobError::retry("the job panicked")),
-                    Ok(Err(_)) => Err(JobError::retry("the job was cancelled")),
+                    Ok(Err(_)) => Err(JobError::retry("the job panicked")),
                     Err(_) => {
-                        handle.abort();
                         Err(JobError::retry(format!("ran past the job timeout ({} s)", config.timeout.as_secs())))
                     }
                 }
