@@ -212,3 +212,50 @@ async fn postgres_policies_follow_the_setting_and_the_build() {
     let lite = Config { database_url: Secret::new("sqlite://x.db"), db_rls: "on".into(), ..Config::default() };
     assert!(lite.check().unwrap_err().contains("needs PostgreSQL"));
 }
+
+/// Jobs act through the same connections as requests: with row security on, a job acting as the
+/// Administrator still reaches rows that other users own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_jobs_run_under_row_security() {
+    let Some(scratch) = Scratch::postgres_owned_by_a_role().await else {
+        eprintln!("skipped: M_TEST_PG_URL is not set");
+        return;
+    };
+    let url = scratch.url.clone();
+    let cfg = config(&url, &scratch, "on");
+    let server = Server::build(&cfg, app(), m::doctypes::OPENAPI).await.expect("server starts with M_DB_RLS=on");
+    let repo = server.repo.clone();
+    let api = TestApp::from_router(server.router(), scratch);
+    let c = api.post("/api/v1/Customer", json!({"customer_name": "Acme"})).send().await.expect(201);
+    let customer = c.json["name"].as_str().unwrap().to_string();
+    let alice = api.token("alice@example.com", &["Sales User"]).await;
+    let inv = api.post("/api/v1/Invoice", json!({"customer": customer})).by(alice.clone()).send().await.expect(201);
+    let invoice = inv.json["name"].as_str().unwrap().to_string();
+    api.req("PATCH", &format!("/api/v1/Customer/{customer}"))
+        .json(json!({"customer_name": "Acme Ltd"}))
+        .send()
+        .await
+        .expect(200);
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = stop.clone();
+    let mut wc = m_runtime::jobs::WorkerConfig::from_config(&cfg);
+    wc.poll = std::time::Duration::from_millis(50);
+    let worker = tokio::spawn(
+        m_runtime::jobs::Worker::new(repo.clone(), wc)
+            .run_until(async move { signal.notified().await }, std::time::Duration::from_secs(5)),
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let jobs = repo.job_list(None, 10).await.unwrap();
+        if jobs.iter().any(|j| j.state != "queued" && j.state != "running") {
+            assert_eq!(jobs[0].state, "done", "{jobs:#?}");
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{jobs:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.notify_one();
+    worker.await.unwrap();
+    let r = api.get(&format!("/api/v1/Invoice/{invoice}")).by(alice).send().await.expect(200);
+    assert_eq!(r.json["customer_name"], "Acme Ltd", "the job updated alice's invoice under row security");
+}
