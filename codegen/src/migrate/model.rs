@@ -18,6 +18,7 @@ pub struct Schema {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Table {
     pub name: String,
     pub columns: Vec<Column>,
@@ -29,6 +30,7 @@ pub struct Table {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Column {
     pub name: String,
     #[serde(rename = "type")]
@@ -61,6 +63,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Reference {
     pub table: String,
     pub on_delete: OnDelete,
@@ -83,6 +86,7 @@ impl OnDelete {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Index {
     pub name: String,
     pub columns: Vec<String>,

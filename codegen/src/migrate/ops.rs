@@ -9,7 +9,7 @@ use super::model::{Column, Index, Reference, Schema, Table};
 
 /// One schema change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {
     CreateTable {
         table: Table,
@@ -106,8 +106,9 @@ impl fmt::Display for Class {
     }
 }
 
-/// An operation as written in a revision: the change, its class, rule code and reason.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An operation as written in a revision: the change, its class, rule code and reason. A key
+/// that belongs to neither (a misspelt one in a hand-edited revision) is an error, not ignored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     #[serde(flatten)]
     pub op: Op,
@@ -117,6 +118,28 @@ pub struct Step {
     /// What to do instead, for REVIEW and DANGEROUS steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recommendation: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        // `#[serde(flatten)]` would pass unknown keys to neither side; split by hand so the
+        // operation's own `deny_unknown_fields` sees exactly its keys.
+        let mut map = toml::Table::deserialize(d)?;
+        let mut take = |key: &'static str| map.remove(key);
+        let class = take("class").ok_or_else(|| D::Error::missing_field("class"))?;
+        let code = take("code").ok_or_else(|| D::Error::missing_field("code"))?;
+        let reason = take("reason").ok_or_else(|| D::Error::missing_field("reason"))?;
+        let recommendation = take("recommendation");
+        let field = |name: &str, e: toml::de::Error| D::Error::custom(format!("`{name}`: {}", e.message()));
+        Ok(Step {
+            class: class.try_into().map_err(|e| field("class", e))?,
+            code: code.try_into().map_err(|e| field("code", e))?,
+            reason: reason.try_into().map_err(|e| field("reason", e))?,
+            recommendation: recommendation.map(|r| r.try_into()).transpose().map_err(|e| field("recommendation", e))?,
+            op: toml::Value::Table(map).try_into().map_err(|e: toml::de::Error| D::Error::custom(e.message()))?,
+        })
+    }
 }
 
 /// Replaying an operation that does not fit the schema (a hand-edited or inconsistent chain).

@@ -329,3 +329,61 @@ impl Chain {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REVISION: &str = r#"
+id = "20260101000000"
+name = "notes"
+created = "2026-01-01T00:00:00Z"
+class = "SAFE"
+
+[[up]]
+op = "create_table"
+table.name = "note"
+table.columns = [{ name = "id", type = "varchar(36)", primary_key = true, not_null = true }]
+class = "SAFE"
+code = "M001"
+reason = "create table `note`"
+
+[[up]]
+op = "add_index"
+table = "note"
+index.name = "note__id_idx"
+index.columns = ["id"]
+class = "SAFE"
+code = "M040"
+reason = "an index"
+"#;
+
+    fn load(text: &str) -> Result<Chain, ChainError> {
+        Chain::load(&[("20260101000000_notes.toml".to_string(), text.to_string())])
+    }
+
+    #[test]
+    fn a_well_formed_revision_loads() {
+        let chain = load(REVISION).expect("loads");
+        assert_eq!(chain.revisions.len(), 1);
+        assert_eq!(chain.revisions[0].revision.up.len(), 2);
+    }
+
+    /// A misspelt key in a hand-edited step is refused, wherever it is, instead of being ignored.
+    #[test]
+    fn misspelt_keys_in_steps_are_errors() {
+        for (from, to, key) in [
+            ("index.columns = [\"id\"]", "index.columns = [\"id\"]\nindex.uniqe = true", "uniqe"),
+            ("table = \"note\"", "table = \"note\"\ntabel = \"note\"", "tabel"),
+            ("primary_key = true, not_null", "primary_key = true, not_nul = true, not_null", "not_nul"),
+            ("reason = \"an index\"", "reason = \"an index\"\nrecomendation = \"x\"", "recomendation"),
+        ] {
+            assert!(REVISION.contains(from), "{from}");
+            let Err(e) = load(&REVISION.replacen(from, to, 1)) else { panic!("{key}: accepted") };
+            assert!(e.0.contains(key), "{key}: {}", e.0);
+            assert!(e.0.contains("20260101000000_notes.toml"), "{}", e.0);
+        }
+        let Err(e) = load(&REVISION.replacen("code = \"M040\"\n", "", 1)) else { panic!("accepted without a code") };
+        assert!(e.0.contains("code"), "{}", e.0);
+    }
+}
