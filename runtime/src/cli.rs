@@ -104,13 +104,18 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
-    /// Create a user (`--password` to let them log in; `--role` repeatable).
+    /// Create a user (`--password` or `--password-stdin` to let them log in; `--role` repeatable).
     #[command(name = "user:create")]
     UserCreate {
         #[arg(long)]
         email: String,
+        /// The password (visible in the process list while the command runs; prefer
+        /// --password-stdin).
         #[arg(long)]
         password: Option<String>,
+        /// Read the password from one line of standard input.
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
         #[arg(long)]
         full_name: Option<String>,
         #[arg(long = "role")]
@@ -336,9 +341,10 @@ impl Command {
     fn user_command(&self) -> Option<crate::users::cli::UserCommand> {
         use crate::users::cli::UserCommand as U;
         Some(match self {
-            Command::UserCreate { email, password, full_name, roles } => U::Create {
+            Command::UserCreate { email, password, password_stdin, full_name, roles } => U::Create {
                 email: email.clone(),
                 password: password.clone(),
+                password_stdin: *password_stdin,
                 full_name: full_name.clone(),
                 roles: roles.clone(),
             },

@@ -221,6 +221,20 @@ crate::both_backends!(user_commands_apply_within_a_second, |backend| {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     login(&app, "eve@example.com", "battery staple").await.expect(200);
+    // A new user's password from standard input, never on the command line.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_m"))
+        .args(["user:create", "--email", "gus@example.com", "--password-stdin"])
+        .env("DATABASE_URL", &url)
+        .env("M_ENV", "development")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"gus password 1\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    login(&app, "gus@example.com", "gus password 1").await.expect(200);
     let listed: Value = serde_json::from_slice(&m_user(&url, &["user:list", "--json"]).stdout).unwrap();
     let eve = listed.as_array().unwrap().iter().find(|u| u["name"] == "eve@example.com").unwrap();
     assert_eq!(eve["roles"], json!(["Sales Manager"]));

@@ -15,12 +15,32 @@ use super::{USER_DOCTYPE, UserInfo, normalise};
 /// One `m user:*` command.
 #[derive(Debug, Clone)]
 pub enum UserCommand {
-    Create { email: String, password: Option<String>, full_name: Option<String>, roles: Vec<String> },
-    AddRole { email: String, role: String },
-    RemoveRole { email: String, role: String },
-    Enable { email: String, enabled: bool },
-    SetPassword { email: String, password: Option<String> },
-    List { json: bool },
+    Create {
+        email: String,
+        password: Option<String>,
+        password_stdin: bool,
+        full_name: Option<String>,
+        roles: Vec<String>,
+    },
+    AddRole {
+        email: String,
+        role: String,
+    },
+    RemoveRole {
+        email: String,
+        role: String,
+    },
+    Enable {
+        email: String,
+        enabled: bool,
+    },
+    SetPassword {
+        email: String,
+        password: Option<String>,
+    },
+    List {
+        json: bool,
+    },
 }
 
 /// Why a user command failed, as the user should read it.
@@ -52,7 +72,8 @@ pub async fn run(cmd: UserCommand, config: &Config, app: App) -> Result<(), User
     })?;
     let admin = Principal::administrator();
     match cmd {
-        UserCommand::Create { email, password, full_name, roles } => {
+        UserCommand::Create { email, password, password_stdin, full_name, roles } => {
+            let password = if password_stdin { Some(read_password()?) } else { password };
             if let Some(p) = &password {
                 // Checked before the user exists, so a weak password leaves nothing behind.
                 super::hash_password(p).await?;
@@ -170,7 +191,7 @@ fn read_password() -> Result<String, UserCliError> {
     stdin.lock().read_line(&mut line).map_err(|e| UserCliError(format!("reading the password: {e}")))?;
     let password = line.trim_end_matches(['\n', '\r']).to_string();
     if password.is_empty() {
-        return Err(UserCliError("no password given: pass --password or write it to standard input".into()));
+        return Err(UserCliError("no password given on standard input".into()));
     }
     Ok(password)
 }
