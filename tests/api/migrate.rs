@@ -713,3 +713,29 @@ crate::both_backends!(live_status_reports_drift, |backend| {
     }
     m.close().await;
 });
+
+crate::both_backends!(live_status_finds_select_values_the_doctypes_no_longer_allow, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let with = |opts: &str| format!("{CUSTOMER}\n[fields.tier]\ntype = \"Select\"\noptions = [{opts}]\n");
+    let (files, mut m) = seeded(&scratch, &with("\"Gold\", \"Silver\"")).await;
+    let current = || Chain::load(&files).unwrap().replay().unwrap();
+    // Adding an option makes no revision (M060) …
+    let added = desired(&with("\"Gold\", \"Silver\", \"Bronze\""));
+    assert!(diff(&current(), &added).unwrap().is_empty());
+    sql(&mut m, "UPDATE customer SET tier = 'Bronze' WHERE name = 'Acme'").await;
+    sql(&mut m, "UPDATE customer SET tier = 'Gold' WHERE name = 'Globex'").await;
+    assert_eq!(m_runtime::migrate::live::invalid_values(m.conn().await, &added).await.unwrap(), Vec::<String>::new());
+    // … so removing it again makes none either (nothing differs from the chain): the live check
+    // finds the rows that hold it.
+    let removed = desired(&with("\"Gold\", \"Silver\""));
+    assert!(diff(&current(), &removed).unwrap().is_empty());
+    let found = m_runtime::migrate::live::invalid_values(m.conn().await, &removed).await.unwrap();
+    assert_eq!(
+        found,
+        vec![
+            "`customer.tier`: 1 row(s) hold `Bronze`, which is not one of its options (update them, or add the option back)"
+                .to_string()
+        ]
+    );
+    m.close().await;
+});

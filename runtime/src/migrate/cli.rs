@@ -118,6 +118,12 @@ pub async fn run(cmd: MigrateCommand, config: &Config, app: &App) -> Result<Exit
                     }
                 }
             }
+            if let Some(values) = st.invalid_values.as_ref().filter(|v| !v.is_empty()) {
+                println!("live: rows hold Select values the DocTypes no longer allow:");
+                for v in values {
+                    println!("  {v}");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         MigrateCommand::Create { name, merge, json } => {

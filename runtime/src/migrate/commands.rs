@@ -192,6 +192,8 @@ pub struct Status {
     pub ungenerated: Vec<String>,
     pub disk_differs: Vec<String>,
     pub drift: Option<Vec<String>>,
+    /// With `--live`: rows whose Select value the DocTypes no longer allow.
+    pub invalid_values: Option<Vec<String>>,
     #[serde(skip)]
     pub cards: Vec<String>,
 }
@@ -229,12 +231,13 @@ pub async fn status(ctx: &Ctx, live: bool, color: bool) -> Result<Status, Migrat
         } else {
             d.up.iter().map(|s| format!("{} {} {}", s.class, s.code, s.reason)).collect()
         };
-        let drift = if live {
+        let (drift, invalid_values) = if live {
             let ids: BTreeSet<String> = history.iter().filter(|h| h.state == "applied").map(|h| h.id.clone()).collect();
             let expected = m.chain.replay_set(&ids)?;
-            Some(super::live::drift(m.conn().await, &expected).await?)
+            let drift = super::live::drift(m.conn().await, &expected).await?;
+            (Some(drift), Some(super::live::invalid_values(m.conn().await, &ctx.desired).await?))
         } else {
-            None
+            (None, None)
         };
         Ok(Status {
             source: match &ctx.source.dir {
@@ -247,6 +250,7 @@ pub async fn status(ctx: &Ctx, live: bool, color: bool) -> Result<Status, Migrat
             ungenerated,
             disk_differs: ctx.source.differs_from_binary.clone(),
             drift,
+            invalid_values,
             cards,
         })
     }

@@ -1,5 +1,5 @@
 //! `m migrate:status --live`: compare the database's actual tables, columns and indexes with
-//! the schema its applied revisions describe.
+//! the schema its applied revisions describe, and its Select values with the DocTypes' options.
 
 use std::collections::BTreeMap;
 
@@ -164,6 +164,39 @@ pub async fn drift(conn: &mut MigConn, expected: &Schema) -> Result<Vec<String>,
     }
     for extra in found.keys().filter(|k| !expected.tables.contains_key(*k)) {
         out.push(format!("unexpected table `{extra}`"));
+    }
+    Ok(out)
+}
+
+/// Rows whose Select value is not one of the column's options in `desired` (the DocTypes of
+/// this build), one line per column and value (the five most frequent), for the tables that
+/// exist. Adding an option makes no revision (M060), so removing one that was added that way is
+/// not checked by a migration (M061 checks only options the chain knows): this finds such rows.
+pub async fn invalid_values(conn: &mut MigConn, desired: &Schema) -> Result<Vec<String>, MigrateError> {
+    let found = introspect(conn).await?;
+    let mut out = Vec::new();
+    for (name, t) in &desired.tables {
+        let Some(existing) = found.get(name) else { continue };
+        for c in t.columns.iter().filter(|c| !c.options.is_empty() && existing.columns.contains_key(&c.name)) {
+            // Identifiers come from the DocTypes' metadata; the options are bound.
+            let col = format!("\"{}\"", c.name);
+            let placeholders: Vec<String> = (1..=c.options.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {col}, COUNT(*) FROM \"{name}\" WHERE {col} IS NOT NULL AND {col} <> '' AND {col} NOT IN ({}) \
+                 GROUP BY {col} ORDER BY COUNT(*) DESC, {col} LIMIT 5",
+                placeholders.join(", ")
+            );
+            let args: Vec<Arg> = c.options.iter().map(|o| Arg::Text(o.clone())).collect();
+            for r in conn.rows(&sql, &args).await? {
+                let s = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                out.push(format!(
+                    "`{name}.{}`: {} row(s) hold `{}`, which is not one of its options (update them, or add the option back)",
+                    c.name,
+                    s(1),
+                    s(0)
+                ));
+            }
+        }
     }
     Ok(out)
 }
