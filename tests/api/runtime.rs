@@ -381,6 +381,66 @@ async fn a_database_outage_is_a_fast_503_and_recovers() {
     app.get("/ready").anonymous().send().await.expect(200);
 }
 
+/// Job workers ride out a database outage: claims fail quietly while it is down, and jobs queued
+/// after it returns run without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_workers_recover_after_a_database_outage() {
+    let Some(pg) = PrivatePg::start_new() else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "PostgreSQL server binaries are required when CI=true");
+        eprintln!("skipped: no PostgreSQL server binaries");
+        return;
+    };
+    let scratch = Scratch::new(Backend::Sqlite).await.unwrap();
+    let mut config = config(&scratch, &pg.url());
+    config.job_backoff_secs = 0;
+    let server = Server::build(&config, app(), m::doctypes::OPENAPI).await.unwrap();
+    let repo = server.repo.clone();
+    let mut wc = m_runtime::jobs::WorkerConfig::from_config(&config);
+    wc.poll = Duration::from_millis(50);
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let signal = stop.clone();
+    let worker = tokio::spawn(
+        m_runtime::jobs::Worker::new(repo.clone(), wc)
+            .run_until(async move { signal.notified().await }, Duration::from_secs(5)),
+    );
+    let done = |id: String| {
+        let repo = repo.clone();
+        async move {
+            let started = Instant::now();
+            loop {
+                if let Ok(jobs) = repo.job_list(None, 10).await
+                    && jobs.iter().any(|j| j.id == id && j.state == "done")
+                {
+                    return;
+                }
+                assert!(started.elapsed() < Duration::from_secs(30), "job {id} did not run");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let first = repo.enqueue("sleepy", &json!({"ms": 1}), None).await.unwrap();
+    done(first).await;
+    pg.stop();
+    assert!(
+        repo.enqueue("sleepy", &json!({"ms": 1}), None).await.is_err(),
+        "nothing is queued while the database is down"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!worker.is_finished(), "the worker keeps running through the outage");
+    pg.start();
+    let started = Instant::now();
+    let second = loop {
+        match repo.enqueue("sleepy", &json!({"ms": 1}), None).await {
+            Ok(id) => break id,
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(20), "no recovery: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    done(second).await;
+    stop.notify_one();
+    worker.await.unwrap();
+}
+
 /// The `m` binary serving `scratch` in production (after `m migrate`), with extra environment.
 pub async fn spawn_binary(scratch: &Scratch, extra: &[(&str, &str)]) -> (KillOnDrop, SocketAddr) {
     let bin = env!("CARGO_BIN_EXE_m");
