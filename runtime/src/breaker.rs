@@ -94,6 +94,9 @@ impl failsafe::Instrument for Observer {
 /// One named circuit breaker.
 pub struct Breaker {
     machine: StateMachine<ConsecutiveFailures<Exponential>, Observer>,
+    /// Held around every step of the state machine, so the state the observer records (which
+    /// failsafe reports after releasing its own lock) is never stale or out of order.
+    step: std::sync::Mutex<()>,
     state: Arc<AtomicU8>,
     /// A half-open probe is in flight: other calls take the fallback.
     probing: AtomicBool,
@@ -108,10 +111,12 @@ pub struct Call<'a> {
 
 impl Call<'_> {
     pub fn succeeded(self) {
+        let _step = self.breaker.step.lock();
         self.breaker.machine.on_success();
     }
 
     pub fn failed(self) {
+        let _step = self.breaker.step.lock();
         self.breaker.machine.on_error();
     }
 }
@@ -132,6 +137,7 @@ impl Breaker {
         let policy = consecutive_failures(FAILURES_TO_OPEN, backoff::exponential(FIRST_OPEN, MAX_OPEN));
         Breaker {
             machine: failsafe::Config::new().failure_policy(policy).instrument(observer).build(),
+            step: std::sync::Mutex::new(()),
             state,
             probing: AtomicBool::new(false),
         }
@@ -140,10 +146,13 @@ impl Breaker {
     /// Permission to make a call now, or None (take the fallback). An open breaker whose delay
     /// passed turns half-open and lets one call through at a time.
     pub fn call(&self) -> Option<Call<'_>> {
+        let step = self.step.lock();
         if !self.machine.is_call_permitted() {
             return None;
         }
-        if self.state() != BreakerState::HalfOpen {
+        let state = self.state();
+        drop(step);
+        if state != BreakerState::HalfOpen {
             return Some(Call { breaker: self, probe: false });
         }
         self.probing

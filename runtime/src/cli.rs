@@ -191,6 +191,9 @@ enum Command {
     /// Queue a failed job again, with fresh attempts.
     #[command(name = "job:retry")]
     JobRetry { id: String },
+    /// Delete a queued or failed job (say, one whose job no build defines any more).
+    #[command(name = "job:delete")]
+    JobDelete { id: String },
     /// Accept an edited, removed, failed or partial revision explicitly (logged).
     #[command(name = "migrate:repair")]
     MigrateRepair {
@@ -298,6 +301,9 @@ pub fn main(info: AppInfo) -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         (_, Command::JobRetry { id }) => {
             runtime.block_on(crate::jobs::cli::run(JobCommand::Retry { id }, &config, app)).map(|()| ExitCode::SUCCESS)
+        }
+        (_, Command::JobDelete { id }) => {
+            runtime.block_on(crate::jobs::cli::run(JobCommand::Delete { id }, &config, app)).map(|()| ExitCode::SUCCESS)
         }
         (Some(cmd), _) => runtime
             .block_on(crate::users::cli::run(cmd, &config, app))

@@ -146,11 +146,15 @@ crate::both_backends!(a_job_past_the_timeout_is_stopped_and_counts_as_a_failure,
     else {
         return;
     };
-    app.repo().enqueue("sleepy", &json!({"ms": 30_000}), None).await.unwrap();
+    app.post("/api/v1/Gadget", json!({"code": "T-1", "count": 0})).send().await.expect(201);
+    app.repo().enqueue("late_write", &json!({"code": "T-1", "ms": 2000}), None).await.unwrap();
     let worker = app.worker(&config);
-    let all = until(&app, "the timeout", |all| state_of(all, "sleepy") == Some("failed")).await;
-    worker.stop().await;
+    let all = until(&app, "the timeout", |all| state_of(all, "late_write") == Some("failed")).await;
     assert!(all[0].error.as_deref().is_some_and(|e| e.contains("job timeout")), "{all:#?}");
+    // The stopped job never writes, even after the time it would have.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    worker.stop().await;
+    assert_eq!(app.get("/api/v1/Gadget/T-1").send().await.expect(200).json["count"], 0);
 });
 
 crate::both_backends!(a_job_whose_worker_died_runs_again_after_its_lease, |backend| {
@@ -171,19 +175,23 @@ crate::both_backends!(a_job_whose_worker_died_runs_again_after_its_lease, |backe
 
 crate::both_backends!(stopping_a_worker_queues_its_unfinished_jobs_again, |backend| {
     let Some((app, config)) = TestApp::start_with(backend, quick).await else { return };
-    app.repo().enqueue("sleepy", &json!({"ms": 60_000}), None).await.unwrap();
+    app.post("/api/v1/Gadget", json!({"code": "S-1", "count": 0})).send().await.expect(201);
+    app.repo().enqueue("late_write", &json!({"code": "S-1", "ms": 1500}), None).await.unwrap();
     app.repo().enqueue("sleepy", &json!({"ms": 10}), None).await.unwrap();
     let mut wc = WorkerConfig::from_config(&config);
     wc.poll = Duration::from_millis(50);
-    let worker = app.worker_with(wc, Duration::from_millis(500));
+    let worker = app.worker_with(wc, Duration::from_millis(300));
     until(&app, "both claimed", |all| {
         all.iter().any(|j| j.state == "done") && all.iter().any(|j| j.state == "running")
     })
     .await;
     worker.stop().await;
     let all = jobs(&app).await;
-    let long = all.iter().find(|j| j.args == json!({"ms": 60_000})).unwrap();
+    let long = all.iter().find(|j| j.job == "late_write").unwrap();
     assert_eq!((long.state.as_str(), long.attempts), ("queued", 0), "released, the attempt not counted: {long:#?}");
+    // The stopped job never writes, even after the time it would have.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(app.get("/api/v1/Gadget/S-1").send().await.expect(200).json["count"], 0);
 });
 
 /// `m` with the test database's environment.

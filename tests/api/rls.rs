@@ -258,4 +258,20 @@ async fn postgres_jobs_run_under_row_security() {
     worker.await.unwrap();
     let r = api.get(&format!("/api/v1/Invoice/{invoice}")).by(alice).send().await.expect(200);
     assert_eq!(r.json["customer_name"], "Acme Ltd", "the job updated alice's invoice under row security");
+
+    // The migrator sees every row too: `--live` finds a Select value outside the options.
+    let pool = m_runtime::db::PoolConfig { min_connections: 1, rls: true, ..Default::default() };
+    let db = Db::connect(&url, &pool).await.unwrap();
+    let mut tx = db.begin(&DbCtx::System).await.unwrap();
+    assert_eq!(tx.execute("UPDATE invoice SET status = 'Overdue'", Vec::new()).await.unwrap(), 1);
+    tx.commit().await.unwrap();
+    let files = m::migrations::MIGRATIONS.iter().map(|(f, c)| ((*f).to_string(), (*c).to_string())).collect();
+    let source = m_runtime::migrate::Source { files, dir: None, differs_from_binary: Vec::new() };
+    let mut m = m_runtime::migrate::Migrator::open(&url, source, "test", m_runtime::migrate::Timeouts::default())
+        .await
+        .unwrap();
+    let desired = m_runtime::migrate::desired_schema(&app()).unwrap();
+    let found = m_runtime::migrate::live::invalid_values(m.conn().await, &desired).await.unwrap();
+    m.close().await;
+    assert!(found.iter().any(|f| f.contains("`invoice.status`") && f.contains("`Overdue`")), "{found:?}");
 }

@@ -137,7 +137,15 @@ pub mod test_jobs {
         Job { name: "fatal", run: |_, _| Box::pin(async { Err(JobError::fatal("bad input")) }) },
         Job { name: "sleepy", run: |_, args| Box::pin(sleepy(args)) },
         Job { name: "panics", run: |_, _| Box::pin(async { panic!("a job panicked") }) },
+        Job { name: "late_write", run: |ctx, args| Box::pin(late_write(ctx, args)) },
     ];
+
+    /// Sleep `args.ms`, then add one to Gadget `args.code`'s count (a job stopped while it
+    /// sleeps must never write).
+    async fn late_write(ctx: &JobCtx, args: Value) -> Result<(), JobError> {
+        tokio::time::sleep(std::time::Duration::from_millis(args["ms"].as_u64().unwrap_or(0))).await;
+        gadget_count(ctx, json!({"code": code(&args)?, "add": 1})).await
+    }
 
     fn code(args: &Value) -> Result<&str, JobError> {
         args["code"].as_str().ok_or_else(|| JobError::fatal("args.code"))

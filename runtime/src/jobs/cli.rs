@@ -1,5 +1,5 @@
 //! `m worker` and `m job:*`: run the queue in its own process, run or queue one job by hand,
-//! list jobs, and queue a failed job again.
+//! list jobs, queue a failed job again, delete a queued or failed one.
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ pub enum JobCommand {
     Run { name: String, args: Option<String>, enqueue: bool },
     List { state: Option<String>, limit: u32, json: bool },
     Retry { id: String },
+    Delete { id: String },
 }
 
 /// Connect and check that the database is at the chain's head (the queue table exists and the
@@ -127,6 +128,14 @@ pub async fn run(cmd: JobCommand, config: &Config, app: App) -> anyhow::Result<(
                 );
             }
             Ok(())
+        }
+        JobCommand::Delete { id } => {
+            if store::delete(repo.db(), &id).await? {
+                println!("{id} deleted");
+                Ok(())
+            } else {
+                bail!("no queued or failed job has the id {id}")
+            }
         }
         JobCommand::Retry { id } => {
             if store::retry(repo.db(), &id, now_us()).await? {

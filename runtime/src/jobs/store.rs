@@ -349,3 +349,15 @@ pub(crate) async fn retry(db: &Db, id: &str, now: i64) -> Result<bool, RepoError
     tx.commit().await?;
     Ok(n == 1)
 }
+
+/// Delete a queued or failed job (one no worker will run, or that is not wanted). False when no
+/// such job is queued or failed.
+pub(crate) async fn delete(db: &Db, id: &str) -> Result<bool, RepoError> {
+    let mut sql = Sql::new(db.dialect());
+    sql.push("DELETE FROM m_job WHERE id = ").bind(FieldKind::Data, text(id));
+    sql.push(" AND state IN ('queued', 'failed')");
+    let mut tx = db.begin(&DbCtx::System).await?;
+    let n = tx.execute(&sql.text, sql.binds).await?;
+    tx.commit().await?;
+    Ok(n == 1)
+}

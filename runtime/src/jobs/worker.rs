@@ -92,6 +92,7 @@ impl Worker {
             while tasks.try_join_next().is_some() {}
             // Wait for a free slot; maintenance goes on while every slot is busy.
             let slot = tokio::select! {
+                biased;
                 () = &mut stop => break,
                 _ = maintenance.tick() => {
                     maintain(&self.repo, &config, &mut maintenance_failing).await;
@@ -130,6 +131,7 @@ impl Worker {
             }
             drop(slot);
             tokio::select! {
+                biased;
                 () = &mut stop => break,
                 () = self.repo.jobs_wake().notified() => {}
                 () = tokio::time::sleep(config.poll) => {}
@@ -141,8 +143,11 @@ impl Worker {
         if tokio::time::timeout(deadline, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
             // A job runs inside its task: aborting the task drops the job's future, so once the
             // tasks are joined no job of this worker is still running.
+            // A job that blocks its thread instead of awaiting cannot be stopped; it is released
+            // after a second anyway (the attempt and lease guard any late outcome).
             tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
+            let _ = tokio::time::timeout(Duration::from_secs(1), async { while tasks.join_next().await.is_some() {} })
+                .await;
             let left: Vec<Claimed> =
                 running.lock().map(|mut r| r.drain().map(|(_, j)| j).collect()).unwrap_or_default();
             for job in left {

@@ -178,8 +178,9 @@ pub async fn invalid_values(conn: &mut MigConn, desired: &Schema) -> Result<Vec<
     for (name, t) in &desired.tables {
         let Some(existing) = found.get(name) else { continue };
         for c in t.columns.iter().filter(|c| !c.options.is_empty() && existing.columns.contains_key(&c.name)) {
-            // Identifiers come from the DocTypes' metadata; the options are bound.
-            let col = format!("\"{}\"", c.name);
+            // Identifiers come from the DocTypes' metadata; the options are bound. The column is
+            // read as text: a pending revision may not have made it a text column yet.
+            let col = format!("CAST(\"{}\" AS TEXT)", c.name);
             let placeholders: Vec<String> = (1..=c.options.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT {col}, COUNT(*) FROM \"{name}\" WHERE {col} IS NOT NULL AND {col} <> '' AND {col} NOT IN ({}) \

@@ -195,7 +195,12 @@ impl Migrator {
         timeouts: Timeouts,
     ) -> Result<Migrator, MigrateError> {
         let chain = Chain::load(&source.files)?;
-        let conn = MigConn::connect(url).await.map_err(|e| err(format!("cannot connect to the database: {e}")))?;
+        let mut conn = MigConn::connect(url).await.map_err(|e| err(format!("cannot connect to the database: {e}")))?;
+        if conn.dialect() == Dialect::Postgres {
+            // Under `M_DB_RLS` the tables force row security: the migrator's own reads (value
+            // checks, backfills, `--live`) must see every row.
+            conn.exec("SELECT set_config('m.bypass', 'on', false)").await?;
+        }
         let mut m = Migrator { conn, chain, source, tool_version: tool_version.to_string(), timeouts, locked: false };
         m.lock().await?;
         let result = m.ensure_tables().await;
