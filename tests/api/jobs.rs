@@ -307,6 +307,12 @@ crate::both_backends!(a_worker_process_runs_what_the_server_queues, |backend| {
     let again = job_list(&scratch).into_iter().find(|j| j["id"] == id.as_str()).unwrap();
     assert_eq!((again["state"].as_str(), again["attempts"].as_i64()), (Some("queued"), Some(0)));
     assert!(!m(&scratch, &["job:retry", &id], &[]).status.success(), "only failed jobs are retried");
+    // A queued (or failed) job can be deleted; a done one cannot.
+    assert!(m(&scratch, &["job:delete", &id], &[]).status.success());
+    assert!(job_list(&scratch).iter().all(|j| j["id"] != id.as_str()));
+    assert!(!m(&scratch, &["job:delete", &id], &[]).status.success(), "gone");
+    let done = job_list(&scratch).into_iter().find(|j| j["state"] == "done").unwrap();
+    assert!(!m(&scratch, &["job:delete", done["id"].as_str().unwrap()], &[]).status.success(), "done jobs stay");
     let out = m(&scratch, &["job:list", "--state", "sometimes"], &[]);
     assert!(!out.status.success());
 });
