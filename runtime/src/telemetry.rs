@@ -1,5 +1,8 @@
 //! Logs and traces. Logs: `tracing-subscriber` on stderr, JSON lines in production and text in
-//! development (`M_LOG_FORMAT` decides otherwise), filtered by `M_LOG_LEVEL` / `RUST_LOG`.
+//! development (`M_LOG_FORMAT` decides otherwise), filtered by `M_LOG_LEVEL` / `RUST_LOG`. Lines
+//! are formatted where they happen and written by one logging thread, which writes whatever has
+//! queued up at once (one system call for many lines under load); a full queue makes the caller
+//! wait, never drops a line, and everything is written before the process exits.
 //! Traces: spans for HTTP requests and database statements (target `m::otel`, TRACE level, so
 //! that without an exporter no layer is interested and they cost next to nothing), exported over
 //! OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set and to Zipkin when `M_ZIPKIN_ENDPOINT` is
@@ -19,14 +22,17 @@ use crate::config::{Config, Mode};
 /// The span target of exported spans.
 pub const TARGET: &str = "m::otel";
 
-/// Flushes exported spans when the process ends.
+/// Flushes logs and exported spans when the process ends.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// Writes the queued log lines when dropped.
+    logs: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Telemetry {
-    /// Export what is still buffered (call before exiting).
+    /// Write queued log lines and export buffered spans (call before exiting).
     pub fn shutdown(self) {
+        drop(self.logs);
         if let Some(p) = self.provider
             && let Err(e) = p.shutdown()
         {
@@ -83,16 +89,22 @@ pub fn init(config: &Config, service: &str, serving: bool) -> Telemetry {
     };
     // Logs never show the trace spans.
     let no_spans = Targets::new().with_target(TARGET, LevelFilter::OFF).with_default(LevelFilter::TRACE);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("m-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let logs = if json {
         tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_target(false).with_writer(std::io::stderr).boxed()
+        // Colors only for a terminal, not in files or collectors.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi).with_writer(writer).boxed()
     }
     .with_filter(filter)
     .with_filter(no_spans);
@@ -106,5 +118,5 @@ pub fn init(config: &Config, service: &str, serving: bool) -> Telemetry {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     }
     let _ = tracing_subscriber::registry().with(logs).with(traces).try_init();
-    Telemetry { provider }
+    Telemetry { provider, logs: Some(guard) }
 }
