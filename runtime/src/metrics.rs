@@ -162,8 +162,19 @@ pub fn permission_denied(doctype: &'static str, action: &'static str) {
 }
 
 pub fn cache_lookup(cache: &'static str, hit: bool) {
-    metrics::counter!("m_cache_requests_total", "cache" => cache, "result" => if hit { "hit" } else { "miss" })
-        .increment(1);
+    thread_local! {
+        /// Handles by cache and result (a lookup happens on every request).
+        static HANDLES: RefCell<HashMap<(LabelId, bool), metrics::Counter>> = RefCell::new(HashMap::new());
+    }
+    HANDLES.with(|cell| {
+        cell.borrow_mut()
+            .entry((id(cache), hit))
+            .or_insert_with(|| {
+                let result = if hit { "hit" } else { "miss" };
+                metrics::counter!("m_cache_requests_total", "cache" => cache, "result" => result)
+            })
+            .increment(1);
+    });
 }
 
 pub fn pool_connections(in_use: usize, idle: usize) {
