@@ -75,11 +75,12 @@ pub(crate) struct Claimed {
     pub max_attempts: u32,
     pub enqueued_by: Option<String>,
     pub trace: Option<String>,
-    /// The lease this run was given: with the attempt, it identifies the run.
+    /// The lease this run was given (by the lease clock): with the attempt, it identifies the
+    /// run.
     pub lease_until: i64,
 }
 
-const CLAIMED_KINDS: [FieldKind; 7] = [
+const CLAIMED_KINDS: [FieldKind; 8] = [
     FieldKind::Data,
     FieldKind::Data,
     FieldKind::Text,
@@ -87,7 +88,21 @@ const CLAIMED_KINDS: [FieldKind; 7] = [
     FieldKind::BigInt,
     FieldKind::Data,
     FieldKind::Data,
+    FieldKind::BigInt,
 ];
+
+/// The clock leases are given and taken back by: PostgreSQL's own (workers on several hosts
+/// then agree whatever their clocks say), or the host's for SQLite (one host by nature).
+fn lease_clock(sql: &mut Sql, dialect: Dialect, now: i64) {
+    match dialect {
+        Dialect::Postgres => {
+            sql.push("(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint");
+        }
+        Dialect::Sqlite => {
+            sql.bind(FieldKind::BigInt, Value::Int(now));
+        }
+    }
+}
 
 fn string(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str).map(str::to_string)
@@ -100,9 +115,9 @@ fn int(v: Option<&Value>) -> i64 {
     }
 }
 
-fn claimed(row: &Row, lease_until: i64) -> Claimed {
+fn claimed(row: &Row) -> Claimed {
     Claimed {
-        lease_until,
+        lease_until: int(row.get(7)),
         id: string(row.first()).unwrap_or_default(),
         job: string(row.get(1)).unwrap_or_default(),
         args: string(row.get(2)).unwrap_or_default(),
@@ -126,10 +141,10 @@ fn known(sql: &mut Sql, names: &[&str]) {
 }
 
 /// Take the next due job among `names` (the jobs this build defines: a job queued by a newer
-/// build waits for a worker that knows it): `running`, one more attempt, leased until
-/// `lease_until`. PostgreSQL skips rows other workers hold; SQLite's single writer serialises
-/// claims.
-pub(crate) async fn claim(db: &Db, names: &[&str], now: i64, lease_until: i64) -> Result<Option<Claimed>, RepoError> {
+/// build waits for a worker that knows it): `running`, one more attempt, leased for `lease`
+/// microseconds by the lease clock. PostgreSQL skips rows other workers hold; SQLite's single
+/// writer serialises claims.
+pub(crate) async fn claim(db: &Db, names: &[&str], now: i64, lease: i64) -> Result<Option<Claimed>, RepoError> {
     if names.is_empty() {
         return Ok(None);
     }
@@ -146,7 +161,8 @@ pub(crate) async fn claim(db: &Db, names: &[&str], now: i64, lease_until: i64) -
     }
     let mut sql = Sql::new(dialect);
     sql.push("UPDATE m_job SET state = 'running', attempts = attempts + 1, lease_until = ");
-    sql.bind(FieldKind::BigInt, Value::Int(lease_until));
+    lease_clock(&mut sql, dialect, now);
+    sql.push(" + ").bind(FieldKind::BigInt, Value::Int(lease));
     sql.push(" WHERE id = (SELECT id FROM m_job WHERE state = 'queued' AND run_at <= ");
     sql.bind(FieldKind::BigInt, Value::Int(now));
     known(&mut sql, names);
@@ -154,11 +170,11 @@ pub(crate) async fn claim(db: &Db, names: &[&str], now: i64, lease_until: i64) -
     if dialect == Dialect::Postgres {
         sql.push(" FOR UPDATE SKIP LOCKED");
     }
-    sql.push(") AND state = 'queued' RETURNING id, job, args, attempts, max_attempts, enqueued_by, trace");
+    sql.push(") AND state = 'queued' RETURNING id, job, args, attempts, max_attempts, enqueued_by, trace, lease_until");
     let mut tx = db.begin(&DbCtx::System).await?;
     let rows = tx.fetch(&sql.text, sql.binds, &CLAIMED_KINDS).await?;
     tx.commit().await?;
-    Ok(rows.first().map(|r| claimed(r, lease_until)))
+    Ok(rows.first().map(claimed))
 }
 
 /// How a run ended.
@@ -218,11 +234,12 @@ pub(crate) async fn take_back(db: &Db, now: i64) -> Result<u64, RepoError> {
     failed.push("UPDATE m_job SET state = 'failed', lease_until = NULL, finished = ");
     failed.bind(FieldKind::BigInt, Value::Int(now)).push(", error = ").bind(FieldKind::Text, text(lost));
     failed.push(" WHERE state = 'running' AND attempts >= max_attempts AND lease_until < ");
-    failed.bind(FieldKind::BigInt, Value::Int(now));
+    lease_clock(&mut failed, dialect, now);
     let mut requeue = Sql::new(dialect);
     requeue.push("UPDATE m_job SET state = 'queued', lease_until = NULL, error = ");
     requeue.bind(FieldKind::Text, text(lost)).push(", run_at = ").bind(FieldKind::BigInt, Value::Int(now));
-    requeue.push(" WHERE state = 'running' AND lease_until < ").bind(FieldKind::BigInt, Value::Int(now));
+    requeue.push(" WHERE state = 'running' AND lease_until < ");
+    lease_clock(&mut requeue, dialect, now);
     let mut tx = db.begin(&DbCtx::System).await?;
     let mut taken = tx.execute(&failed.text, failed.binds).await?;
     taken += tx.execute(&requeue.text, requeue.binds).await?;

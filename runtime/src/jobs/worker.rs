@@ -104,7 +104,7 @@ impl Worker {
                 },
             };
             let now = now_us();
-            match store::claim(self.repo.db(), &names, now, now.saturating_add(micros(config.lease()))).await {
+            match store::claim(self.repo.db(), &names, now, micros(config.lease())).await {
                 Ok(Some(job)) => {
                     queue_failing = false;
                     if let Ok(mut r) = running.lock() {
