@@ -308,6 +308,11 @@ impl Authenticator {
         if claims.sub.trim().is_empty() || claims.iat.is_some_and(|iat| iat > now + LEEWAY) {
             return Err(AuthError::Invalid);
         }
+        // The built-in Administrator is this server's own account: an identity provider's token
+        // never names it (administrators there are users with the System Manager role).
+        if matches!(jwt.keys, Keys::Jwks(_)) && claims.sub.trim().eq_ignore_ascii_case(ADMINISTRATOR) {
+            return Err(AuthError::Invalid);
+        }
         let principal = Arc::new(Subject { user: claims.sub, issued_at: claims.iat });
         // Cached until `exp` itself (the leeway applies to the first check only).
         jwt.verified.put(token, &principal, claims.exp);

@@ -175,6 +175,13 @@ mod jwt {
         json!({"sub": "Administrator", "exp": now() + 600, "iss": "https://id.example.com", "aud": "m-api"})
     }
 
+    /// A user of the identity provider, known to the server with a role that reads Territories.
+    const IDP_USER: &str = "idp-user@example.com";
+
+    fn good_idp() -> Value {
+        json!({"sub": IDP_USER, "exp": now() + 600, "iss": "https://id.example.com", "aud": "m-api"})
+    }
+
     async fn status(app: &TestApp, token: &str) -> u16 {
         let r = app.get("/api/v1/Territory").by(token.to_string()).send().await;
         if r.status == 401 {
@@ -252,24 +259,32 @@ mod jwt {
         else {
             return;
         };
+        let user = json!({"email": IDP_USER, "roles": [{"role": "Sales User"}]});
+        app.repo().create(&m_runtime::perms::Principal::administrator(), "User", &user).await.unwrap();
         let rsa = EncodingKey::from_rsa_der(include_bytes!("keys/rsa.der"));
         let ec = EncodingKey::from_ec_der(include_bytes!("keys/ec.der"));
         let ed = EncodingKey::from_ed_der(include_bytes!("keys/ed.der"));
-        assert_eq!(status(&app, &sign(Algorithm::RS256, Some("rsa-1"), &rsa, &good())).await, 200);
-        assert_eq!(status(&app, &sign(Algorithm::ES256, Some("ec-1"), &ec, &good())).await, 200);
+        assert_eq!(status(&app, &sign(Algorithm::RS256, Some("rsa-1"), &rsa, &good_idp())).await, 200);
+        assert_eq!(status(&app, &sign(Algorithm::ES256, Some("ec-1"), &ec, &good_idp())).await, 200);
         // A key added to the JWKS is picked up on its first use (one reload on an unknown kid;
         // later unknown kids within a minute do not reload again).
         std::fs::write(&file, full.to_string()).unwrap();
-        assert_eq!(status(&app, &sign(Algorithm::EdDSA, Some("ed-1"), &ed, &good())).await, 200);
+        assert_eq!(status(&app, &sign(Algorithm::EdDSA, Some("ed-1"), &ed, &good_idp())).await, 200);
         // No kid, an unknown kid, an algorithm that is not the key's.
-        assert_eq!(status(&app, &sign(Algorithm::RS256, None, &rsa, &good())).await, 401);
-        assert_eq!(status(&app, &sign(Algorithm::RS256, Some("nope"), &rsa, &good())).await, 401);
-        assert_eq!(status(&app, &sign(Algorithm::RS256, Some("ec-1"), &rsa, &good())).await, 401);
+        assert_eq!(status(&app, &sign(Algorithm::RS256, None, &rsa, &good_idp())).await, 401);
+        assert_eq!(status(&app, &sign(Algorithm::RS256, Some("nope"), &rsa, &good_idp())).await, 401);
+        assert_eq!(status(&app, &sign(Algorithm::RS256, Some("ec-1"), &rsa, &good_idp())).await, 401);
         // HS/RS confusion: HS256 "signed" with the public RSA key's bytes.
         let public = full["keys"][0]["n"].as_str().unwrap().as_bytes().to_vec();
-        let confused = sign(Algorithm::HS256, Some("rsa-1"), &EncodingKey::from_secret(&public), &good());
+        let confused = sign(Algorithm::HS256, Some("rsa-1"), &EncodingKey::from_secret(&public), &good_idp());
         assert_eq!(status(&app, &confused).await, 401, "HS256 is not accepted with a JWKS");
-        assert_eq!(status(&app, &hs(&good())).await, 401, "the shared secret is not a key here");
+        assert_eq!(status(&app, &hs(&good_idp())).await, 401, "the shared secret is not a key here");
+        // The identity provider's tokens never name the server's own Administrator.
+        for sub in ["Administrator", "administrator"] {
+            let mut admin = good();
+            admin["sub"] = json!(sub);
+            assert_eq!(status(&app, &sign(Algorithm::RS256, Some("rsa-1"), &rsa, &admin)).await, 401, "{sub}");
+        }
         std::fs::remove_dir_all(&dir).ok();
     });
 }
@@ -590,12 +605,20 @@ mod tls {
         )
         .await;
 
+        // A user of the identity provider, known to the server.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_m"))
+            .args(["user:create", "--email", "idp-user@example.com", "--role", "Sales User"])
+            .env("DATABASE_URL", &scratch.url)
+            .env("M_ENV", "development")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some("rsa-1".into());
         let token = jsonwebtoken::encode(
             &header,
-            &json!({"sub": "Administrator", "exp": exp}),
+            &json!({"sub": "idp-user@example.com", "exp": exp}),
             &EncodingKey::from_rsa_der(include_bytes!("keys/rsa.der")),
         )
         .unwrap();
