@@ -255,6 +255,9 @@ impl Config {
         if self.job_attempts == 0 || self.job_timeout_secs == 0 {
             return Err("M_JOB_ATTEMPTS and M_JOB_TIMEOUT_SECS must be at least 1".into());
         }
+        if self.job_timeout_secs > 30 * 24 * 3600 {
+            return Err("M_JOB_TIMEOUT_SECS is at most 2592000 (30 days)".into());
+        }
         if let Some(f) = &self.log_format
             && f != "json"
             && f != "text"

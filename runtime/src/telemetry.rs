@@ -2,7 +2,7 @@
 //! development (`M_LOG_FORMAT` decides otherwise), filtered by `M_LOG_LEVEL` / `RUST_LOG`. Lines
 //! are formatted where they happen and written by one logging thread, which writes whatever has
 //! queued up at once (one system call for many lines under load); a full queue makes the caller
-//! wait, never drops a line, and everything is written before the process exits.
+//! wait rather than drop a line, and at exit the thread gets up to a second to write the rest.
 //! Traces: spans for HTTP requests and database statements (target `m::otel`, TRACE level, so
 //! that without an exporter no layer is interested and they cost next to nothing), exported over
 //! OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set and to Zipkin when `M_ZIPKIN_ENDPOINT` is
@@ -32,12 +32,12 @@ pub struct Telemetry {
 impl Telemetry {
     /// Write queued log lines and export buffered spans (call before exiting).
     pub fn shutdown(self) {
-        drop(self.logs);
         if let Some(p) = self.provider
             && let Err(e) = p.shutdown()
         {
             eprintln!("warning: flushing traces: {e}");
         }
+        drop(self.logs);
     }
 }
 
@@ -92,7 +92,9 @@ pub fn init(config: &Config, service: &str, serving: bool) -> Telemetry {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("m-log")
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+        // At most PIPE_BUF per write: a batch of whole lines stays whole on a pipe that other
+        // processes write to as well.
+        .finish(std::io::BufWriter::with_capacity(4096, std::io::stderr()));
     let logs = if json {
         tracing_subscriber::fmt::layer()
             .json()
@@ -102,8 +104,9 @@ pub fn init(config: &Config, service: &str, serving: bool) -> Telemetry {
             .with_writer(writer)
             .boxed()
     } else {
-        // Colors only for a terminal, not in files or collectors.
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        // Colors only for a terminal (not in files or collectors), and never with NO_COLOR.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi).with_writer(writer).boxed()
     }
     .with_filter(filter)
