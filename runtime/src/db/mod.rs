@@ -106,6 +106,17 @@ impl From<sqlx::Error> for DbError {
     }
 }
 
+tokio::task_local! {
+    /// Set for the runtime's periodic housekeeping (the job queue's poll): its statements are
+    /// measured but not logged at debug level, so a development log is not a line a second.
+    static QUIET: ();
+}
+
+/// Run `fut` with its statements left out of the debug log (slow ones are still warnings).
+pub(crate) async fn quietly<F: std::future::Future>(fut: F) -> F::Output {
+    QUIET.scope((), fut).await
+}
+
 /// Log a statement (its text has placeholders only; values are never logged): at debug level
 /// under the target `m::sql`, or as a warning when it took `slow` or longer.
 pub(crate) fn log_statement(sql: &str, elapsed: Duration, slow: Duration) {
@@ -113,7 +124,7 @@ pub(crate) fn log_statement(sql: &str, elapsed: Duration, slow: Duration) {
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     if elapsed >= slow {
         tracing::warn!(target: "m::sql", duration_ms, sql, "slow statement");
-    } else {
+    } else if QUIET.try_with(|()| ()).is_err() {
         tracing::debug!(target: "m::sql", duration_ms, sql, "statement");
     }
 }

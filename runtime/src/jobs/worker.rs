@@ -95,7 +95,7 @@ impl Worker {
                 biased;
                 () = &mut stop => break,
                 _ = maintenance.tick() => {
-                    maintain(&self.repo, &config, &mut maintenance_failing).await;
+                    crate::db::quietly(maintain(&self.repo, &config, &mut maintenance_failing)).await;
                     continue;
                 }
                 slot = slots.clone().acquire_owned() => match slot {
@@ -104,7 +104,7 @@ impl Worker {
                 },
             };
             let now = now_us();
-            match store::claim(self.repo.db(), &names, now, micros(config.lease())).await {
+            match crate::db::quietly(store::claim(self.repo.db(), &names, now, micros(config.lease()))).await {
                 Ok(Some(job)) => {
                     queue_failing = false;
                     if let Ok(mut r) = running.lock() {
