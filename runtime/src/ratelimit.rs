@@ -158,11 +158,6 @@ impl Limiter {
         })
     }
 
-    /// Where the Redis breaker stands (`None`: no Redis configured).
-    pub fn redis_breaker(&self) -> Option<crate::breaker::BreakerState> {
-        self.redis.as_ref().map(|r| r.breaker.state())
-    }
-
     /// Count one request of `key` against `policy`.
     pub async fn check(&self, key: &str, policy: Policy) -> Decision {
         if let Some(r) = &self.redis

@@ -196,19 +196,14 @@ crate::both_backends!(stopping_a_worker_queues_its_unfinished_jobs_again, |backe
 
 /// `m` with the test database's environment.
 fn m(scratch: &Scratch, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_m"));
-    c.env("DATABASE_URL", &scratch.url)
-        .env("M_ENV", "production")
-        .env("M_JWT_SECRET", crate::support::SECRET)
-        .env_remove("M_LOG_LEVEL")
-        .env_remove("RUST_LOG")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("M_ZIPKIN_ENDPOINT")
-        .args(args);
-    for (k, v) in extra {
-        c.env(k, v);
-    }
-    c.output().unwrap()
+    crate::runtime::m_command(scratch, extra).args(args).output().unwrap()
+}
+
+/// An `m worker` process on the test database (its log on stderr, for `terminate`).
+fn worker_process(scratch: &Scratch, args: &[&str]) -> crate::runtime::KillOnDrop {
+    let mut c = crate::runtime::m_command(scratch, &[]);
+    c.arg("worker").args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    crate::runtime::KillOnDrop(c.spawn().unwrap())
 }
 
 fn job_list(scratch: &Scratch) -> Vec<Value> {
@@ -238,19 +233,7 @@ crate::both_backends!(a_worker_process_runs_what_the_server_queues, |backend| {
     assert_eq!(listed.len(), 1, "{listed:#?}");
     assert_eq!(listed[0]["state"], "queued", "no worker in the server: {listed:#?}");
 
-    let mut worker = crate::runtime::KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_m"))
-            .env("DATABASE_URL", &scratch.url)
-            .env("M_ENV", "production")
-            .env("M_JWT_SECRET", crate::support::SECRET)
-            .env_remove("RUST_LOG")
-            .env_remove("M_LOG_LEVEL")
-            .args(["worker", "--concurrency", "1"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut worker = worker_process(&scratch, &["--concurrency", "1"]);
     let started = Instant::now();
     while job_list(&scratch)[0]["state"] != "done" {
         assert!(
@@ -280,17 +263,7 @@ crate::both_backends!(a_worker_process_runs_what_the_server_queues, |backend| {
     let out = m(&scratch, &["job:run", "sync_customer_name", "--args", "{}", "--enqueue"], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let mut worker = crate::runtime::KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_m"))
-            .env("DATABASE_URL", &scratch.url)
-            .env("M_ENV", "production")
-            .env("M_JWT_SECRET", crate::support::SECRET)
-            .arg("worker")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut worker = worker_process(&scratch, &[]);
     let started = Instant::now();
     let failed = loop {
         let all = job_list(&scratch);

@@ -10,15 +10,11 @@ use m_runtime::server::Server;
 use m_runtime::value::Value;
 use serde_json::json;
 
+use crate::support::application as app;
 use crate::support::{Backend, SECRET, Scratch, TestApp, test_config};
 
 fn config(url: &str, scratch: &Scratch, rls: &str) -> Config {
     Config { db_rls: rls.into(), ..test_config(url, scratch) }
-}
-
-/// The test application (with the test-only Gadget) for development starts.
-fn app() -> m_runtime::app::App {
-    crate::support::application()
 }
 
 /// The example application as its binary ships it, for production starts.
@@ -37,20 +33,26 @@ async fn names(db: &Db, ctx: &DbCtx, sql: &str) -> Vec<String> {
     out
 }
 
+/// The test application with `M_DB_RLS=on`, on a PostgreSQL database owned by an ordinary role
+/// (row security does not bind superusers); None, after saying so, without PostgreSQL.
+async fn with_row_security() -> Option<(TestApp, Config)> {
+    let Some(scratch) = Scratch::postgres_owned_by_a_role().await else {
+        eprintln!("skipped: M_TEST_PG_URL is not set");
+        return None;
+    };
+    let cfg = config(&scratch.url.clone(), &scratch, "on");
+    let server = Server::build(&cfg, app(), m::doctypes::OPENAPI).await.expect("server starts with M_DB_RLS=on");
+    Some((TestApp::from_server(&server, scratch), cfg))
+}
+
 fn caller(user: &str, roles: &[&str], action: &'static str) -> DbCtx {
     DbCtx::Caller { user: user.into(), roles: roles.iter().map(|r| r.to_string()).collect(), action }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_policies_hold_when_a_query_forgets_the_scope() {
-    let Some(scratch) = Scratch::postgres_owned_by_a_role().await else {
-        eprintln!("skipped: M_TEST_PG_URL is not set");
-        return;
-    };
-    let url = scratch.url.clone();
-    let cfg = config(&url, &scratch, "on");
-    let server = Server::build(&cfg, app(), m::doctypes::OPENAPI).await.expect("server starts with M_DB_RLS=on");
-    let api = TestApp::from_router(server.router(), scratch);
+    let Some((api, cfg)) = with_row_security().await else { return };
+    let url = cfg.database_url.expose().to_string();
 
     // The API behaves as without row security.
     for t in ["North", "South"] {
@@ -217,15 +219,8 @@ async fn postgres_policies_follow_the_setting_and_the_build() {
 /// Administrator still reaches rows that other users own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_jobs_run_under_row_security() {
-    let Some(scratch) = Scratch::postgres_owned_by_a_role().await else {
-        eprintln!("skipped: M_TEST_PG_URL is not set");
-        return;
-    };
-    let url = scratch.url.clone();
-    let cfg = config(&url, &scratch, "on");
-    let server = Server::build(&cfg, app(), m::doctypes::OPENAPI).await.expect("server starts with M_DB_RLS=on");
-    let repo = server.repo.clone();
-    let api = TestApp::from_router(server.router(), scratch);
+    let Some((api, cfg)) = with_row_security().await else { return };
+    let url = cfg.database_url.expose().to_string();
     let c = api.post("/api/v1/Customer", json!({"customer_name": "Acme"})).send().await.expect(201);
     let customer = c.json["name"].as_str().unwrap().to_string();
     let alice = api.token("alice@example.com", &["Sales User"]).await;
@@ -236,17 +231,10 @@ async fn postgres_jobs_run_under_row_security() {
         .send()
         .await
         .expect(200);
-    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    let signal = stop.clone();
-    let mut wc = m_runtime::jobs::WorkerConfig::from_config(&cfg);
-    wc.poll = std::time::Duration::from_millis(50);
-    let worker = tokio::spawn(
-        m_runtime::jobs::Worker::new(repo.clone(), wc)
-            .run_until(async move { signal.notified().await }, std::time::Duration::from_secs(5)),
-    );
+    let worker = api.worker(&cfg);
     let started = std::time::Instant::now();
     loop {
-        let jobs = repo.job_list(None, 10).await.unwrap();
+        let jobs = api.repo().job_list(None, 10).await.unwrap();
         if jobs.iter().any(|j| j.state != "queued" && j.state != "running") {
             assert_eq!(jobs[0].state, "done", "{jobs:#?}");
             break;
@@ -254,14 +242,12 @@ async fn postgres_jobs_run_under_row_security() {
         assert!(started.elapsed() < std::time::Duration::from_secs(20), "{jobs:#?}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    stop.notify_one();
-    worker.await.unwrap();
+    worker.stop().await;
     let r = api.get(&format!("/api/v1/Invoice/{invoice}")).by(alice).send().await.expect(200);
     assert_eq!(r.json["customer_name"], "Acme Ltd", "the job updated alice's invoice under row security");
 
     // The migrator sees every row too: `--live` finds a Select value outside the options.
-    let pool = m_runtime::db::PoolConfig { min_connections: 1, rls: true, ..Default::default() };
-    let db = Db::connect(&url, &pool).await.unwrap();
+    let db = Db::connect(&url, &cfg.pool()).await.unwrap();
     let mut tx = db.begin(&DbCtx::System).await.unwrap();
     assert_eq!(tx.execute("UPDATE invoice SET status = 'Overdue'", Vec::new()).await.unwrap(), 1);
     tx.commit().await.unwrap();

@@ -13,6 +13,7 @@ use m_runtime::server::Server;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::application as app;
 use crate::support::{Backend, Scratch, TestApp};
 
 /// Another session holding the write lock: SQLite `BEGIN IMMEDIATE`, PostgreSQL an exclusive
@@ -55,10 +56,6 @@ fn config(scratch: &Scratch, url: &str) -> Config {
         migrations_dir: Some(scratch.migrations_dir()),
         ..Config::default()
     }
-}
-
-fn app() -> m_runtime::app::App {
-    crate::support::application()
 }
 
 pub fn free_port() -> u16 {
@@ -345,13 +342,19 @@ impl Drop for PrivatePg {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_is_a_fast_503_and_recovers() {
-    let Some(pg) = PrivatePg::start_new() else {
+/// A private PostgreSQL server, or None after saying the test skipped (never under `CI=true`).
+fn private_pg() -> Option<PrivatePg> {
+    let pg = PrivatePg::start_new();
+    if pg.is_none() {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "PostgreSQL server binaries are required when CI=true");
         eprintln!("skipped: no PostgreSQL server binaries");
-        return;
-    };
+    }
+    pg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_a_fast_503_and_recovers() {
+    let Some(pg) = private_pg() else { return };
     let scratch = Scratch::new(Backend::Sqlite).await.unwrap();
     let config = config(&scratch, &pg.url());
     let server = Server::build(&config, app(), m::doctypes::OPENAPI).await.unwrap();
@@ -385,24 +388,14 @@ async fn a_database_outage_is_a_fast_503_and_recovers() {
 /// after it returns run without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_workers_recover_after_a_database_outage() {
-    let Some(pg) = PrivatePg::start_new() else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "PostgreSQL server binaries are required when CI=true");
-        eprintln!("skipped: no PostgreSQL server binaries");
-        return;
-    };
+    let Some(pg) = private_pg() else { return };
     let scratch = Scratch::new(Backend::Sqlite).await.unwrap();
     let mut config = config(&scratch, &pg.url());
     config.job_backoff_secs = 0;
     let server = Server::build(&config, app(), m::doctypes::OPENAPI).await.unwrap();
-    let repo = server.repo.clone();
-    let mut wc = m_runtime::jobs::WorkerConfig::from_config(&config);
-    wc.poll = Duration::from_millis(50);
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let signal = stop.clone();
-    let worker = tokio::spawn(
-        m_runtime::jobs::Worker::new(repo.clone(), wc)
-            .run_until(async move { signal.notified().await }, Duration::from_secs(5)),
-    );
+    let app = TestApp::from_server(&server, scratch);
+    let repo = app.repo().clone();
+    let worker = app.worker(&config);
     let done = |id: String| {
         let repo = repo.clone();
         async move {
@@ -426,7 +419,7 @@ async fn job_workers_recover_after_a_database_outage() {
         "nothing is queued while the database is down"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!worker.is_finished(), "the worker keeps running through the outage");
+    assert!(worker.is_running(), "the worker keeps running through the outage");
     pg.start();
     let started = Instant::now();
     let second = loop {
@@ -437,34 +430,33 @@ async fn job_workers_recover_after_a_database_outage() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     done(second).await;
-    stop.notify_one();
-    worker.await.unwrap();
+    worker.stop().await;
+}
+
+/// The `m` binary against `scratch` in production, with the test secret, default logging and
+/// no trace export, plus `extra` environment.
+pub fn m_command(scratch: &Scratch, extra: &[(&str, &str)]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_m"));
+    c.env("DATABASE_URL", &scratch.url)
+        .env("M_ENV", "production")
+        .env("M_JWT_SECRET", crate::support::SECRET)
+        .env_remove("M_LOG_LEVEL")
+        .env_remove("RUST_LOG")
+        .env_remove("M_LOG_FORMAT")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("M_ZIPKIN_ENDPOINT");
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    c
 }
 
 /// The `m` binary serving `scratch` in production (after `m migrate`), with extra environment.
 pub async fn spawn_binary(scratch: &Scratch, extra: &[(&str, &str)]) -> (KillOnDrop, SocketAddr) {
-    let bin = env!("CARGO_BIN_EXE_m");
-    let env = |c: &mut std::process::Command| {
-        c.env("DATABASE_URL", &scratch.url)
-            .env("M_ENV", "production")
-            .env("M_JWT_SECRET", crate::support::SECRET)
-            .env_remove("M_LOG_LEVEL")
-            .env_remove("RUST_LOG")
-            .env_remove("M_LOG_FORMAT")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("M_ZIPKIN_ENDPOINT");
-        for (k, v) in extra {
-            c.env(k, v);
-        }
-    };
-    let mut migrate = std::process::Command::new(bin);
-    env(&mut migrate);
-    let out = migrate.arg("migrate").output().unwrap();
+    let out = m_command(scratch, extra).arg("migrate").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let port = free_port();
-    let mut start = std::process::Command::new(bin);
-    env(&mut start);
-    let child = start
+    let child = m_command(scratch, extra)
         .args(["start", "--port", &port.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -624,13 +616,7 @@ crate::both_backends!(traces_are_exported_with_request_and_query_spans, |backend
     // The server's workers run the job; its span is exported at shutdown.
     let started = Instant::now();
     loop {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_m"))
-            .env("DATABASE_URL", &scratch.url)
-            .env("M_ENV", "production")
-            .env("M_JWT_SECRET", crate::support::SECRET)
-            .args(["job:list", "--json"])
-            .output()
-            .unwrap();
+        let out = m_command(&scratch, &[]).args(["job:list", "--json"]).output().unwrap();
         let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         if jobs.as_array().is_some_and(|a| a.iter().any(|j| j["state"] == "done")) {
             break;

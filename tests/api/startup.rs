@@ -6,6 +6,7 @@ use m_runtime::config::{Config, Mode, Secret};
 use m_runtime::server::Server;
 
 use crate::support::Scratch;
+use crate::support::application as app;
 
 fn config(scratch: &Scratch, env: Mode) -> Config {
     Config {
@@ -18,10 +19,6 @@ fn config(scratch: &Scratch, env: Mode) -> Config {
         migrations_dir: Some(scratch.migrations_dir()),
         ..Config::default()
     }
-}
-
-fn app() -> m_runtime::app::App {
-    crate::support::application()
 }
 
 crate::both_backends!(production_refuses_pending_revisions_and_development_applies_them, |backend| {

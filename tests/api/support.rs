@@ -220,6 +220,11 @@ pub struct WorkerGuard {
 }
 
 impl WorkerGuard {
+    /// The worker has not ended (by itself: it only ends when stopped).
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Stop claiming jobs and wait for the worker to finish (within its deadline).
     pub async fn stop(mut self) {
         self.stop.notify_one();
@@ -402,7 +407,7 @@ impl TestApp {
         let mut config = test_config(&scratch.url, &scratch);
         tweak(&mut config);
         let server = Server::build(&config, application(), m::doctypes::OPENAPI).await.expect("server starts");
-        Some((TestApp { router: server.router(), repo: Some(server.repo.clone()), _scratch: scratch }, config))
+        Some((TestApp::from_server(&server, scratch), config))
     }
 
     /// The URL of this application's database.
@@ -430,6 +435,11 @@ impl TestApp {
         let worker = m_runtime::jobs::Worker::new(self.repo().clone(), wc);
         let task = tokio::spawn(worker.run_until(async move { signal.notified().await }, deadline));
         WorkerGuard { stop, task: Some(task) }
+    }
+
+    /// Requests against a server built elsewhere, with its repository (for jobs and workers).
+    pub fn from_server(server: &Server, scratch: Scratch) -> TestApp {
+        TestApp { router: server.router(), repo: Some(server.repo.clone()), _scratch: scratch }
     }
 
     /// Requests against a server built elsewhere.

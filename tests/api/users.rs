@@ -177,6 +177,23 @@ fn m_user(url: &str, args: &[&str]) -> std::process::Output {
     out
 }
 
+/// `m user:*` with `input` on its standard input; it must succeed.
+fn m_user_stdin(url: &str, args: &[&str], input: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_m"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("M_ENV", "development")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "m {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 crate::both_backends!(user_commands_apply_within_a_second, |backend| {
     let Some((app, config)) = TestApp::start_with(backend, |_| {}).await else { return };
     let url = config.database_url.expose().to_string();
@@ -207,33 +224,10 @@ crate::both_backends!(user_commands_apply_within_a_second, |backend| {
     settle().await;
     read().send().await.expect(200);
     // A password from standard input.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_m"))
-        .args(["user:set-password", "--email", "eve@example.com"])
-        .env("DATABASE_URL", &url)
-        .env("M_ENV", "development")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(b"battery staple\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    m_user_stdin(&url, &["user:set-password", "--email", "eve@example.com"], "battery staple\n");
     login(&app, "eve@example.com", "battery staple").await.expect(200);
     // A new user's password from standard input, never on the command line.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_m"))
-        .args(["user:create", "--email", "gus@example.com", "--password-stdin"])
-        .env("DATABASE_URL", &url)
-        .env("M_ENV", "development")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"gus password 1\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    m_user_stdin(&url, &["user:create", "--email", "gus@example.com", "--password-stdin"], "gus password 1\n");
     login(&app, "gus@example.com", "gus password 1").await.expect(200);
     let listed: Value = serde_json::from_slice(&m_user(&url, &["user:list", "--json"]).stdout).unwrap();
     let eve = listed.as_array().unwrap().iter().find(|u| u["name"] == "eve@example.com").unwrap();

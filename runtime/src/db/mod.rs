@@ -270,6 +270,14 @@ impl Db {
         }
     }
 
+    /// One statement in a transaction of its own, committed: the rows it changed.
+    pub async fn write(&self, ctx: &DbCtx, sql: &str, binds: Binds) -> Result<u64, DbError> {
+        let mut tx = self.begin(ctx).await?;
+        let n = tx.execute(sql, binds).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Read rows with a fresh reader connection acting for `ctx`.
     pub async fn fetch(&self, ctx: &DbCtx, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
         self.reader(ctx).await?.fetch(sql, binds, kinds).await

@@ -181,9 +181,7 @@ impl Repo {
         enqueued_by: Option<&str>,
     ) -> Result<String, EnqueueError> {
         let (id, sql) = self.enqueue_statement(job, args, enqueued_by)?;
-        let mut tx = self.db().begin(&crate::db::DbCtx::System).await.map_err(RepoError::from)?;
-        tx.execute(&sql.text, sql.binds).await.map_err(RepoError::from)?;
-        tx.commit().await.map_err(RepoError::from)?;
+        self.db().write(&crate::db::DbCtx::System, &sql.text, sql.binds).await.map_err(RepoError::from)?;
         self.jobs_wake().notify_one();
         Ok(id)
     }

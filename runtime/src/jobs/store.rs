@@ -219,10 +219,7 @@ pub(crate) async fn finish(db: &Db, job: &Claimed, how: Finish<'_>, now: i64) ->
     sql.push(" WHERE id = ").bind(FieldKind::Data, text(&job.id));
     sql.push(" AND state = 'running' AND attempts = ").bind(FieldKind::BigInt, Value::Int(i64::from(job.attempt)));
     sql.push(" AND lease_until = ").bind(FieldKind::BigInt, Value::Int(job.lease_until));
-    let mut tx = db.begin(&DbCtx::System).await?;
-    let n = tx.execute(&sql.text, sql.binds).await?;
-    tx.commit().await?;
-    Ok(n == 1)
+    Ok(db.write(&DbCtx::System, &sql.text, sql.binds).await? == 1)
 }
 
 /// Jobs whose worker stopped answering (lease expired): queued again, or failed when their
@@ -259,9 +256,7 @@ pub(crate) async fn sweep(db: &Db, keep_until: i64, batches: u32) -> Result<u64,
         sql.push("DELETE FROM m_job WHERE id IN (SELECT id FROM m_job WHERE state = 'done' AND finished < ");
         sql.bind(FieldKind::BigInt, Value::Int(keep_until)).push(" LIMIT ");
         sql.bind(FieldKind::BigInt, Value::Int(SWEEP_BATCH)).push(")");
-        let mut tx = db.begin(&DbCtx::System).await?;
-        let n = tx.execute(&sql.text, sql.binds).await?;
-        tx.commit().await?;
+        let n = db.write(&DbCtx::System, &sql.text, sql.binds).await?;
         deleted += n;
         if n < SWEEP_BATCH.unsigned_abs() {
             break;
@@ -361,10 +356,7 @@ pub(crate) async fn retry(db: &Db, id: &str, now: i64) -> Result<bool, RepoError
     sql.push("UPDATE m_job SET state = 'queued', attempts = 0, finished = NULL, run_at = ");
     sql.bind(FieldKind::BigInt, Value::Int(now)).push(" WHERE id = ").bind(FieldKind::Data, text(id));
     sql.push(" AND state = 'failed'");
-    let mut tx = db.begin(&DbCtx::System).await?;
-    let n = tx.execute(&sql.text, sql.binds).await?;
-    tx.commit().await?;
-    Ok(n == 1)
+    Ok(db.write(&DbCtx::System, &sql.text, sql.binds).await? == 1)
 }
 
 /// Delete a queued or failed job (one no worker will run, or that is not wanted). False when no
@@ -373,8 +365,5 @@ pub(crate) async fn delete(db: &Db, id: &str) -> Result<bool, RepoError> {
     let mut sql = Sql::new(db.dialect());
     sql.push("DELETE FROM m_job WHERE id = ").bind(FieldKind::Data, text(id));
     sql.push(" AND state IN ('queued', 'failed')");
-    let mut tx = db.begin(&DbCtx::System).await?;
-    let n = tx.execute(&sql.text, sql.binds).await?;
-    tx.commit().await?;
-    Ok(n == 1)
+    Ok(db.write(&DbCtx::System, &sql.text, sql.binds).await? == 1)
 }

@@ -308,9 +308,7 @@ impl Repo {
         self.get(&who, USER_DOCTYPE, &name).await?;
         let now = chrono::Utc::now().timestamp();
         let sql = query::set_password_hash(self.db().dialect(), &name, &hash, now);
-        let mut tx = self.db().begin(&DbCtx::System).await?;
-        tx.execute(&sql.text, sql.binds).await?;
-        tx.commit().await?;
+        self.db().write(&DbCtx::System, &sql.text, sql.binds).await?;
         // Tokens issued before now stop working (at once here, within a second elsewhere).
         self.users().forget(&name);
         Ok(())
