@@ -7,6 +7,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
+use syn::ext::IdentExt as _;
 use syn::{Data, DeriveInput, Fields, LitStr};
 
 use crate::ir::{DefaultValue, DocType, FieldType, Naming};
@@ -82,7 +83,8 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let mut write = Vec::new();
     for f in &named.named {
         let ident = f.ident.as_ref().ok_or_else(|| syn::Error::new_spanned(f, "unnamed field"))?;
-        let name = ident.to_string();
+        // `r#type` is the field `type`: metadata, JSON and SQL use the plain name.
+        let name = ident.unraw().to_string();
         let lit = LitStr::new(&name, ident.span());
         match d.field(&name) {
             Some(field) if field.ty == FieldType::Table => {
@@ -106,10 +108,10 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         }
     }
     for field in &d.fields {
-        if !named.named.iter().any(|f| f.ident.as_ref().is_some_and(|i| *i == field.name)) {
+        if !named.named.iter().any(|f| f.ident.as_ref().is_some_and(|i| i.unraw() == field.name)) {
             return Err(syn::Error::new_spanned(
                 &input.ident,
-                format!("struct is missing field `{}` of DocType {}", field.name, d.name),
+                format!("struct is missing field `{}` of DocType {}", crate::names::rust_ident(&field.name), d.name),
             ));
         }
     }

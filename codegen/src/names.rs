@@ -31,13 +31,26 @@ pub fn struct_name(name: &str) -> String {
 }
 
 /// A field name: lowercase ASCII letter first, then lowercase letters, digits and single `_`
-/// (a double underscore is the separator in constraint names).
+/// (a double underscore is the separator in constraint names). Rust keywords are fine (the
+/// generated Rust spells them as raw identifiers, see [`rust_ident`]), except the few that
+/// cannot be identifiers at all ([`is_unusable_ident`]).
 pub fn is_field_ident(name: &str) -> bool {
     let mut cs = name.chars();
     matches!(cs.next(), Some('a'..='z'))
         && cs.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.contains("__")
-        && !RUST_KEYWORDS.contains(&name)
+}
+
+/// `self`, `super`, `crate` and `Self` are keywords that no Rust identifier can spell, not even
+/// a raw one (`r#self` is an error).
+pub fn is_unusable_ident(name: &str) -> bool {
+    NOT_RAW.contains(&name)
+}
+
+/// How generated Rust spells a field: `type` -> `r#type`, other names unchanged. The JSON, SQL
+/// and metadata side always keeps the plain name.
+pub fn rust_ident(name: &str) -> String {
+    if RUST_KEYWORDS.contains(&name) { format!("r#{name}") } else { name.to_string() }
 }
 
 /// A DocType name: letters, digits and single spaces, starting with an uppercase letter.
@@ -49,13 +62,18 @@ pub fn is_doctype_name(name: &str) -> bool {
         && !name.ends_with(' ')
 }
 
-/// Keywords that cannot be struct field names in generated Rust.
+/// Rust keywords (strict, reserved, and `gen` from edition 2024): a struct field with one of
+/// these names is a raw identifier in generated Rust. Weak keywords (`union`, `raw`, `safe`)
+/// are ordinary identifiers in field position.
 const RUST_KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
-    "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static",
-    "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do",
-    "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
+    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern", "false", "fn", "for", "if",
+    "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static", "struct", "trait",
+    "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro", "override",
+    "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
 ];
+
+/// Keywords that cannot be raw identifiers either.
+const NOT_RAW: &[&str] = &["self", "super", "crate", "Self"];
 
 /// Deterministic, PostgreSQL-safe (<= 63 bytes) name for a constraint or index:
 /// `<table>__<col>[__<col>…]_<suffix>`. Table and field names never contain `__`, so the double
@@ -132,6 +150,16 @@ mod tests {
         assert_ne!(n1, constraint_name(&long, &["customes"], "fkey"));
         assert_ne!(constraint_name("sales", &["order_name"], "key"), constraint_name("sales_order", &["name"], "key"));
         assert_ne!(constraint_name("t", &["a_b", "c"], "idx"), constraint_name("t", &["a", "b_c"], "idx"));
+    }
+
+    #[test]
+    fn keywords_become_raw_identifiers() {
+        assert_eq!(rust_ident("type"), "r#type");
+        assert_eq!(rust_ident("gen"), "r#gen");
+        assert_eq!(rust_ident("union"), "union");
+        assert_eq!(rust_ident("customer"), "customer");
+        assert!(is_field_ident("type") && is_field_ident("static"));
+        assert!(is_unusable_ident("self") && is_unusable_ident("crate") && !is_unusable_ident("type"));
     }
 
     #[test]

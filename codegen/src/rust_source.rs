@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::ir::{DocType, FieldType};
+use crate::names;
 use crate::project::Project;
 
 /// One generated file: its name in `OUT_DIR` and its content.
@@ -72,7 +73,9 @@ pub fn doctype_file(d: &DocType, toml_text: &str, project: &Project, has_hooks: 
         if let Some(desc) = &f.description {
             let _ = writeln!(s, "    #[doc = {desc:?}]");
         }
-        let _ = writeln!(s, "    pub {}: {},", f.name, rust_type(f.ty, project, f.to.as_deref()));
+        // A keyword (`type`) is a raw identifier (`r#type`); the derive maps it back to the name.
+        let ident = names::rust_ident(&f.name);
+        let _ = writeln!(s, "    pub {ident}: {},", rust_type(f.ty, project, f.to.as_deref()));
     }
     s.push_str("}\n");
     GeneratedFile { name: format!("{}.rs", d.table()), content: s }

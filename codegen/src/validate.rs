@@ -296,7 +296,15 @@ impl Cx<'_> {
             self.error(
                 kspan.clone(),
                 format!("invalid field name `{name}`"),
-                "use lowercase snake_case starting with a letter, single underscores, not a Rust keyword",
+                "use lowercase snake_case starting with a letter and single underscores, e.g. `posting_date`",
+            );
+            return None;
+        }
+        if names::is_unusable_ident(&name) {
+            self.error(
+                kspan.clone(),
+                format!("`{name}` cannot be a field name"),
+                "self, super and crate cannot be Rust identifiers, even raw ones (other keywords such as `type` are fine); rename the field, e.g. `self_ref`",
             );
             return None;
         }

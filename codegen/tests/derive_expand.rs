@@ -147,6 +147,82 @@ struct NoteLine { id: Option<Uuid>, idx: Option<i32>, parent: Option<String>, te
     assert_contains(&out, r#"\"references\":{\"table\":\"note\",\"on_delete\":\"CASCADE\"}"#);
 }
 
+const KEYWORDS: &str = r####"
+#[derive(Debug, Default, DocType)]
+#[doctype(source = "doctypes/gadget.toml", toml = r#"
+name = "Gadget"
+naming = "field:type"
+
+[fields.type]
+type = "Select"
+options = ["Widget", "Sprocket"]
+required = true
+
+[fields.match]
+type = "Data"
+
+[fields.ref]
+type = "Data"
+
+[fields.static]
+type = "Int"
+"#)]
+pub struct Gadget {
+    pub name: Option<String>,
+    pub r#type: Option<String>,
+    pub r#match: Option<String>,
+    pub r#ref: Option<String>,
+    pub r#static: Option<i32>,
+}
+"####;
+
+#[test]
+fn keyword_fields_are_raw_identifiers_with_plain_names_in_metadata() {
+    let tokens = expand(KEYWORDS);
+    let out = tokens.to_string();
+    assert!(compile_errors(tokens.clone()).is_empty(), "unexpected compile_error:\n{out}");
+    // The expansion is valid Rust (an impl block rustc accepts syntactically).
+    let file: syn::File = syn::parse2(tokens).unwrap_or_else(|e| panic!("expansion does not parse: {e}\n{out}"));
+    assert!(!file.items.is_empty());
+    assert_contains(&out, r#"naming: ::m_runtime::meta::Naming::Field("type")"#);
+    for kw in ["type", "match", "ref", "static"] {
+        // Metadata, documents and the table model use the plain name ...
+        assert_contains(&out, &format!(r#"::m_runtime::meta::FieldMeta {{ name: "{kw}","#));
+        assert_contains(
+            &out,
+            &format!(r#"r#{kw}: ::m_runtime::doc::FieldValue::from_value(doc.get("{kw}"), "{kw}")?"#),
+        );
+        // ... and Rust the raw identifier.
+        assert_contains(&out, &format!(r#"doc.set("{kw}", ::m_runtime::doc::FieldValue::into_value(self.r#{kw}));"#));
+        assert!(!out.contains(&format!("\"r#{kw}\"")), "a raw identifier leaked into a name:\n{out}");
+    }
+    assert_contains(&out, r#"\"name\":\"type\",\"type\":\"varchar\""#);
+}
+
+#[test]
+fn keyword_fields_missing_from_the_struct_are_named_as_raw_identifiers() {
+    let src = KEYWORDS.replace("    pub r#static: Option<i32>,\n", "");
+    let messages = compile_errors(expand(&src));
+    assert_eq!(messages, ["struct is missing field `r#static` of DocType Gadget"]);
+}
+
+#[test]
+fn self_super_and_crate_are_not_field_names() {
+    let src = r####"
+#[doctype(source = "doctypes/note.toml", toml = r#"
+name = "Note"
+
+[fields.self]
+type = "Data"
+"#)]
+struct Note {}
+"####;
+    let messages = compile_errors(expand(src));
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].contains("doctypes/note.toml:4:9: `self` cannot be a field name"), "{}", messages[0]);
+    assert!(messages[0].contains("hint: self, super and crate cannot be Rust identifiers"), "{}", messages[0]);
+}
+
 #[test]
 fn invalid_toml_syntax_in_the_attribute() {
     let msg = assert_error_snapshot(

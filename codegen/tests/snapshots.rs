@@ -191,7 +191,7 @@ fn ddl_identifiers_fit_and_do_not_collide() {
 }
 
 /// The Rust source `build.rs` writes parses as a struct, and `#[derive(DocType)]` expands it
-/// without errors into the same table DDL as the whole-application path.
+/// without errors into valid Rust holding the same table DDL as the whole-application path.
 #[test]
 fn generated_rust_parses_and_expands_to_the_same_ddl() {
     let cases = valid_cases();
@@ -208,9 +208,14 @@ fn generated_rust_parses_and_expands_to_the_same_ddl() {
                     continue;
                 }
             };
-            let expanded = derive::expand(input).to_string();
+            let tokens = derive::expand(input);
+            let expanded = tokens.to_string();
             if expanded.contains("compile_error") {
                 problems.push(format!("{}: derive expansion failed: {expanded}", file.name));
+                continue;
+            }
+            if let Err(e) = syn::parse2::<syn::File>(tokens) {
+                problems.push(format!("{}: derive expansion is not valid Rust: {e}\n{expanded}", file.name));
                 continue;
             }
             let table = serde_json::to_string(&m_codegen::migrate::model::table_of(d)).unwrap();

@@ -1,18 +1,22 @@
 //! Editing TOML changes the API with no hand-written Rust: build the fixture application
 //! (tests/fixture-app) against a scratch copy of its DocTypes, edit them, build again, and read
 //! the routes and the OpenAPI document of each binary. A TOML mistake fails the build with
-//! file:line:col. Shares the workspace's build cache.
+//! file:line:col. Shares the workspace's build cache; tests that build the fixture application
+//! take [`FIXTURE_BUILD`] (they share its binary).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn target_dir() -> PathBuf {
+/// Serialises builds of the fixture application (one binary, rebuilt per DocTypes folder).
+pub(crate) static FIXTURE_BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from)
 }
 
 /// Build the fixture app with `dir` as its doctypes/ and return (success, stderr).
-fn build(dir: &Path) -> (bool, String) {
+pub(crate) fn build(dir: &Path) -> (bool, String) {
     let out = Command::new(env!("CARGO"))
         .args(["build", "--quiet", "-p", "m-fixture-app"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -36,6 +40,7 @@ fn editing_toml_changes_the_api() {
         eprintln!("skipped: M_SKIP_FIXTURE_BUILD is set");
         return;
     }
+    let _build = FIXTURE_BUILD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = std::env::temp_dir().join(format!("m-fixture-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("note.toml"), "name = \"Note\"\n\n[fields.title]\ntype = \"Data\"\nrequired = true\n")
