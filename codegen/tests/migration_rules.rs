@@ -395,6 +395,65 @@ fn reusing_a_renamed_name_in_the_same_revision_is_refused() {
 }
 
 #[test]
+fn renamed_from_naming_no_column_is_an_error() {
+    let current = replayed(&base());
+    let typo = edit("[fields.fax]\ntype = \"Data\"\n", "[fields.telefax]\ntype = \"Data\"\nrenamed_from = \"fxa\"\n");
+    let e = diff(&current, &schema(&typo, &[])).unwrap_err();
+    for part in ["doctypes/customer.toml", "field `telefax`", "`renamed_from = \"fxa\"`", "no column `fxa`"] {
+        assert!(e.0.contains(part), "`{part}` missing from: {e}");
+    }
+    // A field of a new DocType has nothing to be renamed from.
+    let gadget =
+        ("doctypes/gadget.toml", "name = \"Gadget\"\n\n[fields.code]\ntype = \"Data\"\nrenamed_from = \"c\"\n");
+    let e = diff(&current, &schema(CUSTOMER, &[gadget])).unwrap_err();
+    assert!(e.0.starts_with("doctypes/gadget.toml: field `code`") && e.0.contains("new table"), "{e}");
+}
+
+#[test]
+fn renamed_from_naming_no_table_is_an_error() {
+    let current = replayed(&base());
+    let region = "name = \"Region\"\nrenamed_from = \"Teritory\"\n\n[fields.territory_name]\ntype = \"Data\"\n";
+    let customer = CUSTOMER.replace("to = \"Territory\"", "to = \"Region\"");
+    let sources =
+        [("doctypes/region.toml".to_string(), region.to_string()), ("doctypes/customer.toml".to_string(), customer)];
+    let project = m_codegen::load_sources(&sources).unwrap();
+    let e = diff(&current, &schema_of_doctypes(&project.doctypes)).unwrap_err();
+    for part in ["doctypes/region.toml", "`renamed_from`", "table `teritory`"] {
+        assert!(e.0.contains(part), "`{part}` missing from: {e}");
+    }
+}
+
+#[test]
+fn renamed_from_left_after_the_rename_is_applied_gives_nothing() {
+    let current = replayed(&base());
+    // A field rename and a DocType rename (with a field renamed in it) in one revision.
+    let customer =
+        edit("[fields.fax]\ntype = \"Data\"\n", "[fields.telefax]\ntype = \"Data\"\nrenamed_from = \"fax\"\n")
+            .replace("to = \"Territory\"", "to = \"Region\"");
+    let region = "name = \"Region\"\nnaming = \"field:region_name\"\nrenamed_from = \"Territory\"\n\n[fields.region_name]\ntype = \"Data\"\nrequired = true\nunique = true\nrenamed_from = \"territory_name\"\n";
+    let sources =
+        [("doctypes/region.toml".to_string(), region.to_string()), ("doctypes/customer.toml".to_string(), customer)];
+    let desired = schema_of_doctypes(&m_codegen::load_sources(&sources).unwrap().doctypes);
+    let d = diff(&current, &desired).unwrap();
+    let codes: Vec<&str> = d.up.iter().map(|s| s.code.as_str()).collect();
+    assert!(codes.contains(&"M003") && codes.contains(&"M015"), "{codes:?}");
+    assert!(!codes.iter().any(|c| ["M001", "M002", "M010", "M014"].contains(c)), "renames, not drops: {codes:?}");
+    // With the keys still in the files, the next diff has no operation.
+    let mut after = current.clone();
+    for s in &d.up {
+        s.op.replay(&mut after).unwrap();
+    }
+    assert!(diff(&after, &desired).unwrap().up.is_empty());
+    // Revisions never store the keys or the files.
+    let rev = Revision::new("20260102000000", "renames", "2026-01-02T00:00:00Z", vec![], d);
+    let text = rev.to_toml();
+    assert!(!text.contains("renamed_from") && !text.contains("doctypes/"), "{text}");
+    // From an empty chain there is nothing to rename: the keys are ignored.
+    let initial = diff(&Schema::default(), &desired).unwrap();
+    assert!(initial.up.iter().all(|s| s.class == Class::Safe), "{:?}", initial.up);
+}
+
+#[test]
 fn a_new_link_column_with_a_default_is_review() {
     // TOML gives a Link no default; a schema written by hand can.
     use m_codegen::migrate::model::{Column, ColumnType, Literal, OnDelete, Reference};

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use super::classify::{Hints, classify};
 use super::model::{Column, Schema, Table};
 use super::ops::{Op, ReplayError, Step};
+use super::renames;
 
 /// A revision's operations in both directions.
 #[derive(Debug, Clone, Default)]
@@ -37,28 +38,14 @@ pub fn check_identifiers(desired: &Schema) -> Result<(), ReplayError> {
     Ok(())
 }
 
-/// The operations that turn `current` into `desired` (and back).
+/// The operations that turn `current` into `desired` (and back). A `renamed_from` that names
+/// nothing the chain has is an error naming the DocType file, the field and the key.
 pub fn diff(current: &Schema, desired: &Schema) -> Result<Diff, ReplayError> {
     check_identifiers(desired)?;
-    let (desired, table_renames, column_renames) = strip_renames(desired);
-    // A previous name still in use would make the rename ambiguous (and its downgrade lossy).
-    for (old, new) in &table_renames {
-        let pending = current.tables.contains_key(old) && !current.tables.contains_key(new);
-        if pending && desired.tables.contains_key(old) {
-            return Err(ReplayError(format!(
-                "`{new}` has `renamed_from` naming `{old}`, which is still a table of the DocTypes: rename in one revision, reuse the name in a later one"
-            )));
-        }
-    }
-    for (t, old, new) in &column_renames {
-        let pending = current.tables.get(t).is_some_and(|c| c.column(old).is_some() && c.column(new).is_none());
-        if pending && desired.tables.get(t).is_some_and(|tbl| tbl.column(old).is_some()) {
-            return Err(ReplayError(format!(
-                "`{t}.{new}` has `renamed_from = \"{old}\"`, but `{old}` is still a field: rename in one revision, reuse the name in a later one"
-            )));
-        }
-    }
-    let (up_ops, up_hints) = plan(current, &desired, &table_renames, &column_renames);
+    let (desired, renames) = renames::strip(desired);
+    renames.check(current, &desired)?;
+    let (table_renames, column_renames) = (&renames.tables, &renames.columns);
+    let (up_ops, up_hints) = plan(current, &desired, table_renames, column_renames);
     let up = classify(up_ops, current, &up_hints)?;
     let mut after = current.clone();
     for s in &up {
@@ -75,26 +62,6 @@ pub fn diff(current: &Schema, desired: &Schema) -> Result<Diff, ReplayError> {
     let (down_ops, down_hints) = plan(&after, current, &back_tables, &back_columns);
     let down = classify(down_ops, &after, &down_hints)?;
     Ok(Diff { up, down })
-}
-
-type Stripped = (Schema, Vec<(String, String)>, Vec<(String, String, String)>);
-
-/// Take the rename hints out of the desired schema: `(schema, table renames, column renames)`.
-fn strip_renames(desired: &Schema) -> Stripped {
-    let mut schema = desired.clone();
-    let mut tables = Vec::new();
-    let mut columns = Vec::new();
-    for t in schema.tables.values_mut() {
-        if let Some(old) = t.renamed_from.take() {
-            tables.push((old, t.name.clone()));
-        }
-        for c in &mut t.columns {
-            if let Some(old) = c.renamed_from.take() {
-                columns.push((t.name.clone(), old, c.name.clone()));
-            }
-        }
-    }
-    (schema, tables, columns)
 }
 
 /// Plan the operations, in an order every dialect can execute: renames, drops of foreign keys

@@ -7,6 +7,7 @@ pub mod classify;
 pub mod diff;
 pub mod model;
 pub mod ops;
+pub mod renames;
 pub mod render;
 pub mod revision;
 

@@ -27,6 +27,10 @@ pub struct Table {
     /// The table's previous name (the DocType's `renamed_from`). Desired schema only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renamed_from: Option<String>,
+    /// The DocType file the table comes from, for messages. Desired schema only: revisions
+    /// never store it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -390,7 +394,13 @@ pub fn table_of(d: &DocType) -> Table {
             Index { name: constraint_name(&table, &refs, if unique { "key" } else { "idx" }), columns: cols, unique }
         })
         .collect();
-    Table { name: table, columns, indexes, renamed_from: d.renamed_from.as_deref().map(snake_case) }
+    Table {
+        name: table,
+        columns,
+        indexes,
+        renamed_from: d.renamed_from.as_deref().map(snake_case),
+        source: Some(d.source.clone()),
+    }
 }
 
 /// Tables the runtime itself needs, part of every application's schema.
@@ -399,8 +409,13 @@ pub fn runtime_tables() -> Vec<Table> {
     prefix.primary_key = true;
     let mut current = Column::new("current", ColumnType::BigInt);
     current.not_null = true;
-    let series =
-        Table { name: "m_series".into(), columns: vec![prefix, current], indexes: Vec::new(), renamed_from: None };
+    let series = Table {
+        name: "m_series".into(),
+        columns: vec![prefix, current],
+        indexes: Vec::new(),
+        renamed_from: None,
+        source: None,
+    };
     // Password hashes, apart from the `user` table so that no query of a DocType can return one
     // (no foreign key: the runtime deletes a user's row with the user).
     let mut user = Column::new("user", ColumnType::Varchar(Some(140)));
@@ -409,8 +424,13 @@ pub fn runtime_tables() -> Vec<Table> {
     hash.not_null = true;
     // When the password last changed (Unix seconds): older tokens are refused.
     let changed = Column::new("changed", ColumnType::BigInt);
-    let auth =
-        Table { name: "m_auth".into(), columns: vec![user, hash, changed], indexes: Vec::new(), renamed_from: None };
+    let auth = Table {
+        name: "m_auth".into(),
+        columns: vec![user, hash, changed],
+        indexes: Vec::new(),
+        renamed_from: None,
+        source: None,
+    };
     vec![series, auth, job_table()]
 }
 
@@ -445,7 +465,7 @@ fn job_table() -> Table {
     ];
     let claim =
         Index { name: "m_job__state_run_at_idx".into(), columns: vec!["state".into(), "run_at".into()], unique: false };
-    Table { name: "m_job".into(), columns, indexes: vec![claim], renamed_from: None }
+    Table { name: "m_job".into(), columns, indexes: vec![claim], renamed_from: None, source: None }
 }
 
 /// The desired schema of an application: its DocTypes' tables plus the runtime's.

@@ -142,7 +142,9 @@ impl<'de> Deserialize<'de> for Step {
     }
 }
 
-/// Replaying an operation that does not fit the schema (a hand-edited or inconsistent chain).
+/// Replaying an operation that does not fit the schema (a hand-edited or inconsistent chain), or
+/// a desired schema the diff refuses (a `renamed_from` naming nothing the chain has, a previous
+/// name reused in the same revision, an identifier too long).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayError(pub String);
 
