@@ -147,6 +147,88 @@ fn m001_m002_m003_tables() {
     assert!(!s.iter().any(|(c, _)| c == "M002" || c == "M001"), "a rename is not drop + create: {s:?}");
 }
 
+const AUTHOR: (&str, &str) =
+    ("doctypes/author.toml", "name = \"Author\"\n\n[fields.favourite_book]\ntype = \"Link\"\nto = \"Book\"\n");
+const BOOK: (&str, &str) =
+    ("doctypes/book.toml", "name = \"Book\"\n\n[fields.author]\ntype = \"Link\"\nto = \"Author\"\n");
+const REVIEW: (&str, &str) =
+    ("doctypes/review.toml", "name = \"Review\"\n\n[fields.book]\ntype = \"Link\"\nto = \"Book\"\n");
+
+/// Run the PostgreSQL statements of `phases` against the foreign keys of `before`: no `DROP
+/// TABLE` may leave another table's foreign key pointing at the dropped table.
+fn assert_drops_unblocked_on_postgres(name: &str, phases: &[m_codegen::migrate::Phase], before: &Schema) {
+    use m_codegen::migrate::Stmt;
+    use m_codegen::migrate::render::fk_name;
+    // (constraint, referencing table, referenced table)
+    let mut fks: Vec<(String, String, String)> = before
+        .tables
+        .values()
+        .flat_map(|t| {
+            t.columns.iter().filter_map(|c| {
+                c.references.as_ref().map(|r| (fk_name(&t.name, &c.name), t.name.clone(), r.table.clone()))
+            })
+        })
+        .collect();
+    let quoted = |sql: &str, n: usize| sql.split('"').nth(2 * n + 1).unwrap_or_default().to_string();
+    for st in phases.iter().flat_map(|p| &p.statements) {
+        let Stmt::Exec(sql) = st else { continue };
+        if sql.starts_with("ALTER TABLE") && sql.contains(" DROP CONSTRAINT ") {
+            let constraint = quoted(sql, 1);
+            fks.retain(|(c, _, _)| *c != constraint);
+        } else if let Some(rest) = sql.strip_prefix("DROP TABLE ") {
+            let table = rest.trim_matches('"').to_string();
+            let blocking: Vec<_> = fks.iter().filter(|(_, from, to)| *to == table && *from != table).collect();
+            assert!(blocking.is_empty(), "{name}: `{sql}` while {blocking:?} still reference it");
+            fks.retain(|(_, from, _)| *from != table);
+        }
+    }
+}
+
+#[test]
+fn tables_linking_each_other_drop_on_both_dialects() {
+    let linked = schema(CUSTOMER, &[AUTHOR, BOOK, REVIEW]);
+    let s = case("m001_create_tables_linking_each_other", base(), linked.clone());
+    assert!(s.iter().all(|(_, c)| *c == Class::Safe), "{s:?}");
+    let s = case("m002_drop_tables_linking_each_other", linked.clone(), base());
+    has(&s, "M002", Class::Dangerous);
+
+    // The rollback of the creating revision, and a revision dropping them, on PostgreSQL: a
+    // foreign key of the cycle goes before its first table; SQLite drops in its FK-off frame.
+    let current = replayed(&base());
+    let created = diff(&current, &linked).unwrap();
+    let mut after = current.clone();
+    for s in &created.up {
+        s.op.replay(&mut after).unwrap();
+    }
+    let dropping = diff(&replayed(&linked), &base()).unwrap();
+    for (what, steps, before) in [("rollback", &created.down, &after), ("drop", &dropping.up, &replayed(&linked))] {
+        let ops: Vec<&Op> = steps.iter().map(|s| &s.op).collect();
+        let phases = render(&ops, before, Dialect::Postgres).unwrap();
+        assert_drops_unblocked_on_postgres(what, &phases, before);
+        let sql = script(&phases, Dialect::Postgres);
+        assert_eq!(sql.matches("DROP CONSTRAINT").count(), 1, "one foreign key breaks the cycle:\n{sql}");
+        let sqlite = script(&render(&ops, before, Dialect::Sqlite).unwrap(), Dialect::Sqlite);
+        assert!(sqlite.starts_with("PRAGMA foreign_keys = OFF;\n"), "{what}:\n{sqlite}");
+        assert!(!sqlite.contains("DROP CONSTRAINT"), "{what}:\n{sqlite}");
+    }
+}
+
+/// Referencing tables are dropped before the tables they reference, so a chain of Links (and a
+/// child table) needs no foreign-key drop at all.
+#[test]
+fn acyclic_links_drop_referencing_tables_first() {
+    let gadget =
+        ("doctypes/gadget.toml", "name = \"Gadget\"\n\n[fields.parts]\ntype = \"Table\"\nto = \"Gadget Part\"\n");
+    let part = ("doctypes/gadget_part.toml", "name = \"Gadget Part\"\n\n[fields.note]\ntype = \"Data\"\n");
+    let with = schema(CUSTOMER, &[BOOK, REVIEW, gadget, part, ("doctypes/author.toml", "name = \"Author\"\n")]);
+    let before = replayed(&with);
+    let d = diff(&before, &base()).unwrap();
+    let ops: Vec<&Op> = d.up.iter().map(|s| &s.op).collect();
+    let phases = render(&ops, &before, Dialect::Postgres).unwrap();
+    assert_drops_unblocked_on_postgres("acyclic", &phases, &before);
+    assert!(!script(&phases, Dialect::Postgres).contains("DROP CONSTRAINT"));
+}
+
 #[test]
 fn m010_to_m016_columns() {
     let add = |extra: &str| format!("{CUSTOMER}\n{extra}");

@@ -3,7 +3,7 @@
 //! rebuilds a table (MIGRATION_RULES.md's numbered procedure) wherever `ALTER TABLE` cannot
 //! make the change.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::model::{Column, ColumnType, Index, Literal, Reference, Schema, Table};
 use super::ops::{Backfill, Op, ReplayError};
@@ -173,20 +173,39 @@ impl Out {
     }
 }
 
+/// What the operations around the one being rendered do to tables.
+#[derive(Default)]
+struct Around {
+    /// Tables created by earlier operations of this revision.
+    created: HashSet<String>,
+    /// Tables that later operations of this revision drop (how many times).
+    dropped_later: HashMap<String, usize>,
+}
+
 /// Render `ops`, applied in order to `before`, for `dialect`.
 pub fn render(ops: &[&Op], before: &Schema, dialect: Dialect) -> Result<Vec<Phase>, ReplayError> {
     let mut state = before.clone();
-    let mut created: HashSet<String> = HashSet::new();
+    let mut around = Around::default();
+    for op in ops {
+        if let Op::DropTable { table } = op {
+            *around.dropped_later.entry(table.clone()).or_default() += 1;
+        }
+    }
     let mut out = Out { phases: Vec::new(), open: Vec::new(), deferred: Vec::new() };
     for op in ops {
         let prev = state.clone();
         op.replay(&mut state)?;
+        if let Op::DropTable { table } = op
+            && let Some(n) = around.dropped_later.get_mut(table)
+        {
+            *n -= 1;
+        }
         match dialect {
-            Dialect::Postgres => postgres(op, &prev, &state, &created, &mut out),
+            Dialect::Postgres => postgres(op, &prev, &state, &around, &mut out),
             Dialect::Sqlite => sqlite(op, &prev, &state, &mut out),
         }
         if let Op::CreateTable { table } = op {
-            created.insert(table.name.clone());
+            around.created.insert(table.name.clone());
         }
     }
     out.close();
@@ -224,9 +243,9 @@ fn values_check(table: &str, column: &str, allowed: &[String], dialect: Dialect,
     );
 }
 
-fn postgres(op: &Op, prev: &Schema, state: &Schema, created: &HashSet<String>, out: &mut Out) {
+fn postgres(op: &Op, prev: &Schema, state: &Schema, around: &Around, out: &mut Out) {
     let d = Dialect::Postgres;
-    let is_new = |t: &str| created.contains(t);
+    let is_new = |t: &str| around.created.contains(t);
     match op {
         Op::CreateTable { table: t } => {
             out.exec(create_table_sql(t, &t.name, d, false));
@@ -236,7 +255,10 @@ fn postgres(op: &Op, prev: &Schema, state: &Schema, created: &HashSet<String>, o
                 }
             }
         }
-        Op::DropTable { table: t } => out.exec(format!("DROP TABLE {}", q(t))),
+        Op::DropTable { table: t } => {
+            unlink_dropped_pg(t, prev, &around.dropped_later, out);
+            out.exec(format!("DROP TABLE {}", q(t)));
+        }
         Op::RenameTable { table: old, to } => {
             out.exec(format!("ALTER TABLE {} RENAME TO {}", q(old), q(to)));
             rename_objects_pg(table(prev, old), table(state, to), out);
@@ -320,6 +342,20 @@ fn postgres(op: &Op, prev: &Schema, state: &Schema, created: &HashSet<String>, o
         }
         Op::CheckValues { table: t, column, allowed } => values_check(t, column, allowed, d, out),
         Op::Sql { postgres, .. } => out.exec(postgres.clone()),
+    }
+}
+
+/// PostgreSQL refuses to drop a table another table's foreign key references. The diff drops
+/// referencing tables first; tables that reference each other (two DocTypes linking one another)
+/// have no such order, so the foreign keys of tables this revision drops later that point at
+/// `dropped` go first. (SQLite needs nothing: revisions run with `foreign_keys=OFF`.)
+fn unlink_dropped_pg(dropped: &str, before: &Schema, dropped_later: &HashMap<String, usize>, out: &mut Out) {
+    let later = |t: &str| dropped_later.get(t).is_some_and(|n| *n > 0);
+    let referencing = before.tables.values().filter(|o| o.name != dropped && later(&o.name));
+    for o in referencing {
+        for c in o.columns.iter().filter(|c| c.references.as_ref().is_some_and(|r| r.table == dropped)) {
+            out.exec(format!("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}", q(&o.name), q(&fk_name(&o.name, &c.name))));
+        }
     }
 }
 
