@@ -9,7 +9,9 @@ use crate::project::{Project, load_dir, load_sources};
 use crate::rust_source::{GeneratedFile, doctype_file, hooks_file, module_file};
 
 /// Run the application build step. Call from `build.rs` with the crate's manifest directory.
-/// On invalid DocTypes this prints the diagnostics and exits the build script with status 1.
+/// On invalid DocTypes this reports the diagnostics through Cargo's `cargo::error` (so they are
+/// what the user sees, without the build script's output dump) and returns: Cargo then fails
+/// the build.
 pub fn build_app() {
     let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
@@ -31,10 +33,22 @@ pub fn build_app() {
             }
         }
         Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(1);
+            for line in cargo_errors(&message) {
+                println!("{line}");
+            }
         }
     }
+}
+
+/// `cargo::error=` directives for a rendered error, one per line (a directive holds one line;
+/// Cargo prefixes each with `error: <package>:`, so a diagnostic's own `error: ` goes). An
+/// empty directive separates diagnostics.
+pub fn cargo_errors(message: &str) -> Vec<String> {
+    message
+        .trim_end()
+        .lines()
+        .map(|l| format!("cargo::error={}", l.strip_prefix("error: ").unwrap_or(l).trim_end()))
+        .collect()
 }
 
 /// Generate into `out`; returns warnings, or the rendered diagnostics.
@@ -156,6 +170,25 @@ pub fn artifacts(project: &Project, title: &str, version: &str) -> Vec<(String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diagnostics_become_one_cargo_error_per_line() {
+        let source = "name = \"Memo\"\n\n[fields.body]\ntype = \"Txet\"\n";
+        let diags = crate::project::load_sources(&[("doctypes/memo.toml".into(), source.into())]).unwrap_err();
+        let lines = cargo_errors(&render_all(&diags));
+        assert_eq!(
+            lines,
+            [
+                "cargo::error=doctypes/memo.toml:4:8: unknown field type `Txet`",
+                "cargo::error=  |",
+                "cargo::error=4 | type = \"Txet\"",
+                "cargo::error=  |        ^^^^^^",
+                "cargo::error=  = hint: did you mean `Text`?",
+                "cargo::error=",
+                "cargo::error=1 error(s) in DocType files",
+            ]
+        );
+    }
 
     #[test]
     fn hook_files_without_a_doctype_are_warnings() {

@@ -52,6 +52,11 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<Project, Vec<Diagnos
             Err(mut d) => diags.append(&mut d),
         }
     }
+    // Cross-file rules on a partial set of DocTypes report consequences of the errors above
+    // (a child whose parent did not parse, a Link to it): the files' own errors come first.
+    if !diags.is_empty() {
+        return Err(diags);
+    }
     let source_of: HashMap<&str, &str> = sources.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
     let at = |d: &DocType, span: std::ops::Range<usize>, msg: String, hint: &str| {
         Diagnostic::at(&d.source, source_of.get(d.source.as_str()).copied().unwrap_or(""), Some(span), msg)
