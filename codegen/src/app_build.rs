@@ -158,7 +158,8 @@ fn write_if_changed(path: &Path, file: &GeneratedFile) -> Result<(), String> {
 
 /// The committed artifacts of `generated/` (path relative to the application root, content).
 pub fn artifacts(project: &Project, title: &str, version: &str) -> Vec<(String, String)> {
-    use crate::ddl::{Dialect, schema_sql};
+    use crate::ddl::schema_sql;
+    use crate::dialect::Dialect;
     let mut out = vec![("generated/openapi.json".to_string(), crate::openapi::document(project, title, version))];
     for d in Dialect::ALL {
         out.push((format!("generated/schema.{}.sql", d.as_str()), schema_sql(project, d)));

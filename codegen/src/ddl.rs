@@ -3,28 +3,12 @@
 //! table and column names. The committed `schema.<dialect>.sql` is exactly what an initial
 //! revision creates.
 
+pub use crate::dialect::Dialect;
 use crate::ir::DocType;
 use crate::migrate::model::{Schema, schema_of_doctypes, table_of};
 use crate::migrate::render::{Stmt, render};
 use crate::migrate::{Op, diff};
 use crate::project::Project;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    Sqlite,
-}
-
-impl Dialect {
-    pub const ALL: [Dialect; 2] = [Dialect::Postgres, Dialect::Sqlite];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::Postgres => "postgres",
-            Dialect::Sqlite => "sqlite",
-        }
-    }
-}
 
 /// The statements that create `schema` from nothing.
 pub fn create_statements(schema: &Schema, dialect: Dialect) -> Vec<String> {

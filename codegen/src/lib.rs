@@ -11,6 +11,7 @@ pub mod builtin;
 pub mod ddl;
 pub mod derive;
 pub mod diagnostic;
+pub mod dialect;
 pub mod erd;
 pub mod ir;
 pub mod migrate;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::model::{Column, ColumnType, Schema};
+use super::model::{Backfill, Column, ColumnType, Schema};
 use super::ops::{Class, Op, ReplayError, Step};
 
 /// What the diff knows beyond the operations themselves.
@@ -283,10 +283,10 @@ fn classify_one(
     }
 }
 
-fn backfill_word(b: super::ops::Backfill) -> &'static str {
+fn backfill_word(b: Backfill) -> &'static str {
     match b {
-        super::ops::Backfill::Today => "today",
-        super::ops::Backfill::Now => "now",
+        Backfill::Today => "today",
+        Backfill::Now => "now",
     }
 }
 

@@ -55,11 +55,20 @@ pub struct Column {
     /// A default the application applies (`today` / `now`): no DDL, but a new NOT NULL column
     /// with one needs a backfill (M012).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_default: Option<super::ops::Backfill>,
+    pub app_default: Option<Backfill>,
     /// The column's previous name (the field's `renamed_from`). Desired schema only: the diff
     /// reads it, revisions never store it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renamed_from: Option<String>,
+}
+
+/// How existing rows get a value when a NOT NULL column with an application default (`today` /
+/// `now`) is added (M012), in the column model and in `add_column` steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backfill {
+    Today,
+    Now,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -339,8 +348,8 @@ pub fn table_of(d: &DocType) -> Table {
         col.not_null = f.required;
         col.renamed_from.clone_from(&f.renamed_from);
         col.app_default = match &f.default {
-            Some(DefaultValue::Today) => Some(super::ops::Backfill::Today),
-            Some(DefaultValue::Now) => Some(super::ops::Backfill::Now),
+            Some(DefaultValue::Today) => Some(Backfill::Today),
+            Some(DefaultValue::Now) => Some(Backfill::Now),
             _ => None,
         };
         col.default = match &f.default {

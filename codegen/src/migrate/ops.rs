@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::model::Backfill;
 use super::model::{Column, Index, Reference, Schema, Table};
 
 /// One schema change.
@@ -72,13 +73,6 @@ pub enum Op {
         postgres: String,
         sqlite: String,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backfill {
-    Today,
-    Now,
 }
 
 /// How risky an operation is (MIGRATION_RULES.md). Ordered: the maximum wins.

@@ -5,9 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::model::{Column, ColumnType, Index, Literal, Reference, Schema, Table};
-use super::ops::{Backfill, Op, ReplayError};
-use crate::ddl::Dialect;
+use super::model::{Backfill, Column, ColumnType, Index, Literal, Reference, Schema, Table};
+use super::ops::{Op, ReplayError};
+use crate::dialect::Dialect;
 use crate::names::constraint_name;
 
 /// One statement of a revision.
