@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::model::{Backfill, Column, ColumnType, Schema};
+use super::model::{Backfill, Column, ColumnType, Index, Reference, Schema};
 use super::ops::{Class, Op, ReplayError, Step};
 
 /// What the diff knows beyond the operations themselves.
@@ -58,221 +58,51 @@ fn safe(code: &'static str, reason: String) -> Verdict {
     (Class::Safe, code, reason, None)
 }
 
+/// What earlier operations of the revision did, for the rules that depend on it.
+struct Seen<'a> {
+    /// Tables created in this revision.
+    created: &'a HashSet<String>,
+    /// `(table, column)` added in this revision.
+    added: &'a HashMap<(String, String), Column>,
+    hints: &'a Hints,
+}
+
+impl Seen<'_> {
+    fn is_new_table(&self, table: &str) -> bool {
+        self.created.contains(table)
+    }
+
+    fn is_new_column(&self, table: &str, column: &str) -> bool {
+        self.added.contains_key(&(table.to_string(), column.to_string()))
+    }
+
+    fn is_index_swap(&self, table: &str, index: &str) -> bool {
+        self.hints.index_swaps.contains(&(table.to_string(), index.to_string()))
+    }
+}
+
 fn classify_one(
     op: &Op,
     created: &HashSet<String>,
     added: &HashMap<(String, String), Column>,
     hints: &Hints,
 ) -> Verdict {
-    use Class::{Dangerous, Review};
-    let new_table = op.table().is_some_and(|t| created.contains(t));
+    let seen = Seen { created, added, hints };
     match op {
         Op::CreateTable { table } => safe("M001", format!("create table `{}`", table.name)),
-        Op::DropTable { table } => {
-            if new_table {
-                return safe("M002", format!("drop table `{table}` created in this revision"));
-            }
-            (
-                Dangerous,
-                "M002",
-                format!("drop table `{table}` and every row in it"),
-                Some(format!(
-                    "dropping `{table}` loses its data: stop using it for one release, back it up, then drop it; acknowledge M002 in the revision to apply"
-                )),
-            )
-        }
-        Op::RenameTable { table, to } => (
-            Dangerous,
-            "M003",
-            format!("rename table `{table}` to `{to}`"),
-            Some(format!(
-                "renaming `{table}` to `{to}` breaks code still running against the old name: keep the physical name, or create `{to}`, write both, backfill, switch readers, then drop `{table}`"
-            )),
-        ),
-        Op::AddColumn { table, column, backfill } => {
-            let c = &column.name;
-            let desc = describe_column(column);
-            if new_table {
-                return safe("M010", format!("add column `{c}` {desc} to the new table `{table}`"));
-            }
-            if let Some(b) = backfill {
-                return (
-                    Review,
-                    "M012",
-                    format!(
-                        "add NOT NULL column `{table}.{c}` {desc}, existing rows filled with `{}`",
-                        backfill_word(*b)
-                    ),
-                    Some(format!(
-                        "`{c}` is computed per row for existing rows of `{table}`: check the backfill value suits them, or add it nullable, backfill with a data step, then make it required"
-                    )),
-                );
-            }
-            if column.not_null && column.default.is_none() {
-                return (
-                    Review,
-                    "M013",
-                    format!("add NOT NULL column `{table}.{c}` {desc} without a default"),
-                    Some(format!(
-                        "`{c}` is NOT NULL without a default and `{table}` may already have rows: add it with a default -> backfill -> remove the default, or make it optional"
-                    )),
-                );
-            }
-            if let (Some(r), Some(_)) = (&column.references, &column.default) {
-                return (
-                    Review,
-                    "M051",
-                    format!(
-                        "add Link column `{table}.{c}` {desc}: existing rows get the default, checked against `{}`",
-                        r.table
-                    ),
-                    Some(format!(
-                        "every existing row of `{table}` gets the default, which must be the name of a `{}` row: make sure it exists, or add `{c}` without a default",
-                        r.table
-                    )),
-                );
-            }
-            if column.default.is_some() {
-                return safe("M011", format!("add column `{table}.{c}` {desc} with a constant default"));
-            }
-            let fk = if column.references.is_some() { " (new Link: M050)" } else { "" };
-            safe("M010", format!("add nullable column `{table}.{c}` {desc}{fk}"))
-        }
-        Op::DropColumn { table, column } => {
-            if let Some((_, _, to)) = hints.possible_renames.iter().find(|(t, from, _)| t == table && from == column) {
-                return (
-                    Dangerous,
-                    "M016",
-                    format!("drop column `{table}.{column}` (possible rename to `{to}`)"),
-                    Some(format!(
-                        "`{to}` was added and `{column}` dropped with the same definition: if this is a rename, set `renamed_from = \"{column}\"` on `{to}`; otherwise dropping `{column}` loses its data"
-                    )),
-                );
-            }
-            (
-                Dangerous,
-                "M014",
-                format!("drop column `{table}.{column}` and its data"),
-                Some(format!(
-                    "dropping `{column}` loses its data: stop reading and writing it for one release, back it up, then drop it; acknowledge M014 in the revision to apply"
-                )),
-            )
-        }
-        Op::RenameColumn { table, column, to } => (
-            Dangerous,
-            "M015",
-            format!("rename column `{table}.{column}` to `{to}`"),
-            Some(format!(
-                "renaming `{column}` to `{to}` breaks code still running against the old name: add `{to}`, write both, backfill, switch readers, then drop `{column}`"
-            )),
-        ),
-        Op::AlterColumn { table, from, to } => classify_alter(table, from, to, new_table, added),
-        Op::AddIndex { table, index } => {
-            let cols = index.columns.join(", ");
-            let kind = if index.unique { "unique index" } else { "index" };
-            if new_table {
-                return safe(
-                    if index.unique { "M041" } else { "M040" },
-                    format!("{kind} `{}` on the new table `{table}` ({cols})", index.name),
-                );
-            }
-            if hints.index_swaps.contains(&(table.clone(), index.name.clone())) {
-                return (
-                    Review,
-                    "M044",
-                    format!("{kind} `{}` on `{table}` ({cols}) replaces an index on changed columns", index.name),
-                    Some("queries run without the old index between the two steps: create the new index first (this revision does), then drop the old one".to_string()),
-                );
-            }
-            if index.unique {
-                // Columns added in this revision as nullable without default hold only NULLs.
-                let all_new_nulls = index.columns.iter().all(|c| {
-                    added.get(&(table.clone(), c.clone())).is_some_and(|col| !col.not_null && col.default.is_none())
-                });
-                if all_new_nulls {
-                    return safe(
-                        "M041",
-                        format!(
-                            "unique index `{}` on `{table}` ({cols}): the new column(s) hold only NULLs",
-                            index.name
-                        ),
-                    );
-                }
-                return (
-                    Review,
-                    "M041",
-                    format!("make `{table}` ({cols}) unique with index `{}`", index.name),
-                    Some(format!(
-                        "the index fails while `{table}` has duplicate ({cols}) values: find and fix duplicates first (SELECT {cols}, count(*) FROM {table} GROUP BY {cols} HAVING count(*) > 1)"
-                    )),
-                );
-            }
-            safe("M040", format!("add index `{}` on `{table}` ({cols}) (PostgreSQL: CONCURRENTLY)", index.name))
-        }
-        Op::DropIndex { table, index } => {
-            let cols = index.columns.join(", ");
-            if hints.index_swaps.contains(&(table.clone(), index.name.clone())) {
-                return (
-                    Review,
-                    "M044",
-                    format!(
-                        "drop index `{}` on `{table}` ({cols}), replaced by an index on changed columns",
-                        index.name
-                    ),
-                    Some(
-                        "the replacement index is created first; check queries that relied on the old column list"
-                            .to_string(),
-                    ),
-                );
-            }
-            if index.unique {
-                return (
-                    Review,
-                    "M043",
-                    format!("drop unique index `{}` on `{table}` ({cols})", index.name),
-                    Some(format!(
-                        "`{table}` ({cols}) stops being unique: duplicates can appear, and rolling back (recreating the index) then fails"
-                    )),
-                );
-            }
-            safe("M042", format!("drop index `{}` on `{table}` ({cols})", index.name))
-        }
-        Op::AddForeignKey { table, column, references } => {
-            if new_table || added.contains_key(&(table.clone(), column.clone())) {
-                return safe(
-                    "M050",
-                    format!("foreign key `{table}.{column}` -> `{}`.name on a new column", references.table),
-                );
-            }
-            (
-                Review,
-                "M051",
-                format!("add foreign key `{table}.{column}` -> `{}`.name on an existing column", references.table),
-                Some(format!(
-                    "rows of `{table}` whose `{column}` matches no `{}`.name make it fail: find them first (PostgreSQL adds it NOT VALID, then validates)",
-                    references.table
-                )),
-            )
-        }
-        Op::DropForeignKey { table, column, references } => (
-            Review,
-            "M052",
-            format!("drop foreign key `{table}.{column}` -> `{}`.name", references.table),
-            Some(format!(
-                "`{table}.{column}` is no longer checked against `{}`: rows can point at missing documents, and rolling back then fails",
-                references.table
-            )),
-        ),
-        Op::CheckValues { table, column, allowed } => (
-            Review,
-            "M061",
-            format!("check that `{table}.{column}` holds only {}", allowed.join(" / ")),
-            Some(format!(
-                "the migration fails while rows of `{table}` hold a removed option of `{column}`: update them to a remaining option first"
-            )),
-        ),
+        Op::DropTable { table } => drop_table(table, &seen),
+        Op::RenameTable { table, to } => rename_table(table, to),
+        Op::AddColumn { table, column, backfill } => add_column(table, column, *backfill, &seen),
+        Op::DropColumn { table, column } => drop_column(table, column, &seen),
+        Op::RenameColumn { table, column, to } => rename_column(table, column, to),
+        Op::AlterColumn { table, from, to } => classify_alter(table, from, to, seen.is_new_table(table), added),
+        Op::AddIndex { table, index } => add_index(table, index, &seen),
+        Op::DropIndex { table, index } => drop_index(table, index, &seen),
+        Op::AddForeignKey { table, column, references } => add_foreign_key(table, column, references, &seen),
+        Op::DropForeignKey { table, column, references } => drop_foreign_key(table, column, references),
+        Op::CheckValues { table, column, allowed } => check_values(table, column, allowed),
         Op::Sql { .. } => (
-            Review,
+            Class::Review,
             "M080",
             "hand-written SQL step".to_string(),
             Some(
@@ -281,6 +111,223 @@ fn classify_one(
             ),
         ),
     }
+}
+
+/// M002.
+fn drop_table(table: &str, seen: &Seen) -> Verdict {
+    if seen.is_new_table(table) {
+        return safe("M002", format!("drop table `{table}` created in this revision"));
+    }
+    (
+        Class::Dangerous,
+        "M002",
+        format!("drop table `{table}` and every row in it"),
+        Some(format!(
+            "dropping `{table}` loses its data: stop using it for one release, back it up, then drop it; acknowledge M002 in the revision to apply"
+        )),
+    )
+}
+
+/// M003.
+fn rename_table(table: &str, to: &str) -> Verdict {
+    (
+        Class::Dangerous,
+        "M003",
+        format!("rename table `{table}` to `{to}`"),
+        Some(format!(
+            "renaming `{table}` to `{to}` breaks code still running against the old name: keep the physical name, or create `{to}`, write both, backfill, switch readers, then drop `{table}`"
+        )),
+    )
+}
+
+/// M010–M013, M051 (a Link column with a default).
+fn add_column(table: &str, column: &Column, backfill: Option<Backfill>, seen: &Seen) -> Verdict {
+    let c = &column.name;
+    let desc = describe_column(column);
+    if seen.is_new_table(table) {
+        return safe("M010", format!("add column `{c}` {desc} to the new table `{table}`"));
+    }
+    if let Some(b) = backfill {
+        return (
+            Class::Review,
+            "M012",
+            format!("add NOT NULL column `{table}.{c}` {desc}, existing rows filled with `{}`", backfill_word(b)),
+            Some(format!(
+                "`{c}` is computed per row for existing rows of `{table}`: check the backfill value suits them, or add it nullable, backfill with a data step, then make it required"
+            )),
+        );
+    }
+    if column.not_null && column.default.is_none() {
+        return (
+            Class::Review,
+            "M013",
+            format!("add NOT NULL column `{table}.{c}` {desc} without a default"),
+            Some(format!(
+                "`{c}` is NOT NULL without a default and `{table}` may already have rows: add it with a default -> backfill -> remove the default, or make it optional"
+            )),
+        );
+    }
+    if let (Some(r), Some(_)) = (&column.references, &column.default) {
+        return (
+            Class::Review,
+            "M051",
+            format!(
+                "add Link column `{table}.{c}` {desc}: existing rows get the default, checked against `{}`",
+                r.table
+            ),
+            Some(format!(
+                "every existing row of `{table}` gets the default, which must be the name of a `{}` row: make sure it exists, or add `{c}` without a default",
+                r.table
+            )),
+        );
+    }
+    if column.default.is_some() {
+        return safe("M011", format!("add column `{table}.{c}` {desc} with a constant default"));
+    }
+    let fk = if column.references.is_some() { " (new Link: M050)" } else { "" };
+    safe("M010", format!("add nullable column `{table}.{c}` {desc}{fk}"))
+}
+
+/// M014, or M016 when an added column has the same definition.
+fn drop_column(table: &str, column: &str, seen: &Seen) -> Verdict {
+    if let Some((_, _, to)) = seen.hints.possible_renames.iter().find(|(t, from, _)| t == table && from == column) {
+        return (
+            Class::Dangerous,
+            "M016",
+            format!("drop column `{table}.{column}` (possible rename to `{to}`)"),
+            Some(format!(
+                "`{to}` was added and `{column}` dropped with the same definition: if this is a rename, set `renamed_from = \"{column}\"` on `{to}`; otherwise dropping `{column}` loses its data"
+            )),
+        );
+    }
+    (
+        Class::Dangerous,
+        "M014",
+        format!("drop column `{table}.{column}` and its data"),
+        Some(format!(
+            "dropping `{column}` loses its data: stop reading and writing it for one release, back it up, then drop it; acknowledge M014 in the revision to apply"
+        )),
+    )
+}
+
+/// M015.
+fn rename_column(table: &str, column: &str, to: &str) -> Verdict {
+    (
+        Class::Dangerous,
+        "M015",
+        format!("rename column `{table}.{column}` to `{to}`"),
+        Some(format!(
+            "renaming `{column}` to `{to}` breaks code still running against the old name: add `{to}`, write both, backfill, switch readers, then drop `{column}`"
+        )),
+    )
+}
+
+/// M040, M041, M044 (the new half of an index swap).
+fn add_index(table: &str, index: &Index, seen: &Seen) -> Verdict {
+    let cols = index.columns.join(", ");
+    let kind = if index.unique { "unique index" } else { "index" };
+    if seen.is_new_table(table) {
+        return safe(
+            if index.unique { "M041" } else { "M040" },
+            format!("{kind} `{}` on the new table `{table}` ({cols})", index.name),
+        );
+    }
+    if seen.is_index_swap(table, &index.name) {
+        return (
+            Class::Review,
+            "M044",
+            format!("{kind} `{}` on `{table}` ({cols}) replaces an index on changed columns", index.name),
+            Some("queries run without the old index between the two steps: create the new index first (this revision does), then drop the old one".to_string()),
+        );
+    }
+    if index.unique {
+        // Columns added in this revision as nullable without default hold only NULLs.
+        let all_new_nulls = index.columns.iter().all(|c| {
+            seen.added.get(&(table.to_string(), c.clone())).is_some_and(|col| !col.not_null && col.default.is_none())
+        });
+        if all_new_nulls {
+            return safe(
+                "M041",
+                format!("unique index `{}` on `{table}` ({cols}): the new column(s) hold only NULLs", index.name),
+            );
+        }
+        return (
+            Class::Review,
+            "M041",
+            format!("make `{table}` ({cols}) unique with index `{}`", index.name),
+            Some(format!(
+                "the index fails while `{table}` has duplicate ({cols}) values: find and fix duplicates first (SELECT {cols}, count(*) FROM {table} GROUP BY {cols} HAVING count(*) > 1)"
+            )),
+        );
+    }
+    safe("M040", format!("add index `{}` on `{table}` ({cols}) (PostgreSQL: CONCURRENTLY)", index.name))
+}
+
+/// M042, M043, M044 (the old half of an index swap).
+fn drop_index(table: &str, index: &Index, seen: &Seen) -> Verdict {
+    let cols = index.columns.join(", ");
+    if seen.is_index_swap(table, &index.name) {
+        return (
+            Class::Review,
+            "M044",
+            format!("drop index `{}` on `{table}` ({cols}), replaced by an index on changed columns", index.name),
+            Some(
+                "the replacement index is created first; check queries that relied on the old column list".to_string(),
+            ),
+        );
+    }
+    if index.unique {
+        return (
+            Class::Review,
+            "M043",
+            format!("drop unique index `{}` on `{table}` ({cols})", index.name),
+            Some(format!(
+                "`{table}` ({cols}) stops being unique: duplicates can appear, and rolling back (recreating the index) then fails"
+            )),
+        );
+    }
+    safe("M042", format!("drop index `{}` on `{table}` ({cols})", index.name))
+}
+
+/// M050 (on a new column), M051 (on an existing one).
+fn add_foreign_key(table: &str, column: &str, references: &Reference, seen: &Seen) -> Verdict {
+    if seen.is_new_table(table) || seen.is_new_column(table, column) {
+        return safe("M050", format!("foreign key `{table}.{column}` -> `{}`.name on a new column", references.table));
+    }
+    (
+        Class::Review,
+        "M051",
+        format!("add foreign key `{table}.{column}` -> `{}`.name on an existing column", references.table),
+        Some(format!(
+            "rows of `{table}` whose `{column}` matches no `{}`.name make it fail: find them first (PostgreSQL adds it NOT VALID, then validates)",
+            references.table
+        )),
+    )
+}
+
+/// M052.
+fn drop_foreign_key(table: &str, column: &str, references: &Reference) -> Verdict {
+    (
+        Class::Review,
+        "M052",
+        format!("drop foreign key `{table}.{column}` -> `{}`.name", references.table),
+        Some(format!(
+            "`{table}.{column}` is no longer checked against `{}`: rows can point at missing documents, and rolling back then fails",
+            references.table
+        )),
+    )
+}
+
+/// M061.
+fn check_values(table: &str, column: &str, allowed: &[String]) -> Verdict {
+    (
+        Class::Review,
+        "M061",
+        format!("check that `{table}.{column}` holds only {}", allowed.join(" / ")),
+        Some(format!(
+            "the migration fails while rows of `{table}` hold a removed option of `{column}`: update them to a remaining option first"
+        )),
+    )
 }
 
 fn backfill_word(b: Backfill) -> &'static str {
