@@ -65,9 +65,7 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         syn::Error::new(attr.toml.span(), text.join("\n"))
     })?;
     if let Some(parent) = &attr.parent {
-        d.child = true;
-        d.parent = Some(parent.clone());
-        d.naming = Naming::Uuid;
+        crate::project::make_child(&mut d, parent);
     }
 
     let Data::Struct(data) = &input.data else {
@@ -78,7 +76,6 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     };
 
     // Every declared field needs a struct field; struct fields must be declared or standard.
-    let standard: Vec<&str> = d.standard_columns().iter().map(|c| c.name()).collect();
     let mut from = Vec::new();
     let mut write = Vec::new();
     for f in &named.named {
@@ -95,7 +92,7 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 from.push(quote! { #ident: ::m_runtime::doc::FieldValue::from_value(doc.get(#lit), #lit)? });
                 write.push(quote! { doc.set(#lit, ::m_runtime::doc::FieldValue::into_value(self.#ident)); });
             }
-            None if standard.contains(&name.as_str()) => {
+            None if d.has_standard_column(&name) => {
                 // Standard fields are server-set: readable by hooks, never written back.
                 from.push(quote! { #ident: ::m_runtime::doc::FieldValue::from_value(doc.get(#lit), #lit)? });
             }

@@ -231,6 +231,11 @@ impl DocType {
         self.fields.iter().find(|f| f.name == name)
     }
 
+    /// Whether `name` is one of this DocType's standard columns.
+    pub fn has_standard_column(&self, name: &str) -> bool {
+        self.standard_columns().iter().any(|c| c.name() == name)
+    }
+
     /// The standard columns of this DocType, in table order, before the declared fields.
     pub fn standard_columns(&self) -> Vec<StandardColumn> {
         let mut cols = vec![StandardColumn::Id];

@@ -21,6 +21,15 @@ impl Project {
     }
 }
 
+/// Make `d` the child DocType of `parent` (the DocType whose Table field holds it): its rows
+/// get `parent`/`parentfield`/`idx` and are named by `id`. The one place this rule lives: the
+/// project applies it to every Table target, the derive to a struct marked `parent = "…"`.
+pub fn make_child(d: &mut DocType, parent: &str) {
+    d.child = true;
+    d.parent = Some(parent.to_string());
+    d.naming = crate::ir::Naming::Uuid;
+}
+
 /// `(file name as diagnostics show it, TOML text)` of each DocType file.
 pub type Sources = Vec<(String, String)>;
 
@@ -154,10 +163,8 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<Project, Vec<Diagnos
         }
     }
     for d in &mut doctypes {
-        if let Some(ps) = parents.get(&d.name) {
-            d.child = true;
-            d.parent = ps.first().cloned();
-            d.naming = crate::ir::Naming::Uuid;
+        if let Some(parent) = parents.get(&d.name).and_then(|ps| ps.first()) {
+            make_child(d, parent);
         } else if d.child {
             let msg = format!("{} is declared `child = true` but no Table field points to it", d.name);
             diags.push(
@@ -174,10 +181,10 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<Project, Vec<Diagnos
 
     // Indexes on standard columns name columns this DocType has.
     for d in &doctypes {
-        let standard: Vec<&str> = d.standard_columns().iter().map(|c| c.name()).collect();
         for ix in &d.indexes {
             for f in &ix.fields {
-                if d.field(f).is_none() && !standard.contains(&f.as_str()) {
+                if d.field(f).is_none() && !d.has_standard_column(f) {
+                    let standard: Vec<&str> = d.standard_columns().iter().map(|c| c.name()).collect();
                     diags.push(at(
                         d,
                         d.name_span.clone(),
