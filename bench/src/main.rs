@@ -62,8 +62,8 @@ async fn seed(url: &str, n: usize, ids_file: &str) -> anyhow::Result<()> {
     let app = m_runtime::app::App::new("m", "0.1.0", m::doctypes::doctypes())
         .map_err(anyhow::Error::msg)?
         .with_migrations(m::migrations::MIGRATIONS, None);
-    let server = m_runtime::server::Server::build(&config, app, m::doctypes::OPENAPI).await?;
-    let repo = server.repo.clone();
+    let server = m_runtime::server::Server::open(config, app, m::jobs::JOBS, m::doctypes::OPENAPI).await?;
+    let repo = server.rt.repo.clone();
     let admin = m_runtime::perms::Principal::administrator();
     repo.create(&admin, "Territory", &serde_json::json!({"territory_name": "North"})).await.ok();
     // The user the benchmark's requests act as (its roles come from the database).

@@ -114,7 +114,7 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     }
 
     let ident = &input.ident;
-    let meta = meta_tokens(&d, attr.hooks.then_some(&input.ident));
+    let meta = meta_tokens(&d);
     let hooks_fn = if attr.hooks {
         quote! {
             impl #ident {
@@ -131,10 +131,21 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                         ::core::result::Result::Ok(())
                     })
                 }
+
+                /// The hook entry point the application's DocType table registers.
+                #[doc(hidden)]
+                pub const __M_HOOKS: ::core::option::Option<::m_runtime::hooks::HookFn> =
+                    ::core::option::Option::Some(Self::__m_hooks);
             }
         }
     } else {
-        quote! {}
+        quote! {
+            impl #ident {
+                /// No hooks: the application's DocType table registers none.
+                #[doc(hidden)]
+                pub const __M_HOOKS: ::core::option::Option<::m_runtime::hooks::HookFn> = ::core::option::Option::None;
+            }
+        }
     };
 
     Ok(quote! {
@@ -169,7 +180,7 @@ fn opt<T: quote::ToTokens>(v: Option<T>) -> TokenStream {
 }
 
 /// The `DocMeta` literal for a DocType.
-pub fn meta_tokens(d: &DocType, hooks: Option<&syn::Ident>) -> TokenStream {
+pub fn meta_tokens(d: &DocType) -> TokenStream {
     let name = &d.name;
     let table = d.table();
     let naming = match &d.naming {
@@ -240,11 +251,6 @@ pub fn meta_tokens(d: &DocType, hooks: Option<&syn::Ident>) -> TokenStream {
     let ups = &d.user_permissions;
     // The table in the schema model, for migrations (desired schema) at run time.
     let schema = serde_json::to_string(&crate::migrate::model::table_of(d)).unwrap_or_default();
-    // A `static` inside the impl cannot name `Self`, so the hook function is named by its type.
-    let hooks = match hooks {
-        Some(ident) => quote! { ::core::option::Option::Some(#ident::__m_hooks) },
-        None => quote! { ::core::option::Option::None },
-    };
     quote! {
         ::m_runtime::meta::DocMeta {
             name: #name,
@@ -260,7 +266,6 @@ pub fn meta_tokens(d: &DocType, hooks: Option<&syn::Ident>) -> TokenStream {
             permissions: &[#(#perms),*],
             user_permissions: &[#(#ups),*],
             schema: #schema,
-            hooks: #hooks,
         }
     }
 }

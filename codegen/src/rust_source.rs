@@ -88,9 +88,13 @@ pub fn module_file(project: &Project) -> GeneratedFile {
         let _ = writeln!(s, "include!(concat!(env!(\"OUT_DIR\"), \"/{}.rs\"));", d.table());
     }
     s.push_str("\n/// Every DocType of this application, for `m_runtime::App`.\n");
-    s.push_str("pub fn doctypes() -> Vec<&'static ::m_runtime::meta::DocMeta> {\n    vec![\n");
+    s.push_str("pub fn doctypes() -> Vec<::m_runtime::app::Registered> {\n    vec![\n");
     for d in &project.doctypes {
-        let _ = writeln!(s, "        <{} as ::m_runtime::DocType>::meta(),", d.struct_name());
+        let t = d.struct_name();
+        let _ = writeln!(
+            s,
+            "        ::m_runtime::app::Registered::new(<{t} as ::m_runtime::DocType>::meta(), {t}::__M_HOOKS),"
+        );
     }
     s.push_str("    ]\n}\n");
     s.push_str("\n/// The OpenAPI document of this application (also committed as generated/openapi.json).\n");

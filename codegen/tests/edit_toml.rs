@@ -202,7 +202,10 @@ fn adding_a_doctype_adds_its_table_path_schema_and_struct() {
 
     let module = &after["rust/doctypes.rs"];
     assert!(module.contains("include!(concat!(env!(\"OUT_DIR\"), \"/supplier.rs\"));"), "doctypes.rs:\n{module}");
-    assert!(module.contains("<Supplier as ::m_runtime::DocType>::meta(),"), "doctypes.rs:\n{module}");
+    assert!(
+        module.contains("<Supplier as ::m_runtime::DocType>::meta(), Supplier::__M_HOOKS)"),
+        "doctypes.rs:\n{module}"
+    );
     let supplier = after.get("rust/supplier.rs").unwrap_or_else(|| panic!("no supplier.rs generated"));
     assert!(
         supplier.contains("pub struct Supplier {") && supplier.contains("    pub supplier_name: Option<String>,\n"),

@@ -5,29 +5,50 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::doc::DocSchema;
+use crate::hooks::HookFn;
 use crate::meta::DocMeta;
 
+/// One DocType as the application registers it: its static metadata and, when it has hooks,
+/// their entry point. The generated `doctypes()` lists one per DocType.
+#[derive(Clone, Copy)]
+pub struct Registered {
+    pub meta: &'static DocMeta,
+    pub hooks: Option<HookFn>,
+}
+
+impl Registered {
+    pub fn new(meta: &'static DocMeta, hooks: Option<HookFn>) -> Registered {
+        Registered { meta, hooks }
+    }
+}
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered").field("doctype", &self.meta.name).field("hooks", &self.hooks.is_some()).finish()
+    }
+}
+
 /// The DocTypes an application serves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct App {
     pub name: String,
     pub version: String,
     schemas: Vec<Arc<DocSchema>>,
     by_name: HashMap<&'static str, Arc<DocSchema>>,
+    hooks: HashMap<&'static str, HookFn>,
     /// Revisions embedded at build time: `(file name, content)`.
     pub migrations: &'static [(&'static str, &'static str)],
     /// The application's `migrations/` folder in its source tree (development).
     pub migrations_dir: Option<std::path::PathBuf>,
-    /// The background jobs it defines.
-    jobs: Vec<crate::jobs::Job>,
 }
 
 impl App {
     /// Lay out every DocType (children first, so parents can point to them).
-    pub fn new(name: &str, version: &str, doctypes: Vec<&'static DocMeta>) -> Result<App, String> {
+    pub fn new(name: &str, version: &str, doctypes: Vec<Registered>) -> Result<App, String> {
         let mut by_name: HashMap<&'static str, Arc<DocSchema>> = HashMap::new();
         let mut schemas = Vec::new();
-        let (children, parents): (Vec<_>, Vec<_>) = doctypes.into_iter().partition(|m| m.child);
+        let hooks = doctypes.iter().filter_map(|r| Some((r.meta.name, r.hooks?))).collect();
+        let (children, parents): (Vec<_>, Vec<_>) = doctypes.into_iter().map(|r| r.meta).partition(|m| m.child);
         for meta in children.into_iter().chain(parents) {
             if by_name.contains_key(meta.name) {
                 return Err(format!("DocType `{}` is registered twice", meta.name));
@@ -45,9 +66,9 @@ impl App {
             version: version.to_string(),
             schemas,
             by_name,
+            hooks,
             migrations: &[],
             migrations_dir: None,
-            jobs: Vec::new(),
         })
     }
 
@@ -62,30 +83,9 @@ impl App {
         self
     }
 
-    /// Add background jobs (a name defined twice is an error).
-    pub fn with_jobs(mut self, jobs: &[crate::jobs::Job]) -> Result<App, String> {
-        for job in jobs {
-            let well_formed = !job.name.is_empty()
-                && job.name.len() <= 140
-                && job.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b));
-            if !well_formed {
-                return Err(format!("job name `{}`: use 1–140 of a-z 0-9 _ . : -", job.name));
-            }
-            if self.job(job.name).is_some() {
-                return Err(format!("job `{}` is defined twice", job.name));
-            }
-            self.jobs.push(*job);
-        }
-        Ok(self)
-    }
-
-    /// A background job by name.
-    pub fn job(&self, name: &str) -> Option<&crate::jobs::Job> {
-        self.jobs.iter().find(|j| j.name == name)
-    }
-
-    pub fn jobs(&self) -> &[crate::jobs::Job] {
-        &self.jobs
+    /// The hooks of a DocType, when it has any.
+    pub fn hooks(&self, doctype: &str) -> Option<HookFn> {
+        self.hooks.get(doctype).copied()
     }
 
     /// A DocType by name (children included).

@@ -15,6 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::perms::ADMINISTRATOR;
 
+/// The process-wide crypto provider (ring), for the TLS listener and for `https://` clients
+/// (JWKS, trace exporters).
+pub fn install_crypto_provider() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
@@ -110,7 +116,7 @@ pub struct JwksError(String);
 async fn fetch_jwks(source: &str) -> Result<String, JwksError> {
     if source.starts_with("http://") || source.starts_with("https://") {
         // `https://` is verified against the system's roots (or `SSL_CERT_FILE`).
-        crate::http::install_crypto_provider();
+        install_crypto_provider();
         let url = source.to_string();
         return tokio::task::spawn_blocking(move || -> Result<String, JwksError> {
             let client = reqwest::blocking::Client::builder()

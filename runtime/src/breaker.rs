@@ -62,7 +62,7 @@ struct Observer {
 impl Observer {
     fn set(&self, state: BreakerState) {
         let before = BreakerState::from_u8(self.state.swap(state as u8, Ordering::Relaxed));
-        crate::metrics::breaker_state(self.name, state);
+        crate::metrics::breaker_state(self.name, state.as_str(), &BreakerState::ALL.map(BreakerState::as_str));
         match (before, state) {
             (_, BreakerState::Open) if before != BreakerState::Open => {
                 tracing::warn!(breaker = self.name, "circuit breaker open: calls are skipped for a while");

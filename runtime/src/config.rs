@@ -1,15 +1,14 @@
 //! Configuration: defaults < `m.toml` < environment (`M_…`, plus `DATABASE_URL` and `REDIS_URL`).
-//! Secrets are wrapped so `Debug` never prints them.
+//! Parsed once into typed values (modes, formats, origins, networks); secrets are wrapped so
+//! `Debug` never prints them. A leaf: it imports nothing of the crate, and each subsystem builds
+//! its own settings from it (`From<&Config>`).
 
 use std::fmt;
 use std::net::IpAddr;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use serde::{Deserialize, Serialize};
-
-use crate::db::PoolConfig;
-use crate::list_query::ListLimits;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A secret string: never shown by `Debug` or `Display`.
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -37,6 +36,139 @@ impl fmt::Debug for Secret {
 pub enum Mode {
     Development,
     Production,
+}
+
+/// The log line format (`M_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// A browser origin allowed by CORS: `scheme://host[:port]`, no path, never `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin(String);
+
+impl Origin {
+    pub fn parse(s: &str) -> Result<Origin, String> {
+        let s = s.trim();
+        let ok = (s.starts_with("https://") || s.starts_with("http://"))
+            && !s.ends_with('/')
+            && s.split("://").nth(1).is_some_and(|h| !h.is_empty() && !h.contains('/') && !h.contains('*'));
+        if ok {
+            Ok(Origin(s.to_string()))
+        } else {
+            Err(format!("`{s}` is not an origin (scheme://host[:port], no path, no `*`)"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A network: an address and a prefix length (`10.0.0.0/8`, `192.168.1.5`, `::1`, `fd00::/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Net {
+    pub fn parse(s: &str) -> Option<Net> {
+        let (ip, prefix) = match s.trim().split_once('/') {
+            Some((ip, p)) => (ip.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.trim().parse::<IpAddr>().ok()?, None),
+        };
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Net { addr: ip, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let bits = |a: IpAddr| -> (u128, u32) {
+            match a {
+                IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+                IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        };
+        let ((net, width), (addr, w2)) = (bits(self.addr), bits(ip));
+        if width != w2 {
+            return false;
+        }
+        let shift = width - u32::from(self.prefix);
+        if shift >= 128 {
+            return true;
+        }
+        (net >> shift) == (addr >> shift)
+    }
+}
+
+impl fmt::Display for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// A list setting: a comma-separated string (the environment) or an array (`m.toml`).
+fn list_items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Items {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<Items>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Items::One(s)) => s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect(),
+        Some(Items::Many(v)) => v,
+    })
+}
+
+fn de_origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Origin>, D::Error> {
+    list_items(d)?.iter().map(|s| Origin::parse(s).map_err(serde::de::Error::custom)).collect()
+}
+
+fn ser_origins<S: Serializer>(v: &[Origin], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(Origin::as_str))
+}
+
+fn de_nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Net>, D::Error> {
+    list_items(d)?
+        .iter()
+        .map(|s| {
+            Net::parse(s).ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not an address or a CIDR network")))
+        })
+        .collect()
+}
+
+fn ser_nets<S: Serializer>(v: &[Net], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(Net::to_string))
+}
+
+/// `on` / `off` (or a boolean).
+fn de_switch<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Switch {
+        Bool(bool),
+        Word(String),
+    }
+    match Switch::deserialize(d)? {
+        Switch::Bool(b) => Ok(b),
+        Switch::Word(w) if w == "on" => Ok(true),
+        Switch::Word(w) if w == "off" => Ok(false),
+        Switch::Word(w) => Err(serde::de::Error::custom(format!("must be `on` or `off`, not `{w}`"))),
+    }
+}
+
+fn ser_switch<S: Serializer>(v: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if *v { "on" } else { "off" })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,7 +209,7 @@ pub struct Config {
     /// Statements at least this slow are logged as warnings (`M_SLOW_QUERY_MS`).
     pub slow_query_ms: u64,
     /// `json` or `text` (`M_LOG_FORMAT`); default JSON lines in production, text in development.
-    pub log_format: Option<String>,
+    pub log_format: Option<LogFormat>,
     /// Zipkin collector URL for trace export (`M_ZIPKIN_ENDPOINT`), e.g.
     /// `http://zipkin:9411/api/v2/spans`. OTLP export follows `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub zipkin_endpoint: Option<String>,
@@ -89,7 +221,8 @@ pub struct Config {
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     /// `on`: the row scope is also enforced by PostgreSQL row security policies (`M_DB_RLS`).
-    pub db_rls: String,
+    #[serde(deserialize_with = "de_switch", serialize_with = "ser_switch")]
+    pub db_rls: bool,
     /// Login attempts per minute, per account and per client address (`M_RATE_LIMIT_LOGIN`).
     pub rate_limit_login: u32,
     /// Lifetime of a token issued by the login, in seconds (`M_JWT_TTL_SECS`).
@@ -97,10 +230,12 @@ pub struct Config {
     /// Prefix of this deployment's Redis keys (`M_REDIS_PREFIX`).
     pub redis_prefix: String,
     /// Origins allowed to call the API from a browser, exact (`M_CORS_ORIGINS`, comma-separated).
-    pub cors_origins: Option<String>,
+    #[serde(deserialize_with = "de_origins", serialize_with = "ser_origins")]
+    pub cors_origins: Vec<Origin>,
     /// Proxies whose `X-Forwarded-Proto` / `X-Forwarded-Host` are believed: addresses or CIDR
     /// networks, comma-separated (`M_TRUSTED_PROXIES`).
-    pub trusted_proxies: Option<String>,
+    #[serde(deserialize_with = "de_nets", serialize_with = "ser_nets")]
+    pub trusted_proxies: Vec<Net>,
     /// Longest accepted URL (path and query) and total header size, in bytes.
     pub max_url_bytes: usize,
     pub max_header_bytes: usize,
@@ -159,13 +294,13 @@ impl Default for Config {
             rate_limit_api: 600,
             rate_limit_anon: 60,
             rate_limit_login: 10,
-            db_rls: "off".into(),
+            db_rls: false,
             tls_cert: None,
             tls_key: None,
             jwt_ttl_secs: 3600,
             redis_prefix: "m:".into(),
-            cors_origins: None,
-            trusted_proxies: None,
+            cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             max_url_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
             metrics_addr: None,
@@ -232,13 +367,10 @@ const ENV_KEYS: &[&str] = &[
     "job_keep_secs",
 ];
 
-fn split_list(s: Option<&str>) -> Vec<String> {
-    s.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect()
-}
-
 impl Config {
-    /// Load defaults, then `m.toml` in the working directory (if present), then the environment.
-    /// Call [`Config::check`] once command-line overrides are applied.
+    /// Load defaults, then `m.toml` in the working directory (if present), then the environment,
+    /// parsed into typed values. [`Config::check`] (the rules between settings, and production's)
+    /// runs again wherever a server or a command is opened, after command-line overrides.
     pub fn load() -> Result<Config, String> {
         let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file("m.toml"))
@@ -258,36 +390,14 @@ impl Config {
         if self.job_timeout_secs > 30 * 24 * 3600 {
             return Err("M_JOB_TIMEOUT_SECS is at most 2592000 (30 days)".into());
         }
-        if let Some(f) = &self.log_format
-            && f != "json"
-            && f != "text"
-        {
-            return Err(format!("M_LOG_FORMAT must be `json` or `text`, not `{f}`"));
-        }
-        for origin in self.cors_list() {
-            let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
-                && !origin.ends_with('/')
-                && origin.split("://").nth(1).is_some_and(|h| !h.is_empty() && !h.contains('/'));
-            if !ok || origin == "*" {
-                return Err(format!(
-                    "M_CORS_ORIGINS: `{origin}` is not an origin (scheme://host[:port], no path, no `*`)"
-                ));
-            }
-        }
-        if let Some(bad) = self.proxy_list().iter().find(|p| crate::http::Net::parse(p).is_none()) {
-            return Err(format!("M_TRUSTED_PROXIES: `{bad}` is not an address or a CIDR network"));
-        }
         if self.rate_limit_api == 0 || self.rate_limit_anon == 0 || self.rate_limit_login == 0 {
             return Err("M_RATE_LIMIT_API, M_RATE_LIMIT_ANON and M_RATE_LIMIT_LOGIN must be at least 1".into());
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("M_TLS_CERT and M_TLS_KEY go together (a PEM certificate chain and its private key)".into());
         }
-        match self.db_rls.as_str() {
-            "off" => {}
-            "on" if self.database_url.expose().starts_with("postgres") => {}
-            "on" => return Err("M_DB_RLS=on needs PostgreSQL (row security policies)".into()),
-            other => return Err(format!("M_DB_RLS must be `on` or `off`, not `{other}`")),
+        if self.db_rls && !self.database_url.expose().starts_with("postgres") {
+            return Err("M_DB_RLS=on needs PostgreSQL (row security policies)".into());
         }
         if self.jwt_ttl_secs == 0 {
             return Err("M_JWT_TTL_SECS must be at least 1".into());
@@ -304,53 +414,14 @@ impl Config {
                 (Some(s), None) if s.expose().len() >= 32 => {}
                 _ => return Err("production needs M_JWT_SECRET of at least 32 bytes, or M_JWT_JWKS_URL".into()),
             }
+            // Keys fetched over plain HTTP could be swapped by anyone on the path.
+            if let Some(url) = &self.jwt_jwks_url
+                && url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+            {
+                return Err("production refuses M_JWT_JWKS_URL over plain http://: use https:// or a file".into());
+            }
         }
         Ok(())
-    }
-
-    pub fn list_limits(&self) -> ListLimits {
-        ListLimits {
-            default_page_size: 20.min(self.max_page_size),
-            max_page_size: self.max_page_size,
-            max_fields: self.max_fields,
-            max_filters: self.max_filters,
-            max_in_values: self.max_in_values,
-        }
-    }
-
-    /// `M_CORS_ORIGINS` as a list.
-    pub fn cors_list(&self) -> Vec<String> {
-        split_list(self.cors_origins.as_deref())
-    }
-
-    /// `M_TRUSTED_PROXIES` as a list.
-    pub fn proxy_list(&self) -> Vec<String> {
-        split_list(self.trusted_proxies.as_deref())
-    }
-
-    pub fn migrate_timeouts(&self) -> crate::migrate::Timeouts {
-        crate::migrate::Timeouts {
-            lock: std::time::Duration::from_secs(self.migrate_lock_timeout_secs.max(1)),
-            statement: std::time::Duration::from_secs(self.migrate_statement_timeout_secs.max(1)),
-        }
-    }
-
-    /// Whether PostgreSQL row security policies are on (`M_DB_RLS=on`).
-    pub fn rls(&self) -> bool {
-        self.db_rls == "on"
-    }
-
-    pub fn pool(&self) -> PoolConfig {
-        PoolConfig {
-            min_connections: self.db_min_connections,
-            max_connections: self.db_max_connections,
-            sqlite_readers: self.sqlite_readers,
-            acquire_timeout: std::time::Duration::from_secs(self.db_acquire_timeout_secs),
-            max_lifetime: std::time::Duration::from_secs(self.db_max_lifetime_secs),
-            statement_timeout: std::time::Duration::from_secs(self.statement_timeout_secs),
-            slow_statement: std::time::Duration::from_millis(self.slow_query_ms),
-            rls: self.rls(),
-        }
     }
 }
 

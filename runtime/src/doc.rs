@@ -11,7 +11,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::hooks::HookError;
+use crate::hooks::error::HookError;
 use crate::meta::{DocMeta, FieldKind, FieldMeta};
 use crate::value::Value;
 

@@ -27,6 +27,7 @@ pub mod ratelimit;
 pub mod repo;
 pub mod retry;
 pub mod server;
+pub mod services;
 pub mod telemetry;
 pub mod types;
 pub mod users;

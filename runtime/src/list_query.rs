@@ -18,6 +18,18 @@ pub struct ListLimits {
     pub max_in_values: usize,
 }
 
+impl From<&crate::config::Config> for ListLimits {
+    fn from(c: &crate::config::Config) -> Self {
+        ListLimits {
+            default_page_size: 20.min(c.max_page_size),
+            max_page_size: c.max_page_size,
+            max_fields: c.max_fields,
+            max_filters: c.max_filters,
+            max_in_values: c.max_in_values,
+        }
+    }
+}
+
 impl Default for ListLimits {
     fn default() -> Self {
         ListLimits { default_page_size: 20, max_page_size: 500, max_fields: 100, max_filters: 50, max_in_values: 1000 }

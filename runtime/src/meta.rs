@@ -1,12 +1,6 @@
 //! Static metadata of a DocType, as the derive macro emits it. Everything the runtime does for a
 //! DocType is driven by these tables; there is no per-DocType handler code.
 
-use std::future::Future;
-use std::pin::Pin;
-
-use crate::doc::Doc;
-use crate::hooks::{HookCtx, HookError, HookEvent};
-
 /// A field's type; the same names as the TOML types (the README's DocType reference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldKind {
@@ -98,7 +92,7 @@ pub enum DefaultValue {
     Bool(bool),
 }
 
-/// One declared field (standard fields are not listed; see [`crate::doc::DocSchema`]).
+/// One declared field (standard fields are not listed: the run-time layout adds them).
 #[derive(Debug, Clone, Copy)]
 pub struct FieldMeta {
     pub name: &'static str,
@@ -133,12 +127,6 @@ pub struct RoleGrant {
     pub if_owner: bool,
 }
 
-/// A boxed future, the return type of hook functions in [`DocMeta::hooks`].
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The per-DocType hook entry point the derive macro generates when hooks exist.
-pub type HookFn = for<'a, 't> fn(HookEvent, &'a mut Doc, &'a HookCtx<'t>) -> BoxFuture<'a, Result<(), HookError>>;
-
 /// Everything the runtime knows about one DocType.
 #[derive(Debug)]
 pub struct DocMeta {
@@ -156,5 +144,4 @@ pub struct DocMeta {
     pub user_permissions: &'static [&'static str],
     /// The table in m-codegen's schema model (JSON): the desired schema for migrations.
     pub schema: &'static str,
-    pub hooks: Option<HookFn>,
 }

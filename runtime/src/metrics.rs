@@ -13,7 +13,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -93,16 +92,6 @@ fn method_label(method: &str) -> &'static str {
     }
 }
 
-tokio::task_local! {
-    /// The DocType and API operation the current statements serve.
-    static DB_LABELS: (&'static str, &'static str);
-}
-
-/// Run `fut` with its database statements labelled `doctype` / `operation`.
-pub async fn db_scope<F: Future>(doctype: &'static str, operation: &'static str, fut: F) -> F::Output {
-    DB_LABELS.scope((doctype, operation), fut).await
-}
-
 /// The identity of a `&'static str` label value (statics: address and length).
 fn id(s: &'static str) -> LabelId {
     (s.as_ptr() as usize, s.len())
@@ -120,9 +109,8 @@ thread_local! {
     static HTTP_HANDLES: RefCell<HttpHandles> = RefCell::new(HashMap::new());
 }
 
-/// One database statement took `elapsed`.
-pub fn db_statement(elapsed: Duration) {
-    let (doctype, operation) = DB_LABELS.try_with(|l| *l).unwrap_or(("", "internal"));
+/// One database statement serving `operation` on `doctype` took `elapsed`.
+pub fn db_statement(doctype: &'static str, operation: &'static str, elapsed: Duration) {
     DB_HISTOGRAMS.with(|cell| {
         let mut map = cell.borrow_mut();
         map.entry((id(doctype), id(operation)))
@@ -182,9 +170,10 @@ pub fn pool_connections(in_use: usize, idle: usize) {
     metrics::gauge!("m_db_pool_connections", "state" => "idle").set(idle as f64);
 }
 
-pub fn breaker_state(breaker: &'static str, state: crate::breaker::BreakerState) {
-    for s in crate::breaker::BreakerState::ALL {
-        metrics::gauge!("m_circuit_breaker_state", "breaker" => breaker, "state" => s.as_str()).set(if s == state {
+/// A circuit breaker is now in `state`, one of `states` (each gets 1 for the current one, 0 else).
+pub fn breaker_state(breaker: &'static str, state: &'static str, states: &[&'static str]) {
+    for &s in states {
+        metrics::gauge!("m_circuit_breaker_state", "breaker" => breaker, "state" => s).set(if s == state {
             1.0
         } else {
             0.0
@@ -199,8 +188,8 @@ pub fn job_finished(job: &'static str, outcome: &'static str, elapsed: Duration)
 }
 
 /// Jobs in the queue per state.
-pub fn jobs_queued(counts: &[(crate::jobs::JobState, i64)]) {
-    for (state, n) in counts {
-        metrics::gauge!("m_jobs_queued", "state" => state.as_str()).set(*n as f64);
+pub fn jobs_queued(counts: &[(&'static str, i64)]) {
+    for &(state, n) in counts {
+        metrics::gauge!("m_jobs_queued", "state" => state).set(n as f64);
     }
 }

@@ -516,7 +516,6 @@ mod tests {
         permissions: &[],
         user_permissions: &[],
         schema: "",
-        hooks: None,
     };
 
     fn schema() -> Arc<DocSchema> {

@@ -1,5 +1,5 @@
-//! Building and running the HTTP server: migrate (development) or check the schema (production),
-//! connect the database, bind the listener (port 0 in tests) and serve until ctrl-c / SIGTERM.
+//! Building and running the HTTP server over opened services: bind the listener (port 0 in
+//! tests) and serve until ctrl-c / SIGTERM, with the in-process job workers beside it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,14 +8,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::app::App;
 use crate::auth::{Authenticator, Expected};
-use crate::config::{Config, Mode};
-use crate::db::Db;
-use crate::http::{ApiState, Edge, Limits, Net, RateLimits, Readiness, Shared, metrics_router, router};
-use crate::migrate;
+use crate::config::Mode;
+use crate::http::{ApiState, Edge, Limits, RateLimits, Readiness, Shared, metrics_router, router};
 use crate::ratelimit::{Limiter, Policy};
-use crate::repo::Repo;
+use crate::services::Runtime;
 
 /// The main listener: plain HTTP, or TLS (`M_TLS_CERT` / `M_TLS_KEY`).
 enum Bound {
@@ -29,29 +26,33 @@ pub struct Server {
     router: axum::Router,
     /// `/metrics` on its own listener (`M_METRICS_ADDR`).
     metrics: Option<(TcpListener, axum::Router)>,
-    pub repo: Repo,
+    /// The services it serves.
+    pub rt: Runtime,
     shutdown_timeout: Duration,
     /// In-process job workers (`M_JOB_WORKERS` > 0).
     workers: Option<crate::jobs::WorkerConfig>,
 }
 
 impl Server {
-    /// Connect, prepare and bind. `openapi` is the application's generated OpenAPI document.
-    pub async fn build(config: &Config, app: App, openapi: &str) -> anyhow::Result<Server> {
-        // Install the metrics recorder before anything records.
-        crate::metrics::handle();
-        let revisions = prepare_schema(config, &app).await?;
-        if config.rls() {
-            migrate::rls::check_server_role(config.database_url.expose()).await?;
+    /// Set up, open (preparing the schema) and bind: the whole start of `m start`.
+    pub async fn open(
+        config: crate::config::Config,
+        app: crate::app::App,
+        jobs: &'static [crate::jobs::Job],
+        openapi: &str,
+    ) -> anyhow::Result<Server> {
+        let rt = crate::services::Setup::new(config, app, jobs)?.open(crate::services::Schema::Prepare).await?;
+        Server::build(rt, openapi).await
+    }
+
+    /// Bind the listeners for `rt` (opened with [`Schema::Prepare`](crate::services::Schema)).
+    /// `openapi` is the application's generated OpenAPI document.
+    pub async fn build(rt: Runtime, openapi: &str) -> anyhow::Result<Server> {
+        let config = rt.config.clone();
+        if config.db_rls {
             tracing::info!("M_DB_RLS=on: PostgreSQL row security policies enforce the row scope as well");
         }
-        let db = Db::connect(config.database_url.expose(), &config.pool())
-            .await
-            .context("cannot connect to the database")?;
-        let repo = Repo::new(app, db, config.list_limits());
-        repo.set_job_attempts(config.job_attempts);
-        repo.ensure_administrator().await.context("cannot create the built-in Administrator user")?;
-        repo.warm_login().await;
+        rt.users.warm_login().await;
         let expected = Expected { issuer: config.jwt_issuer.clone(), audience: config.jwt_audience.clone() };
         let auth = match (&config.jwt_jwks_url, &config.jwt_secret) {
             (Some(jwks), _) => Authenticator::jwks(jwks, expected).await.context("cannot load M_JWT_JWKS_URL")?,
@@ -64,13 +65,14 @@ impl Server {
             }
         };
         let state = ApiState::new(Shared {
-            repo: repo.clone(),
+            repo: rt.repo.clone(),
+            users: rt.users.clone(),
             auth: Arc::new(auth),
             openapi: Arc::from(openapi),
             max_body_bytes: config.max_body_bytes,
             token_ttl_secs: config.jwt_ttl_secs,
             ready: Arc::new(Readiness {
-                revisions,
+                revisions: rt.revisions.to_vec(),
                 redis_url: config.redis_url.as_ref().map(|u| u.expose().to_string()),
             }),
             limits: Limits::new(config.max_concurrent_requests, Duration::from_secs(config.request_timeout_secs)),
@@ -79,11 +81,11 @@ impl Server {
                 api: Policy { name: "api", limit: config.rate_limit_api, window: Duration::from_secs(60) },
                 anon: Policy { name: "anonymous", limit: config.rate_limit_anon, window: Duration::from_secs(60) },
                 login: Policy { name: "login", limit: config.rate_limit_login, window: Duration::from_secs(60) },
-                trusted_proxies: config.proxy_list().iter().filter_map(|p| Net::parse(p)).collect(),
+                trusted_proxies: config.trusted_proxies.clone(),
             }),
             edge: Arc::new(Edge {
-                cors_origins: config.cors_list(),
-                trusted_proxies: config.proxy_list().iter().filter_map(|p| Net::parse(p)).collect(),
+                cors_origins: config.cors_origins.clone(),
+                trusted_proxies: config.trusted_proxies.clone(),
                 production: config.env == Mode::Production,
                 max_url_bytes: config.max_url_bytes,
                 max_header_bytes: config.max_header_bytes,
@@ -109,9 +111,9 @@ impl Server {
             listener,
             router: router(state, metrics.is_none()),
             metrics,
-            repo,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
-            workers: (config.job_workers > 0).then(|| crate::jobs::WorkerConfig::from_config(config)),
+            workers: (config.job_workers > 0).then(|| crate::jobs::WorkerConfig::from_config(&config)),
+            rt,
         })
     }
 
@@ -150,7 +152,7 @@ impl Server {
             let _ = stopping_tx.send(());
         };
         let workers = self.workers.map(|config| {
-            let worker = crate::jobs::Worker::new(self.repo.clone(), config);
+            let worker = self.rt.worker(config);
             let mut stopped = jobs_stopped;
             let stop = async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -159,11 +161,7 @@ impl Server {
         });
         if let Some((listener, router)) = self.metrics {
             // The internal listener lives as long as the process.
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, router).await {
-                    tracing::error!("metrics listener failed: {e}");
-                }
-            });
+            serve_in_background(listener, router);
         }
         let deadline = self.shutdown_timeout;
         let served = match self.listener {
@@ -210,19 +208,8 @@ where
     }
 }
 
-/// Development applies SAFE revisions (writing one for SAFE DocType changes); production only
-/// checks that the database is at the chain's head and refuses to start otherwise.
-/// Returns the revisions the database has applied, for readiness.
-async fn prepare_schema(config: &Config, app: &App) -> anyhow::Result<Vec<String>> {
-    let ctx = migrate::commands::Ctx::new(config, app)?;
-    Ok(match config.env {
-        Mode::Development => migrate::commands::development_start(&ctx).await?,
-        Mode::Production => migrate::commands::production_check(&ctx).await?,
-    })
-}
-
 /// Ctrl-c or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -242,4 +229,13 @@ pub(crate) async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing in-flight work");
+}
+
+/// Serve `router` on `listener` for the life of the process (the internal metrics listener).
+pub fn serve_in_background(listener: TcpListener, router: axum::Router) {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!("metrics listener failed: {e}");
+        }
+    });
 }

@@ -17,7 +17,7 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, LogFormat, Mode};
 
 /// The span target of exported spans.
 pub const TARGET: &str = "m::otel";
@@ -83,8 +83,8 @@ pub fn init(config: &Config, service: &str, serving: bool) -> Telemetry {
     let filter = tracing_subscriber::EnvFilter::try_from_env("M_LOG_LEVEL")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let json = match config.log_format.as_deref() {
-        Some(f) => f == "json",
+    let json = match config.log_format {
+        Some(f) => f == LogFormat::Json,
         None => config.env == Mode::Production,
     };
     // Logs never show the trace spans.

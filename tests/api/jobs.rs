@@ -12,7 +12,7 @@ use crate::support::{Scratch, TestApp};
 
 /// Every job, newest first.
 async fn jobs(app: &TestApp) -> Vec<JobInfo> {
-    app.repo().job_list(None, 100).await.unwrap()
+    app.repo().jobs().list(None, 100).await.unwrap()
 }
 
 /// Wait (up to 20 s) until `check` holds for the queue; the queue when it does.
@@ -96,7 +96,7 @@ crate::both_backends!(a_job_is_queued_only_if_the_write_that_queues_it_commits, 
     app.post("/api/v1/Gadget", json!({"code": "G-1", "label": "enqueue", "count": 5})).send().await.expect(201);
     let all = jobs(&app).await;
     assert_eq!(state_of(&all, "gadget_count"), Some("queued"), "{all:#?}");
-    let counts = app.repo().job_counts().await.unwrap();
+    let counts = app.repo().jobs().counts().await.unwrap();
     assert!(counts.contains(&(JobState::Queued, 1)), "{counts:?}");
     let worker = app.worker(&config);
     until(&app, "gadget_count done", |all| state_of(all, "gadget_count") == Some("done")).await;
@@ -134,7 +134,7 @@ crate::both_backends!(failures_are_retried_until_the_attempts_are_used_up, |back
     assert_eq!((panics.state.as_str(), panics.attempts), ("failed", 3), "{panics:#?}");
     assert_eq!(panics.error.as_deref(), Some("the job panicked"));
     // A failed job can be queued again, with fresh attempts.
-    assert_eq!(app.repo().job_list(Some(JobState::Failed), 10).await.unwrap().len(), 3);
+    assert_eq!(app.repo().jobs().list(Some(JobState::Failed), 10).await.unwrap().len(), 3);
 });
 
 crate::both_backends!(a_job_past_the_timeout_is_stopped_and_counts_as_a_failure, |backend| {
@@ -294,10 +294,9 @@ crate::both_backends!(a_worker_process_runs_what_the_server_queues, |backend| {
 async fn job_definitions_are_checked() {
     use m_runtime::jobs::{Job, JobError};
     let ok: Job = Job { name: "ok", run: |_, _| Box::pin(async { Ok::<(), JobError>(()) }) };
-    let app = || m_runtime::app::App::new("m", "0.1.0", Vec::new()).unwrap();
-    assert!(app().with_jobs(&[ok, ok]).unwrap_err().contains("twice"));
+    assert!(m_runtime::jobs::check_table(&[ok, ok]).unwrap_err().contains("twice"));
     let bad = Job { name: "Bad Name", ..ok };
-    assert!(app().with_jobs(&[bad]).unwrap_err().contains("Bad Name"));
+    assert!(m_runtime::jobs::check_table(&[bad]).unwrap_err().contains("Bad Name"));
 }
 
 crate::both_backends!(a_job_this_build_does_not_define_waits_for_a_worker_that_does, |backend| {

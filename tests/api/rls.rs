@@ -13,14 +13,13 @@ use serde_json::json;
 use crate::support::application as app;
 use crate::support::{Backend, SECRET, Scratch, TestApp, test_config};
 
-fn config(url: &str, scratch: &Scratch, rls: &str) -> Config {
-    Config { db_rls: rls.into(), ..test_config(url, scratch) }
+fn config(url: &str, scratch: &Scratch, rls: bool) -> Config {
+    Config { db_rls: rls, ..test_config(url, scratch) }
 }
 
 /// The example application as its binary ships it, for production starts.
 fn shipped() -> m_runtime::app::App {
     m_runtime::app::App::new("m", "0.1.0", m::doctypes::doctypes())
-        .and_then(|a| a.with_jobs(m::jobs::JOBS))
         .expect("valid application")
         .with_migrations(m::migrations::MIGRATIONS, None)
 }
@@ -40,13 +39,20 @@ async fn with_row_security() -> Option<(TestApp, Config)> {
         eprintln!("skipped: M_TEST_PG_URL is not set");
         return None;
     };
-    let cfg = config(&scratch.url.clone(), &scratch, "on");
-    let server = Server::build(&cfg, app(), m::doctypes::OPENAPI).await.expect("server starts with M_DB_RLS=on");
+    let cfg = config(&scratch.url.clone(), &scratch, true);
+    let server = Server::open(cfg.clone(), app(), crate::support::jobs(), m::doctypes::OPENAPI)
+        .await
+        .expect("server starts with M_DB_RLS=on");
     Some((TestApp::from_server(&server, scratch), cfg))
 }
 
 fn caller(user: &str, roles: &[&str], action: &'static str) -> DbCtx {
-    DbCtx::Caller { user: user.into(), roles: roles.iter().map(|r| r.to_string()).collect(), action }
+    DbCtx::Caller {
+        user: user.into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        action,
+        labels: m_runtime::db::Labels::INTERNAL,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +126,7 @@ async fn postgres_policies_hold_when_a_query_forgets_the_scope() {
 
     // Statements without any application predicate, on the server's kind of connection: the
     // database returns only the caller's rows.
-    let db = Db::connect(&url, &cfg.pool()).await.unwrap();
+    let db = Db::connect(&url, &m_runtime::db::PoolConfig::from(&cfg)).await.unwrap();
     let all = names(&db, &DbCtx::System, "SELECT name FROM invoice").await;
     assert_eq!(all.len(), 4, "{all:?}");
     let mine = names(&db, &caller("alice@example.com", &["Sales User"], "read"), "SELECT name FROM invoice").await;
@@ -193,25 +199,41 @@ async fn postgres_policies_follow_the_setting_and_the_build() {
     let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(report["row_security"], json!([]), "nothing to change the second time");
     // Production with the setting off refuses a database that has them.
-    let cfg_off = config(&url, &scratch, "off");
+    let cfg_off = config(&url, &scratch, false);
     let prod_off = Config { env: m_runtime::config::Mode::Production, ..cfg_off.clone() };
-    let e = Server::build(&prod_off, shipped(), m::doctypes::OPENAPI).await.err().expect("refused").to_string();
+    let e = Server::open(prod_off.clone(), shipped(), m::jobs::JOBS, m::doctypes::OPENAPI)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains("M_DB_RLS is off"), "{e}");
-    let prod_on = Config { db_rls: "on".into(), ..prod_off.clone() };
-    Server::build(&prod_on, shipped(), m::doctypes::OPENAPI).await.expect("production with the policies");
+    let prod_on = Config { db_rls: true, ..prod_off.clone() };
+    Server::open(prod_on.clone(), shipped(), m::jobs::JOBS, m::doctypes::OPENAPI)
+        .await
+        .expect("production with the policies");
     let out = run(&["migrate"], "off", "production");
     assert!(String::from_utf8_lossy(&out.stdout).contains("row security policies removed"));
-    Server::build(&prod_off, shipped(), m::doctypes::OPENAPI).await.expect("production without them");
-    let e = Server::build(&prod_on, shipped(), m::doctypes::OPENAPI).await.err().expect("refused").to_string();
+    Server::open(prod_off.clone(), shipped(), m::jobs::JOBS, m::doctypes::OPENAPI)
+        .await
+        .expect("production without them");
+    let e = Server::open(prod_on.clone(), shipped(), m::jobs::JOBS, m::doctypes::OPENAPI)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains("missing or from another build"), "{e}");
 
     // A superuser is refused: no policy binds it.
     let Some(su) = Scratch::new(Backend::Postgres).await else { return };
-    let cfg = config(&su.url.clone(), &su, "on");
-    let e = Server::build(&cfg, app(), m::doctypes::OPENAPI).await.err().expect("refused").to_string();
+    let cfg = config(&su.url.clone(), &su, true);
+    let e = Server::open(cfg.clone(), app(), crate::support::jobs(), m::doctypes::OPENAPI)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains("superuser"), "{e}");
     // SQLite has no row security.
-    let lite = Config { database_url: Secret::new("sqlite://x.db"), db_rls: "on".into(), ..Config::default() };
+    let lite = Config { database_url: Secret::new("sqlite://x.db"), db_rls: true, ..Config::default() };
     assert!(lite.check().unwrap_err().contains("needs PostgreSQL"));
 }
 
@@ -234,7 +256,7 @@ async fn postgres_jobs_run_under_row_security() {
     let worker = api.worker(&cfg);
     let started = std::time::Instant::now();
     loop {
-        let jobs = api.repo().job_list(None, 10).await.unwrap();
+        let jobs = api.repo().jobs().list(None, 10).await.unwrap();
         if jobs.iter().any(|j| j.state != "queued" && j.state != "running") {
             assert_eq!(jobs[0].state, "done", "{jobs:#?}");
             break;
@@ -247,7 +269,7 @@ async fn postgres_jobs_run_under_row_security() {
     assert_eq!(r.json["customer_name"], "Acme Ltd", "the job updated alice's invoice under row security");
 
     // The migrator sees every row too: `--live` finds a Select value outside the options.
-    let db = Db::connect(&url, &cfg.pool()).await.unwrap();
+    let db = Db::connect(&url, &m_runtime::db::PoolConfig::from(&cfg)).await.unwrap();
     let mut tx = db.begin(&DbCtx::System).await.unwrap();
     assert_eq!(tx.execute("UPDATE invoice SET status = 'Overdue'", Vec::new()).await.unwrap(), 1);
     tx.commit().await.unwrap();

@@ -250,7 +250,7 @@ crate::both_backends!(slow_requests_time_out_and_overload_is_shed, |backend| {
 crate::both_backends!(shutdown_finishes_in_flight_requests, |backend| {
     let Some(scratch) = Scratch::new(backend).await else { return };
     let config = config(&scratch, &scratch.url.clone());
-    let server = Server::build(&config, app(), m::doctypes::OPENAPI).await.unwrap();
+    let server = Server::open(config.clone(), app(), crate::support::jobs(), m::doctypes::OPENAPI).await.unwrap();
     let addr = server.local_addr().unwrap();
     let stop = Arc::new(tokio::sync::Notify::new());
     let signal = stop.clone();
@@ -357,7 +357,7 @@ async fn a_database_outage_is_a_fast_503_and_recovers() {
     let Some(pg) = private_pg() else { return };
     let scratch = Scratch::new(Backend::Sqlite).await.unwrap();
     let config = config(&scratch, &pg.url());
-    let server = Server::build(&config, app(), m::doctypes::OPENAPI).await.unwrap();
+    let server = Server::open(config.clone(), app(), crate::support::jobs(), m::doctypes::OPENAPI).await.unwrap();
     let app = TestApp::from_router(server.router(), scratch);
     app.post("/api/v1/Territory", json!({"territory_name": "North"})).send().await.expect(201);
     app.get("/ready").anonymous().send().await.expect(200);
@@ -392,7 +392,7 @@ async fn job_workers_recover_after_a_database_outage() {
     let scratch = Scratch::new(Backend::Sqlite).await.unwrap();
     let mut config = config(&scratch, &pg.url());
     config.job_backoff_secs = 0;
-    let server = Server::build(&config, app(), m::doctypes::OPENAPI).await.unwrap();
+    let server = Server::open(config.clone(), app(), crate::support::jobs(), m::doctypes::OPENAPI).await.unwrap();
     let app = TestApp::from_server(&server, scratch);
     let repo = app.repo().clone();
     let worker = app.worker(&config);
@@ -401,7 +401,7 @@ async fn job_workers_recover_after_a_database_outage() {
         async move {
             let started = Instant::now();
             loop {
-                if let Ok(jobs) = repo.job_list(None, 10).await
+                if let Ok(jobs) = repo.jobs().list(None, 10).await
                     && jobs.iter().any(|j| j.id == id && j.state == "done")
                 {
                     return;
@@ -809,7 +809,7 @@ crate::both_backends!(metrics_can_have_their_own_listener, |backend| {
     let Some(scratch) = Scratch::new(backend).await else { return };
     let mut config = config(&scratch, &scratch.url.clone());
     config.metrics_addr = Some(([127, 0, 0, 1], 0).into());
-    let server = Server::build(&config, app(), m::doctypes::OPENAPI).await.unwrap();
+    let server = Server::open(config.clone(), app(), crate::support::jobs(), m::doctypes::OPENAPI).await.unwrap();
     let metrics = server.metrics_addr().expect("a metrics listener");
     let main = TestApp::from_router(server.router(), Scratch::new(Backend::Sqlite).await.unwrap());
     main.get("/metrics").anonymous().send().await.expect(404);

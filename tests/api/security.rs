@@ -27,8 +27,11 @@ crate::both_backends!(every_response_has_security_headers, |backend| {
 });
 
 crate::both_backends!(cors_allows_exact_origins_only, |backend| {
-    let Some((app, _)) =
-        TestApp::start_with(backend, |c| c.cors_origins = Some(format!("{APP}, https://admin.example.com"))).await
+    let Some((app, _)) = TestApp::start_with(backend, |c| {
+        c.cors_origins =
+            [APP, "https://admin.example.com"].iter().map(|o| m_runtime::config::Origin::parse(o).unwrap()).collect()
+    })
+    .await
     else {
         return;
     };
@@ -565,7 +568,7 @@ mod tls {
     const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/keys");
 
     fn connector() -> tokio_rustls::TlsConnector {
-        m_runtime::http::install_crypto_provider();
+        m_runtime::auth::install_crypto_provider();
         let mut roots = rustls::RootCertStore::empty();
         use rustls::pki_types::pem::PemObject as _;
         for cert in rustls::pki_types::CertificateDer::pem_file_iter(format!("{KEYS}/tls-ca.pem")).unwrap() {

@@ -26,7 +26,7 @@ crate::both_backends!(production_refuses_pending_revisions_and_development_appli
     // Production reads only the revisions built into the binary (the example application's
     // initial revision): it is pending, so production refuses to start.
     let embedded = app().with_migrations(m::migrations::MIGRATIONS, None);
-    let err = Server::build(&config(&scratch, Mode::Production), embedded, m::doctypes::OPENAPI)
+    let err = Server::open(config(&scratch, Mode::Production), embedded, crate::support::jobs(), m::doctypes::OPENAPI)
         .await
         .err()
         .expect("production refuses");
@@ -36,17 +36,23 @@ crate::both_backends!(production_refuses_pending_revisions_and_development_appli
         "{msg}"
     );
     // With no revision at all, the DocTypes have changes no revision contains.
-    let err =
-        Server::build(&config(&scratch, Mode::Production), app(), m::doctypes::OPENAPI).await.err().expect("refused");
+    let err = Server::open(config(&scratch, Mode::Production), app(), crate::support::jobs(), m::doctypes::OPENAPI)
+        .await
+        .err()
+        .expect("refused");
     assert!(format!("{err:#}").contains("no revision contains"), "{err:#}");
 
     // A development start writes `<id>_auto.toml` (every change is SAFE) and applies it.
-    Server::build(&config(&scratch, Mode::Development), app(), m::doctypes::OPENAPI).await.expect("development start");
+    Server::open(config(&scratch, Mode::Development), app(), crate::support::jobs(), m::doctypes::OPENAPI)
+        .await
+        .expect("development start");
     let files = m_runtime::migrate::read_dir(&scratch.migrations_dir()).unwrap();
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].0.ends_with("_auto.toml"), "{}", files[0].0);
     // A second start has nothing to write.
-    Server::build(&config(&scratch, Mode::Development), app(), m::doctypes::OPENAPI).await.expect("development start");
+    Server::open(config(&scratch, Mode::Development), app(), crate::support::jobs(), m::doctypes::OPENAPI)
+        .await
+        .expect("development start");
     assert_eq!(m_runtime::migrate::read_dir(&scratch.migrations_dir()).unwrap().len(), 1);
     // Production now starts: the database is at the head of the chain in the scratch folder.
     let mut prod = config(&scratch, Mode::Production);
@@ -59,5 +65,7 @@ crate::both_backends!(production_refuses_pending_revisions_and_development_appli
             .collect::<Vec<_>>()
             .into_boxed_slice(),
     );
-    Server::build(&prod, app().with_migrations(leaked, None), m::doctypes::OPENAPI).await.expect("production start");
+    Server::open(prod.clone(), app().with_migrations(leaked, None), crate::support::jobs(), m::doctypes::OPENAPI)
+        .await
+        .expect("production start");
 });

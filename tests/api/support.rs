@@ -190,13 +190,14 @@ pub async fn execute(url: &str, sql: &str) {
 }
 
 /// The example application's jobs and the test jobs.
-pub fn jobs() -> Vec<m_runtime::jobs::Job> {
-    m::jobs::JOBS.iter().chain(test_jobs::JOBS).copied().collect()
+pub fn jobs() -> &'static [m_runtime::jobs::Job] {
+    static JOBS: std::sync::OnceLock<Vec<m_runtime::jobs::Job>> = std::sync::OnceLock::new();
+    JOBS.get_or_init(|| m::jobs::JOBS.iter().chain(test_jobs::JOBS).copied().collect())
 }
 
-/// The application the tests serve: the example DocTypes, Gadget, and every job.
+/// The application the tests serve: the example DocTypes and Gadget (its jobs are [`jobs`]).
 pub fn application() -> m_runtime::app::App {
-    m_runtime::app::App::new("m", "0.1.0", doctypes()).and_then(|a| a.with_jobs(&jobs())).expect("valid application")
+    m_runtime::app::App::new("m", "0.1.0", doctypes()).expect("valid application")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +209,7 @@ pub enum Backend {
 /// A running application with its own database, removed on drop.
 pub struct TestApp {
     router: axum::Router,
-    repo: Option<m_runtime::repo::Repo>,
+    rt: Option<m_runtime::services::Runtime>,
     /// Removed when the application is dropped.
     _scratch: Scratch,
 }
@@ -372,9 +373,9 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{host_part}/{db}{query}")
 }
 
-pub fn doctypes() -> Vec<&'static m_runtime::meta::DocMeta> {
+pub fn doctypes() -> Vec<m_runtime::app::Registered> {
     let mut all = m::doctypes::doctypes();
-    all.push(<Gadget as m_runtime::DocType>::meta());
+    all.push(m_runtime::app::Registered::new(<Gadget as m_runtime::DocType>::meta(), Gadget::__M_HOOKS));
     all
 }
 
@@ -406,7 +407,8 @@ impl TestApp {
         let scratch = Scratch::new(backend).await?;
         let mut config = test_config(&scratch.url, &scratch);
         tweak(&mut config);
-        let server = Server::build(&config, application(), m::doctypes::OPENAPI).await.expect("server starts");
+        let server =
+            Server::open(config.clone(), application(), jobs(), m::doctypes::OPENAPI).await.expect("server starts");
         Some((TestApp::from_server(&server, scratch), config))
     }
 
@@ -417,7 +419,12 @@ impl TestApp {
 
     /// The server's repository (None for an application built from a router).
     pub fn repo(&self) -> &m_runtime::repo::Repo {
-        self.repo.as_ref().expect("a TestApp started by start_with")
+        &self.rt().repo
+    }
+
+    /// The server's services (None for an application built from a router).
+    pub fn rt(&self) -> &m_runtime::services::Runtime {
+        self.rt.as_ref().expect("a TestApp started by start_with")
     }
 
     /// Run job workers for this application until the returned guard is dropped.
@@ -432,19 +439,19 @@ impl TestApp {
     pub fn worker_with(&self, wc: m_runtime::jobs::WorkerConfig, deadline: std::time::Duration) -> WorkerGuard {
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
         let signal = stop.clone();
-        let worker = m_runtime::jobs::Worker::new(self.repo().clone(), wc);
+        let worker = self.rt().worker(wc);
         let task = tokio::spawn(worker.run_until(async move { signal.notified().await }, deadline));
         WorkerGuard { stop, task: Some(task) }
     }
 
     /// Requests against a server built elsewhere, with its repository (for jobs and workers).
     pub fn from_server(server: &Server, scratch: Scratch) -> TestApp {
-        TestApp { router: server.router(), repo: Some(server.repo.clone()), _scratch: scratch }
+        TestApp { router: server.router(), rt: Some(server.rt.clone()), _scratch: scratch }
     }
 
     /// Requests against a server built elsewhere.
     pub fn from_router(router: axum::Router, scratch: Scratch) -> TestApp {
-        TestApp { router, repo: None, _scratch: scratch }
+        TestApp { router, rt: None, _scratch: scratch }
     }
 
     /// A bearer token naming `user`, with no user behind it.

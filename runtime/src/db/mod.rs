@@ -120,7 +120,6 @@ pub(crate) async fn quietly<F: std::future::Future>(fut: F) -> F::Output {
 /// Log a statement (its text has placeholders only; values are never logged): at debug level
 /// under the target `m::sql`, or as a warning when it took `slow` or longer.
 pub(crate) fn log_statement(sql: &str, elapsed: Duration, slow: Duration) {
-    crate::metrics::db_statement(elapsed);
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     if elapsed >= slow {
         tracing::warn!(target: "m::sql", duration_ms, sql, "slow statement");
@@ -163,22 +162,59 @@ pub struct PoolConfig {
     pub rls: bool,
 }
 
+impl From<&crate::config::Config> for PoolConfig {
+    fn from(c: &crate::config::Config) -> Self {
+        PoolConfig {
+            min_connections: c.db_min_connections,
+            max_connections: c.db_max_connections,
+            sqlite_readers: c.sqlite_readers,
+            acquire_timeout: Duration::from_secs(c.db_acquire_timeout_secs),
+            max_lifetime: Duration::from_secs(c.db_max_lifetime_secs),
+            statement_timeout: Duration::from_secs(c.statement_timeout_secs),
+            slow_statement: Duration::from_millis(c.slow_query_ms),
+            rls: c.db_rls,
+        }
+    }
+}
+
 /// Whom a connection's statements act for, under PostgreSQL row security (`M_DB_RLS=on`): set
 /// on the connection at every checkout (`m.user`, `m.roles`, `m.action`, `m.bypass`), so the
 /// policies see the caller. Without row security it is not sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbCtx {
-    /// A caller acting on documents: their user, roles and the action.
-    Caller { user: String, roles: Vec<String>, action: &'static str },
+    /// A caller acting on documents: their user, roles and the action, and the DocType and
+    /// operation its statements are counted under.
+    Caller { user: String, roles: Vec<String>, action: &'static str, labels: Labels },
     /// The runtime acting for itself (user lookups, the login, health): not restricted.
     System,
 }
 
+/// What a checkout's statements are counted under (`m_db_query_duration_seconds{doctype,
+/// operation}`): the DocType and the API operation they serve, or the runtime's own work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Labels {
+    pub doctype: &'static str,
+    pub operation: &'static str,
+}
+
+impl Labels {
+    /// The runtime acting for itself (user lookups, the job queue, health).
+    pub const INTERNAL: Labels = Labels { doctype: "", operation: "internal" };
+}
+
 impl DbCtx {
+    /// What its statements are counted under.
+    pub fn labels(&self) -> Labels {
+        match self {
+            DbCtx::Caller { labels, .. } => *labels,
+            DbCtx::System => Labels::INTERNAL,
+        }
+    }
+
     /// The `set_config` statement and its binds.
     fn settings(&self) -> (&'static str, Binds) {
         let (user, roles, action, bypass) = match self {
-            DbCtx::Caller { user, roles, action } => (
+            DbCtx::Caller { user, roles, action, .. } => (
                 user.clone(),
                 serde_json::to_string(roles).unwrap_or_else(|_| "[]".into()),
                 (*action).to_string(),
@@ -239,8 +275,8 @@ impl Db {
     /// A connection for reads, acting for `ctx`.
     pub async fn reader(&self, ctx: &DbCtx) -> Result<Conn, DbError> {
         match self {
-            Db::Postgres(p) => Ok(Conn::Pg(p.get_as(ctx).await?)),
-            Db::Sqlite(s) => Ok(Conn::SqliteRead(s.reader().await?)),
+            Db::Postgres(p) => Ok(Conn { link: Link::Pg(p.get_as(ctx).await?), labels: ctx.labels() }),
+            Db::Sqlite(s) => Ok(Conn { link: Link::SqliteRead(s.reader().await?), labels: ctx.labels() }),
         }
     }
 
@@ -248,10 +284,11 @@ impl Db {
     pub async fn begin(&self, ctx: &DbCtx) -> Result<Tx, DbError> {
         let mut attempt = 0;
         loop {
-            let mut conn = match self {
-                Db::Postgres(p) => Conn::Pg(p.get_as(ctx).await?),
-                Db::Sqlite(s) => Conn::SqliteWrite(s.writer().await?),
+            let link = match self {
+                Db::Postgres(p) => Link::Pg(p.get_as(ctx).await?),
+                Db::Sqlite(s) => Link::SqliteWrite(s.writer().await?),
             };
+            let mut conn = Conn { link, labels: ctx.labels() };
             match conn.begin().await {
                 Ok(()) => return Ok(Tx { conn: Some(conn), wake: None }),
                 // A pooled connection that died while idle fails on BEGIN, before anything was
@@ -318,7 +355,13 @@ impl Fetch for Tx {
 }
 
 /// One connection, for reads or inside a transaction.
-pub enum Conn {
+pub struct Conn {
+    link: Link,
+    /// What its statements are counted under in the metrics.
+    labels: Labels,
+}
+
+enum Link {
     Pg(pg::PgConnGuard),
     SqliteRead(sqlite::ReaderGuard),
     SqliteWrite(sqlite::WriterGuard),
@@ -326,61 +369,67 @@ pub enum Conn {
 
 impl Conn {
     pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
-        match self {
-            Conn::Pg(c) => c.fetch(sql, binds, kinds).await,
-            Conn::SqliteRead(c) => c.fetch(sql, binds, kinds).await,
-            Conn::SqliteWrite(c) => c.fetch(sql, binds, kinds).await,
-        }
+        let started = std::time::Instant::now();
+        let rows = match &mut self.link {
+            Link::Pg(c) => c.fetch(sql, binds, kinds).await,
+            Link::SqliteRead(c) => c.fetch(sql, binds, kinds).await,
+            Link::SqliteWrite(c) => c.fetch(sql, binds, kinds).await,
+        };
+        crate::metrics::db_statement(self.labels.doctype, self.labels.operation, started.elapsed());
+        rows
     }
 
     pub async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
-        match self {
-            Conn::Pg(c) => c.execute(sql, binds).await,
-            Conn::SqliteRead(c) => c.execute(sql, binds).await,
-            Conn::SqliteWrite(c) => c.execute(sql, binds).await,
-        }
+        let started = std::time::Instant::now();
+        let done = match &mut self.link {
+            Link::Pg(c) => c.execute(sql, binds).await,
+            Link::SqliteRead(c) => c.execute(sql, binds).await,
+            Link::SqliteWrite(c) => c.execute(sql, binds).await,
+        };
+        crate::metrics::db_statement(self.labels.doctype, self.labels.operation, started.elapsed());
+        done
     }
 
     /// Under PostgreSQL row security, let the next statements see every row (`on`: the runtime's
     /// own reads inside a caller's work, such as hook reads) or only the caller's (`off`).
     pub async fn bypass(&mut self, on: bool) -> Result<(), DbError> {
-        match self {
-            Conn::Pg(c) => c.bypass(on).await,
+        match &mut self.link {
+            Link::Pg(c) => c.bypass(on).await,
             _ => Ok(()),
         }
     }
 
     /// Start a read-only snapshot, so several statements see one state of the database.
     pub async fn begin_read(&mut self) -> Result<(), DbError> {
-        match self {
-            Conn::Pg(c) => c.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await,
-            Conn::SqliteRead(c) => c.begin_read().await,
-            Conn::SqliteWrite(_) => Ok(()),
+        match &mut self.link {
+            Link::Pg(c) => c.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await,
+            Link::SqliteRead(c) => c.begin_read().await,
+            Link::SqliteWrite(_) => Ok(()),
         }
     }
 
     /// End a snapshot started by [`Conn::begin_read`].
     pub async fn end_read(&mut self) -> Result<(), DbError> {
-        match self {
-            Conn::Pg(c) => c.finish(true).await,
-            Conn::SqliteRead(c) => c.end_read().await,
-            Conn::SqliteWrite(_) => Ok(()),
+        match &mut self.link {
+            Link::Pg(c) => c.finish(true).await,
+            Link::SqliteRead(c) => c.end_read().await,
+            Link::SqliteWrite(_) => Ok(()),
         }
     }
 
     async fn begin(&mut self) -> Result<(), DbError> {
-        match self {
-            Conn::Pg(c) => c.begin().await,
-            Conn::SqliteWrite(c) => c.begin().await,
-            Conn::SqliteRead(_) => Err(DbError::Other("a reader cannot start a write transaction".into())),
+        match &mut self.link {
+            Link::Pg(c) => c.begin().await,
+            Link::SqliteWrite(c) => c.begin().await,
+            Link::SqliteRead(_) => Err(DbError::Other("a reader cannot start a write transaction".into())),
         }
     }
 
     async fn finish(&mut self, commit: bool) -> Result<(), DbError> {
-        match self {
-            Conn::Pg(c) => c.finish(commit).await,
-            Conn::SqliteWrite(c) => c.finish(commit).await,
-            Conn::SqliteRead(_) => Ok(()),
+        match &mut self.link {
+            Link::Pg(c) => c.finish(commit).await,
+            Link::SqliteWrite(c) => c.finish(commit).await,
+            Link::SqliteRead(_) => Ok(()),
         }
     }
 }

@@ -10,7 +10,7 @@
 //!   marks `X-Forwarded-Proto: http` is redirected to `https://` (GET, HEAD: 308) or refused
 //!   (others: 403 `https_required`). `X-Forwarded-*` from any other peer is ignored.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -19,53 +19,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
-
-/// A network that is allowed to set `X-Forwarded-*`: an address and a prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Net {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Net {
-    /// `10.0.0.0/8`, `192.168.1.5`, `::1`, `fd00::/8`.
-    pub fn parse(s: &str) -> Option<Net> {
-        let (ip, prefix) = match s.trim().split_once('/') {
-            Some((ip, p)) => (ip.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
-            None => (s.trim().parse::<IpAddr>().ok()?, None),
-        };
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(Net { addr: ip, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let bits = |a: IpAddr| -> (u128, u32) {
-            match a {
-                IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
-                IpAddr::V6(v) => (u128::from(v), 128),
-            }
-        };
-        let ((net, width), (addr, w2)) = (bits(self.addr), bits(ip));
-        if width != w2 {
-            return false;
-        }
-        let shift = width - u32::from(self.prefix);
-        if shift >= 128 {
-            return true;
-        }
-        (net >> shift) == (addr >> shift)
-    }
-}
+pub use crate::config::Net;
+use crate::config::Origin;
 
 /// Edge settings, from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Edge {
-    pub cors_origins: Vec<String>,
+    pub cors_origins: Vec<Origin>,
     pub trusted_proxies: Vec<Net>,
     pub production: bool,
     pub max_url_bytes: usize,
@@ -151,8 +111,10 @@ async fn handle(edge: &Edge, req: Request, next: Next) -> Response {
 
     // CORS: exact origins only.
     let origin = req.headers().get(header::ORIGIN).cloned();
-    let allowed =
-        origin.as_ref().and_then(|o| o.to_str().ok()).is_some_and(|o| edge.cors_origins.iter().any(|a| a == o));
+    let allowed = origin
+        .as_ref()
+        .and_then(|o| o.to_str().ok())
+        .is_some_and(|o| edge.cors_origins.iter().any(|a| a.as_str() == o));
     let preflight =
         req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if preflight {

@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::request_id;
+use super::request_id::{self, InternalDetail};
 use crate::auth::AuthError;
 use crate::checks::FieldIssue;
 use crate::list_query::ParamError;
@@ -59,10 +59,6 @@ struct ErrorBody<'a> {
     #[serde(skip_serializing_if = "<[FieldIssue]>::is_empty")]
     details: &'a [FieldIssue],
 }
-
-/// The message and code a 5xx carries, kept in the response so the middleware can log it.
-#[derive(Clone, Debug)]
-pub struct InternalDetail(pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

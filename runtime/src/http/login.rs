@@ -47,11 +47,11 @@ pub async fn login(State(state): State<ApiState>, req: Request) -> Result<Respon
             return Ok(refused);
         }
     }
-    let Some(name) = state.repo.login(&user, &body.password).await? else {
+    let Some(name) = state.users.login(&user, &body.password).await? else {
         tracing::info!(target: "m::audit", user = %user, ip = %ip, "login failed");
         return Err(ApiError::InvalidCredentials);
     };
-    state.repo.users().forget(&name);
+    state.users.forget(&name);
     let Some(token) = state.auth.issue(&name, state.token_ttl_secs) else {
         return Err(crate::repo::RepoError::Internal("signing a token failed".into()).into());
     };
@@ -67,7 +67,7 @@ pub async fn login(State(state): State<ApiState>, req: Request) -> Result<Respon
 /// The caller: name, full name and roles (from the database).
 pub async fn me(State(state): State<ApiState>, caller: Caller) -> Result<Response, ApiError> {
     let who = &*caller.who;
-    let full_name = match state.repo.user_info(&who.user).await {
+    let full_name = match state.users.user_info(&who.user).await {
         Ok(info) => info.full_name,
         Err(crate::repo::RepoError::NotFound) => None,
         Err(e) => return Err(e.into()),
@@ -113,12 +113,12 @@ pub async fn set_password(State(state): State<ApiState>, caller: Caller, req: Re
             return Ok(refused);
         }
         let current = body.current_password.as_deref().unwrap_or_default();
-        if state.repo.login(&target, current).await?.is_none() {
+        if state.users.login(&target, current).await?.is_none() {
             tracing::info!(target: "m::audit", user = %target, "password change refused: wrong current password");
             return Err(crate::repo::RepoError::NotPermitted("the current password is wrong".into()).into());
         }
     }
-    state.repo.set_password(&target, &body.password).await?;
+    state.users.set_password(&target, &body.password).await?;
     tracing::info!(target: "m::audit", user = %who.user, target_user = %target, "password set");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,6 +1,7 @@
 //! The HTTP API (the README's HTTP API section). The only module that knows axum: handlers are written once and
 //! dispatch on the DocType named in the path, through the repository.
 
+mod authenticate;
 mod docs;
 mod edge;
 mod error;
@@ -19,7 +20,7 @@ use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde::Serialize;
 
 pub use edge::{Edge, Net};
@@ -27,14 +28,16 @@ pub use error::ApiError;
 pub use guard::Limits;
 pub use ratelimit::RateLimits;
 pub use ready::Readiness;
-pub use tls::{TlsListener, install_crypto_provider, server_config as tls_server_config};
+pub use tls::{TlsListener, server_config as tls_server_config};
 
+use crate::app::App;
 use crate::auth::Authenticator;
 use crate::doc::{Doc, DocJson};
 use crate::list_query;
 use crate::perms::{self, Action, Principal};
 use crate::repo::{Expect, Page, Repo, RepoError, etag};
 use crate::retry::retrying;
+use crate::users::Users;
 
 /// Shared state of the router: one `Arc`, so the per-request clones axum makes cost one
 /// reference count.
@@ -58,6 +61,7 @@ impl std::ops::Deref for ApiState {
 /// What the handlers share.
 pub struct Shared {
     pub repo: Repo,
+    pub users: Users,
     pub auth: Arc<Authenticator>,
     pub openapi: Arc<str>,
     pub max_body_bytes: usize,
@@ -69,32 +73,83 @@ pub struct Shared {
     pub rate_limits: Arc<RateLimits>,
 }
 
+/// Each method of a route with the permission it needs.
+type Methods = &'static [(&'static str, &'static str)];
+
+/// Every route: its path, its handlers, and each method with the permission it needs. The
+/// router is built from this table and `m routes` prints it, so the two cannot disagree.
+fn routes() -> Vec<(&'static str, MethodRouter<ApiState>, Methods)> {
+    const PUBLIC: &[(&str, &str)] = &[("GET", "-")];
+    vec![
+        ("/health", get(health), PUBLIC),
+        ("/ready", get(ready::ready), PUBLIC),
+        ("/metrics", get(metrics), &[("GET", "- (or on M_METRICS_ADDR)")]),
+        ("/openapi.json", get(docs::openapi), PUBLIC),
+        ("/docs", get(docs::page), PUBLIC),
+        ("/api/meta/{doctype}", get(meta), &[("GET", "read")]),
+        ("/api/v1/auth/login", post(login::login), &[("POST", "-")]),
+        ("/api/v1/auth/me", get(login::me), &[("GET", "authenticated")]),
+        ("/api/v1/auth/password", post(login::set_password), &[("POST", "authenticated")]),
+        ("/api/v1/{doctype}", get(list).post(create), &[("GET", "read"), ("POST", "create")]),
+        (
+            "/api/v1/{doctype}/{docref}",
+            get(read).patch(update).put(update).delete(delete),
+            &[("GET", "read"), ("PATCH", "write"), ("PUT", "write"), ("DELETE", "delete")],
+        ),
+        ("/api/v1/{doctype}/{docref}/{action}", post(lifecycle), &[("POST", "{action}")]),
+    ]
+}
+
 /// The whole API; `/metrics` too unless it has its own listener (`M_METRICS_ADDR`).
 pub fn router(state: ApiState, with_metrics: bool) -> Router {
     let mut r = Router::new();
-    if with_metrics {
-        r = r.route("/metrics", get(metrics));
+    for (path, handler, _) in routes() {
+        if with_metrics || path != "/metrics" {
+            r = r.route(path, handler);
+        }
     }
-    r.route("/health", get(health))
-        .route("/ready", get(ready::ready))
-        .route("/openapi.json", get(docs::openapi))
-        .route("/docs", get(docs::page))
-        .route("/api/meta/{doctype}", get(meta))
-        .route("/api/v1/auth/login", post(login::login))
-        .route("/api/v1/auth/me", get(login::me))
-        .route("/api/v1/auth/password", post(login::set_password))
-        .route("/api/v1/{doctype}", get(list).post(create))
-        .route("/api/v1/{doctype}/{docref}", get(read).patch(update).put(update).delete(delete))
-        .route("/api/v1/{doctype}/{docref}/{action}", post(lifecycle))
-        .fallback(not_found)
+    r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // A panic in a handler or hook is a 500 in the usual shape, logged with the request.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::middleware))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate::middleware))
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), guard::middleware))
         .layer(axum::middleware::from_fn_with_state(state.edge.clone(), edge::middleware))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
+}
+
+/// `m routes`: the route table with each DocType's paths spelled out (method, path, permission).
+pub fn route_table(app: &App) -> String {
+    let mut out = String::new();
+    let doctypes: Vec<_> = app.schemas().iter().filter(|s| !s.meta.child).collect();
+    for (template, _, methods) in routes() {
+        let mut paths = Vec::new();
+        if template.contains("{doctype}") {
+            for s in &doctypes {
+                let path = template.replace("{doctype}", s.meta.name).replace("{docref}", "{ref}");
+                if path.contains("{action}") {
+                    if s.meta.submittable {
+                        for (action, perm) in [("submit", "submit"), ("cancel", "cancel"), ("amend", "create")] {
+                            paths.push((path.replace("{action}", action), Some(perm)));
+                        }
+                    }
+                } else {
+                    paths.push((path, None));
+                }
+            }
+        } else {
+            paths.push((template.to_string(), None));
+        }
+        for (path, action_perm) in paths {
+            for (method, perm) in methods {
+                let perm = action_perm.unwrap_or(perm);
+                out.push_str(&format!("{method:<7} {path:<48} {perm}\n"));
+            }
+        }
+    }
+    out
 }
 
 /// A router with `/metrics` only, for a separate internal listener.
@@ -145,40 +200,21 @@ struct Caller {
     expect: Expect,
 }
 
-/// The outcome of authenticating a request (the user its token names), kept in its extensions
-/// by the rate limiter (which must know the user first) so the handler does not verify the
-/// token again.
-#[derive(Clone)]
-struct Authenticated(Result<Arc<crate::auth::Subject>, crate::auth::AuthError>);
-
-/// Authenticate a request once: the result the rate limiter left, or a fresh check.
-async fn authenticate(
-    headers: &axum::http::HeaderMap,
-    extensions: &axum::http::Extensions,
-    state: &ApiState,
-) -> Result<Arc<crate::auth::Subject>, crate::auth::AuthError> {
-    if let Some(Authenticated(done)) = extensions.get::<Authenticated>() {
-        return done.clone();
-    }
-    let authorization = match headers.get(header::AUTHORIZATION) {
-        Some(v) => Some(v.to_str().map_err(|_| crate::auth::AuthError::Invalid)?),
-        None => None,
-    };
-    state.auth.authenticate(authorization).await
-}
-
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let subject = authenticate(&parts.headers, &parts.extensions, state).await?;
+        let subject = match parts.extensions.get::<authenticate::Authenticated>() {
+            Some(authenticate::Authenticated(outcome)) => outcome.clone()?,
+            None => authenticate::verify(&parts.headers, state).await?,
+        };
         if let Some(slot) = parts.extensions.get::<request_id::UserSlot>() {
             let _ = slot.0.set(subject.user.clone());
         }
         // Roles and the enabled flag come from the database: a deleted or disabled user's
         // token is refused like an invalid one, and so is a token issued before the user was
         // (re)created or last changed their password.
-        let who = state.repo.principal(&subject.user).await?.ok_or(crate::auth::AuthError::Invalid)?;
+        let who = state.users.principal(&subject.user).await?.ok_or(crate::auth::AuthError::Invalid)?;
         if let (Some(iat), Some(after)) = (subject.issued_at, who.tokens_after)
             && iat < after
         {
@@ -187,24 +223,6 @@ impl FromRequestParts<ApiState> for Caller {
         let if_match = parts.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
         Ok(Caller { who, expect: Expect { if_match } })
     }
-}
-
-/// Run a repository call: retried when that is safe (`idempotent` reads on any transient
-/// failure, writes only on those the database rolled back), with its statements labelled by
-/// DocType (the registered name, or nothing for an unknown one) and operation for the metrics.
-async fn call<T, F, Fut>(
-    state: &ApiState,
-    doctype: &str,
-    operation: &'static str,
-    idempotent: bool,
-    op: F,
-) -> Result<T, RepoError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, RepoError>>,
-{
-    let name = state.repo.app().get(doctype).map_or("", |s| s.meta.name);
-    crate::metrics::db_scope(name, operation, retrying(idempotent, op)).await
 }
 
 /// `/metrics` and `/health` of an `m worker` process (on `M_METRICS_ADDR`).
@@ -228,7 +246,8 @@ async fn render_metrics(repo: &Repo) -> Response {
     crate::metrics::pool_connections(in_use, idle);
     // The queue is counted at each scrape (one indexed GROUP BY), so any instance reports it
     // whether or not it runs workers; a database that does not answer leaves the last counts.
-    if let Ok(Ok(counts)) = tokio::time::timeout(std::time::Duration::from_secs(2), repo.job_counts()).await {
+    if let Ok(Ok(counts)) = tokio::time::timeout(std::time::Duration::from_secs(2), repo.jobs().counts()).await {
+        let counts: Vec<_> = counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect();
         crate::metrics::jobs_queued(&counts);
     }
     let mut res = handle.render().into_response();
@@ -300,7 +319,7 @@ async fn list(
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
-    let page: Page = call(&state, &doctype, "list", true, || state.repo.list(who, &doctype, &q)).await?;
+    let page: Page = retrying(true, || state.repo.list(who, &doctype, &q)).await?;
     // Lists never carry child rows: project every column when `fields` is absent.
     let all: Vec<usize> = (0..schema.columns.len()).collect();
     let projection = page.projection.as_deref().unwrap_or(&all);
@@ -323,7 +342,7 @@ async fn create(
     let who = &*caller.who;
     state.repo.authorize(who, &doctype, Action::Create)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc = call(&state, &doctype, "create", false, || state.repo.create(who, &doctype, &body)).await?;
+    let doc = retrying(false, || state.repo.create(who, &doctype, &body)).await?;
     Ok(created(&doctype, &doc))
 }
 
@@ -333,7 +352,7 @@ async fn read(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
-    let doc = call(&state, &doctype, "get", true, || state.repo.get(who, &doctype, &docref)).await?;
+    let doc = retrying(true, || state.repo.get(who, &doctype, &docref)).await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
@@ -346,9 +365,7 @@ async fn update(
     let who = &*caller.who;
     state.repo.authorize(who, &doctype, Action::Write)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc =
-        call(&state, &doctype, "update", false, || state.repo.update(who, &doctype, &docref, &body, &caller.expect))
-            .await?;
+    let doc = retrying(false, || state.repo.update(who, &doctype, &docref, &body, &caller.expect)).await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
@@ -358,7 +375,7 @@ async fn delete(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
-    call(&state, &doctype, "delete", false, || state.repo.delete(who, &doctype, &docref, &caller.expect)).await?;
+    retrying(false, || state.repo.delete(who, &doctype, &docref, &caller.expect)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -372,15 +389,11 @@ async fn lifecycle(
     match action.as_str() {
         "submit" | "cancel" => {
             let action = if action == "submit" { Action::Submit } else { Action::Cancel };
-            let doc = call(&state, &doctype, action.as_str(), false, || {
-                state.repo.transition(who, &doctype, &docref, action, expect)
-            })
-            .await?;
+            let doc = retrying(false, || state.repo.transition(who, &doctype, &docref, action, expect)).await?;
             Ok(doc_response(StatusCode::OK, &doc))
         }
         "amend" => {
-            let doc =
-                call(&state, &doctype, "amend", false, || state.repo.amend(who, &doctype, &docref, expect)).await?;
+            let doc = retrying(false, || state.repo.amend(who, &doctype, &docref, expect)).await?;
             Ok(created(&doctype, &doc))
         }
         _ => Err(ApiError::NotFound),

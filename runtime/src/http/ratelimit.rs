@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::authenticate::Authenticated;
 use super::{ApiError, ApiState, Net};
 use crate::ratelimit::{Decision, Limiter, Policy};
 
@@ -75,20 +76,20 @@ impl RateLimits {
     }
 }
 
-pub async fn middleware(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+/// Count the request against its user (a valid token) or its client address (anything else),
+/// from the outcome the authentication step recorded.
+pub async fn middleware(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let limits: &Arc<RateLimits> = &state.rate_limits;
-    if matches!(req.uri().path(), "/health" | "/ready" | "/metrics") {
+    if super::authenticate::is_unmetered(req.uri().path()) {
         return next.run(req).await;
     }
-    let ip = limits.client(&req);
-    // The request is authenticated here, once: the handler reuses the outcome. Without a key
-    // (development) a request without a token is the Administrator and counts as that user.
-    let who = super::authenticate(req.headers(), req.extensions(), &state).await;
-    let user = who.as_ref().ok().map(|s| s.user.clone());
-    req.extensions_mut().insert(super::Authenticated(who));
+    let user = match req.extensions().get::<Authenticated>() {
+        Some(Authenticated(Ok(subject))) => Some(subject.user.clone()),
+        _ => None,
+    };
     let (key, policy) = match user {
         Some(u) => (format!("user:{u}"), limits.api),
-        None => (format!("ip:{ip}"), limits.anon),
+        None => (format!("ip:{}", limits.client(&req)), limits.anon),
     };
     let decision = match limits.check(&key, policy).await {
         Ok(d) => d,

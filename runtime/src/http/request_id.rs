@@ -14,7 +14,9 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::error::InternalDetail;
+/// The message and code a 5xx carries, kept in the response so this middleware can log it.
+#[derive(Clone, Debug)]
+pub struct InternalDetail(pub String);
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

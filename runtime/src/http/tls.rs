@@ -23,14 +23,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted but not yet through their handshake, at most.
 const MAX_HANDSHAKES: usize = 1024;
 
-/// The process-wide crypto provider (ring), for the listener and for `https://` clients.
-pub fn install_crypto_provider() {
-    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-}
-
 /// A server configuration from a PEM certificate chain and a PEM private key.
 pub fn server_config(cert: &str, key: &str) -> Result<Arc<ServerConfig>, String> {
-    install_crypto_provider();
+    crate::auth::install_crypto_provider();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("M_TLS_CERT `{cert}`: {e}"))?
         .collect::<Result<_, _>>()

@@ -17,19 +17,20 @@
 //! pub static JOBS: &[Job] = &[Job { name: "sync_customer_name", run: |ctx, args| Box::pin(sync(ctx, args)) }];
 //! ```
 
-pub mod cli;
-mod store;
+pub mod queue;
+pub(crate) mod store;
 mod worker;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use queue::{EnqueueError, JobQueue, MAX_ARGS_BYTES};
 pub use store::{JobInfo, JobState};
 pub use worker::{Worker, WorkerConfig};
 
-use crate::meta::BoxFuture;
+use crate::hooks::BoxFuture;
 use crate::perms::Principal;
 use crate::repo::{Repo, RepoError};
+use crate::users::Users;
 
 /// A job's code: it receives its context and the JSON arguments it was enqueued with.
 pub type JobFn = for<'a> fn(&'a JobCtx, serde_json::Value) -> BoxFuture<'a, Result<(), JobError>>;
@@ -91,23 +92,10 @@ impl From<RepoError> for JobError {
     }
 }
 
-/// Enqueueing refused: no such job, arguments too large, or the database failed.
-#[derive(Debug, thiserror::Error)]
-pub enum EnqueueError {
-    #[error("no job named `{0}` in this application")]
-    Unknown(String),
-    #[error("job arguments are limited to {MAX_ARGS_BYTES} bytes of JSON")]
-    TooLarge,
-    #[error(transparent)]
-    Repo(#[from] RepoError),
-}
-
-/// Largest JSON arguments accepted.
-pub const MAX_ARGS_BYTES: usize = 64 * 1024;
-
 /// What a running job sees: the repository, its own id and attempt, who enqueued it.
 pub struct JobCtx {
     pub(crate) repo: Repo,
+    pub(crate) users: Users,
     pub(crate) id: String,
     pub(crate) attempt: u32,
     pub(crate) enqueued_by: Option<String>,
@@ -143,93 +131,31 @@ impl JobCtx {
     /// longer exists or is disabled.
     pub async fn as_enqueuer(&self) -> Result<Arc<Principal>, JobError> {
         let user = self.enqueued_by.as_deref().ok_or_else(|| JobError::fatal("the job has no enqueuing user"))?;
-        self.repo.principal(user).await?.ok_or_else(|| JobError::fatal(format!("user {user} is gone or disabled")))
+        self.users.principal(user).await?.ok_or_else(|| JobError::fatal(format!("user {user} is gone or disabled")))
     }
 
     /// Queue another job (committed at once). Returns its id.
     pub async fn enqueue(&self, job: &str, args: serde_json::Value) -> Result<String, JobError> {
         self.repo.enqueue(job, &args, self.enqueued_by.as_deref()).await.map_err(|e| match e {
-            EnqueueError::Repo(r) => JobError::from(r),
+            EnqueueError::Db(e) => JobError::from(RepoError::from(e)),
             other => JobError::fatal(other.to_string()),
         })
     }
 }
 
-/// Now, in Unix microseconds (the queue's clock).
-pub(crate) fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
-/// The W3C traceparent of the current span, when tracing is on.
-fn current_traceparent() -> Option<String> {
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let span = tracing::Span::current();
-    if span.is_disabled() {
-        return None;
-    }
-    let mut carrier = std::collections::HashMap::new();
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&span.context(), &mut carrier));
-    carrier.remove("traceparent")
-}
-
-impl Repo {
-    /// Queue `job` with `args`, committed at once (outside any write). Returns the job's id.
-    pub async fn enqueue(
-        &self,
-        job: &str,
-        args: &serde_json::Value,
-        enqueued_by: Option<&str>,
-    ) -> Result<String, EnqueueError> {
-        let (id, sql) = self.enqueue_statement(job, args, enqueued_by)?;
-        self.db().write(&crate::db::DbCtx::System, &sql.text, sql.binds).await.map_err(RepoError::from)?;
-        self.jobs_wake().notify_one();
-        Ok(id)
-    }
-
-    /// Queue `job` inside the transaction `tx` (a hook's write): it exists only if `tx` commits.
-    pub(crate) async fn enqueue_in(
-        &self,
-        tx: &mut crate::db::Tx,
-        job: &str,
-        args: &serde_json::Value,
-        enqueued_by: Option<&str>,
-    ) -> Result<String, EnqueueError> {
-        let (id, sql) = self.enqueue_statement(job, args, enqueued_by)?;
-        tx.execute(&sql.text, sql.binds).await.map_err(RepoError::from)?;
-        tx.wake_on_commit(self.jobs_wake().clone());
-        Ok(id)
-    }
-
-    fn enqueue_statement(
-        &self,
-        job: &str,
-        args: &serde_json::Value,
-        enqueued_by: Option<&str>,
-    ) -> Result<(String, crate::query::Sql), EnqueueError> {
-        let def = self.app().job(job).ok_or_else(|| EnqueueError::Unknown(job.to_string()))?;
-        let args = serde_json::to_string(args).map_err(|e| EnqueueError::Repo(RepoError::Internal(e.to_string())))?;
-        if args.len() > MAX_ARGS_BYTES {
-            return Err(EnqueueError::TooLarge);
+/// A job table an application hands over is well formed: names of 1–140 of `a-z 0-9 _ . : -`,
+/// none defined twice.
+pub fn check_table(jobs: &[Job]) -> Result<(), String> {
+    for (n, job) in jobs.iter().enumerate() {
+        let well_formed = !job.name.is_empty()
+            && job.name.len() <= 140
+            && job.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b));
+        if !well_formed {
+            return Err(format!("job name `{}`: use 1–140 of a-z 0-9 _ . : -", job.name));
         }
-        let id = uuid::Uuid::now_v7().to_string();
-        let new = store::NewJob {
-            id: &id,
-            job: def.name,
-            args: &args,
-            max_attempts: self.job_attempts(),
-            enqueued_by,
-            trace: current_traceparent(),
-        };
-        Ok((id.clone(), store::insert(self.db().dialect(), &new, now_us())))
+        if jobs[..n].iter().any(|j| j.name == job.name) {
+            return Err(format!("job `{}` is defined twice", job.name));
+        }
     }
-
-    /// The newest `limit` jobs, optionally in one state (`m job:list`).
-    pub async fn job_list(&self, state: Option<JobState>, limit: u32) -> Result<Vec<JobInfo>, RepoError> {
-        store::list(self.db(), state, limit).await
-    }
-
-    /// Jobs by state, for the metrics and `m job:list`.
-    pub async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, RepoError> {
-        store::counts(self.db()).await
-    }
+    Ok(())
 }

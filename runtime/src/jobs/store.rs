@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
+use crate::db::DbError;
 use crate::db::{Db, DbCtx, Dialect, Row};
 use crate::meta::FieldKind;
 use crate::query::Sql;
-use crate::repo::RepoError;
 use crate::value::Value;
 
 /// Where a job stands.
@@ -144,7 +144,7 @@ fn known(sql: &mut Sql, names: &[&str]) {
 /// build waits for a worker that knows it): `running`, one more attempt, leased for `lease`
 /// microseconds by the lease clock. PostgreSQL skips rows other workers hold; SQLite's single
 /// writer serialises claims.
-pub(crate) async fn claim(db: &Db, names: &[&str], now: i64, lease: i64) -> Result<Option<Claimed>, RepoError> {
+pub(crate) async fn claim(db: &Db, names: &[&str], now: i64, lease: i64) -> Result<Option<Claimed>, DbError> {
     if names.is_empty() {
         return Ok(None);
     }
@@ -196,7 +196,7 @@ pub(crate) enum Finish<'a> {
 /// Record how a claimed run ended. Guarded by the run's attempt number and lease, so a run whose
 /// lease expired (and whose job another worker took, or `m job:retry` queued again) changes
 /// nothing.
-pub(crate) async fn finish(db: &Db, job: &Claimed, how: Finish<'_>, now: i64) -> Result<bool, RepoError> {
+pub(crate) async fn finish(db: &Db, job: &Claimed, how: Finish<'_>, now: i64) -> Result<bool, DbError> {
     let mut sql = Sql::new(db.dialect());
     match how {
         Finish::Done => {
@@ -224,7 +224,7 @@ pub(crate) async fn finish(db: &Db, job: &Claimed, how: Finish<'_>, now: i64) ->
 
 /// Jobs whose worker stopped answering (lease expired): queued again, or failed when their
 /// attempts are used up. Returns the number of jobs taken back.
-pub(crate) async fn take_back(db: &Db, now: i64) -> Result<u64, RepoError> {
+pub(crate) async fn take_back(db: &Db, now: i64) -> Result<u64, DbError> {
     let dialect = db.dialect();
     let lost = "the worker running it stopped before it finished (lease expired)";
     let mut failed = Sql::new(dialect);
@@ -249,7 +249,7 @@ const SWEEP_BATCH: i64 = 1000;
 
 /// Delete done jobs that finished before `keep_until`, a batch per transaction, at most `batches`
 /// batches. Returns the number deleted.
-pub(crate) async fn sweep(db: &Db, keep_until: i64, batches: u32) -> Result<u64, RepoError> {
+pub(crate) async fn sweep(db: &Db, keep_until: i64, batches: u32) -> Result<u64, DbError> {
     let mut deleted = 0;
     for _ in 0..batches {
         let mut sql = Sql::new(db.dialect());
@@ -267,7 +267,7 @@ pub(crate) async fn sweep(db: &Db, keep_until: i64, batches: u32) -> Result<u64,
 
 /// Jobs waiting, running and failed (done ones are not counted: there can be many, and the
 /// outcome counter tells how many finished).
-pub(crate) async fn counts(db: &Db) -> Result<Vec<(JobState, i64)>, RepoError> {
+pub(crate) async fn counts(db: &Db) -> Result<Vec<(JobState, i64)>, DbError> {
     let rows = db
         .fetch(
             &DbCtx::System,
@@ -306,7 +306,7 @@ pub struct JobInfo {
 }
 
 /// The newest `limit` jobs, optionally in one state.
-pub(crate) async fn list(db: &Db, state: Option<JobState>, limit: u32) -> Result<Vec<JobInfo>, RepoError> {
+pub(crate) async fn list(db: &Db, state: Option<JobState>, limit: u32) -> Result<Vec<JobInfo>, DbError> {
     let mut sql = Sql::new(db.dialect());
     sql.push(
         "SELECT id, job, state, attempts, max_attempts, args, enqueued_by, created, run_at, finished, error FROM m_job",
@@ -351,7 +351,7 @@ pub(crate) async fn list(db: &Db, state: Option<JobState>, limit: u32) -> Result
 }
 
 /// A failed job queued again with fresh attempts. False when no failed job has that id.
-pub(crate) async fn retry(db: &Db, id: &str, now: i64) -> Result<bool, RepoError> {
+pub(crate) async fn retry(db: &Db, id: &str, now: i64) -> Result<bool, DbError> {
     let mut sql = Sql::new(db.dialect());
     sql.push("UPDATE m_job SET state = 'queued', attempts = 0, finished = NULL, run_at = ");
     sql.bind(FieldKind::BigInt, Value::Int(now)).push(" WHERE id = ").bind(FieldKind::Data, text(id));
@@ -361,7 +361,7 @@ pub(crate) async fn retry(db: &Db, id: &str, now: i64) -> Result<bool, RepoError
 
 /// Delete a queued or failed job (one no worker will run, or that is not wanted). False when no
 /// such job is queued or failed.
-pub(crate) async fn delete(db: &Db, id: &str) -> Result<bool, RepoError> {
+pub(crate) async fn delete(db: &Db, id: &str) -> Result<bool, DbError> {
     let mut sql = Sql::new(db.dialect());
     sql.push("DELETE FROM m_job WHERE id = ").bind(FieldKind::Data, text(id));
     sql.push(" AND state IN ('queued', 'failed')");

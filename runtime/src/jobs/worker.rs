@@ -12,10 +12,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
+use super::queue::now_us;
 use super::store::{self, Claimed, Finish};
-use super::{JobCtx, JobError, now_us};
+use super::{Job, JobCtx, JobError};
 use crate::config::Config;
 use crate::repo::Repo;
+use crate::users::Users;
 
 /// How workers run.
 #[derive(Debug, Clone)]
@@ -63,22 +65,30 @@ fn micros(d: Duration) -> i64 {
 
 /// Runs jobs from the queue until stopped.
 pub struct Worker {
-    repo: Repo,
+    ctx: Services,
     config: WorkerConfig,
+}
+
+/// What a worker's jobs run with: the document and user services and the job table.
+#[derive(Clone)]
+struct Services {
+    repo: Repo,
+    users: Users,
+    jobs: &'static [Job],
 }
 
 /// Jobs this worker is running, by id (released when the worker stops before they finish).
 type Running = Arc<Mutex<HashMap<String, Claimed>>>;
 
 impl Worker {
-    pub fn new(repo: Repo, config: WorkerConfig) -> Worker {
-        Worker { repo, config }
+    pub fn new(repo: Repo, users: Users, jobs: &'static [Job], config: WorkerConfig) -> Worker {
+        Worker { ctx: Services { repo, users, jobs }, config }
     }
 
     /// Run until `stop` completes; then let running jobs finish within `deadline`.
     pub async fn run_until(self, stop: impl Future<Output = ()>, deadline: Duration) {
         let config = Arc::new(self.config);
-        let names: Vec<&'static str> = self.repo.app().jobs().iter().map(|j| j.name).collect();
+        let names: Vec<&'static str> = self.ctx.jobs.iter().map(|j| j.name).collect();
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let running: Running = Arc::default();
         let mut tasks = JoinSet::new();
@@ -95,7 +105,7 @@ impl Worker {
                 biased;
                 () = &mut stop => break,
                 _ = maintenance.tick() => {
-                    crate::db::quietly(maintain(&self.repo, &config, &mut maintenance_failing)).await;
+                    crate::db::quietly(maintain(&self.ctx.repo, &config, &mut maintenance_failing)).await;
                     continue;
                 }
                 slot = slots.clone().acquire_owned() => match slot {
@@ -104,15 +114,15 @@ impl Worker {
                 },
             };
             let now = now_us();
-            match crate::db::quietly(store::claim(self.repo.db(), &names, now, micros(config.lease()))).await {
+            match crate::db::quietly(store::claim(self.ctx.repo.db(), &names, now, micros(config.lease()))).await {
                 Ok(Some(job)) => {
                     queue_failing = false;
                     if let Ok(mut r) = running.lock() {
                         r.insert(job.id.clone(), job.clone());
                     }
-                    let (repo, config, running) = (self.repo.clone(), config.clone(), running.clone());
+                    let (ctx, config, running) = (self.ctx.clone(), config.clone(), running.clone());
                     tasks.spawn(async move {
-                        run_one(&repo, &config, &job).await;
+                        run_one(&ctx, &config, &job).await;
                         if let Ok(mut r) = running.lock() {
                             r.remove(&job.id);
                         }
@@ -133,7 +143,7 @@ impl Worker {
             tokio::select! {
                 biased;
                 () = &mut stop => break,
-                () = self.repo.jobs_wake().notified() => {}
+                () = self.ctx.repo.jobs().wake().notified() => {}
                 () = tokio::time::sleep(config.poll) => {}
             }
         }
@@ -151,7 +161,7 @@ impl Worker {
             let left: Vec<Claimed> =
                 running.lock().map(|mut r| r.drain().map(|(_, j)| j).collect()).unwrap_or_default();
             for job in left {
-                let _ = store::finish(self.repo.db(), &job, Finish::Release, now_us()).await;
+                let _ = store::finish(self.ctx.repo.db(), &job, Finish::Release, now_us()).await;
                 tracing::warn!(job = %job.job, id = %job.id, "job stopped by the shutdown deadline: queued again");
             }
         }
@@ -183,10 +193,11 @@ async fn maintain(repo: &Repo, config: &WorkerConfig, failing: &mut bool) {
 }
 
 /// Run one claimed job and record its outcome.
-async fn run_one(repo: &Repo, config: &WorkerConfig, job: &Claimed) {
+async fn run_one(services: &Services, config: &WorkerConfig, job: &Claimed) {
+    let repo = &services.repo;
     use futures_util::FutureExt as _;
     let started = Instant::now();
-    let def = repo.app().job(&job.job).copied();
+    let def = services.jobs.iter().find(|j| j.name == job.job).copied();
     let label = def.map_or("unknown", |d| d.name);
     let span = job_span(job, label);
     let outcome = match def {
@@ -196,13 +207,14 @@ async fn run_one(repo: &Repo, config: &WorkerConfig, job: &Claimed) {
             Ok(args) => {
                 let ctx = JobCtx {
                     repo: repo.clone(),
+                    users: services.users.clone(),
                     id: job.id.clone(),
                     attempt: job.attempt,
                     enqueued_by: job.enqueued_by.clone(),
                 };
                 // The job runs in this task (not a task of its own), so a timeout or an abort
                 // drops its future at once: nothing of it runs after the outcome is recorded.
-                let run = crate::metrics::db_scope("", "job", (def.run)(&ctx, args)).instrument(span.clone());
+                let run = (def.run)(&ctx, args).instrument(span.clone());
                 match tokio::time::timeout(config.timeout, std::panic::AssertUnwindSafe(run).catch_unwind()).await {
                     Ok(Ok(result)) => result,
                     Ok(Err(_)) => Err(JobError::retry("the job panicked")),

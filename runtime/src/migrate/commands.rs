@@ -39,9 +39,9 @@ impl Ctx {
             url: config.database_url.expose().to_string(),
             source,
             desired: desired_schema(app)?,
-            rls: super::rls::Plan::new(app, config.rls()),
+            rls: super::rls::Plan::new(app, config.db_rls),
             tool_version: format!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")),
-            timeouts: config.migrate_timeouts(),
+            timeouts: super::Timeouts::from(config),
         })
     }
 

@@ -2,7 +2,6 @@
 //! resume, rollback and repair. What to run comes from m-codegen (`m_codegen::migrate`); this
 //! module only executes it and records what happened.
 
-pub mod cli;
 pub mod commands;
 mod conn;
 pub mod live;
@@ -159,6 +158,15 @@ pub struct LogEntry {
 pub struct Timeouts {
     pub lock: Duration,
     pub statement: Duration,
+}
+
+impl From<&crate::config::Config> for Timeouts {
+    fn from(c: &crate::config::Config) -> Self {
+        Timeouts {
+            lock: Duration::from_secs(c.migrate_lock_timeout_secs.max(1)),
+            statement: Duration::from_secs(c.migrate_statement_timeout_secs.max(1)),
+        }
+    }
 }
 
 impl Default for Timeouts {

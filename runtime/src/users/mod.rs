@@ -8,7 +8,10 @@
 //! change was made by another server instance or by `m user:*` in another process. Passwords are
 //! argon2id hashes in `m_auth`, a table no DocType query reads; they are never returned or logged.
 
-pub mod cli;
+pub mod rules;
+
+use rules::administrator;
+pub use rules::{USER_DOCTYPE, USER_PERMISSION_TABLE, USER_TABLE, known_roles, normalise};
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -17,20 +20,14 @@ use std::time::{Duration, Instant};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
-use crate::app::App;
 use crate::checks::FieldIssue;
 use crate::db::DbCtx;
 use crate::doc::Doc;
 use crate::meta::FieldKind;
-use crate::perms::{ADMINISTRATOR, Principal, SYSTEM_MANAGER};
+use crate::perms::{ADMINISTRATOR, Principal};
 use crate::query;
 use crate::repo::{Repo, RepoError};
 use crate::value::Value;
-
-/// The built-in tables.
-pub const USER_TABLE: &str = "user";
-pub const USER_DOCTYPE: &str = "User";
-pub const USER_PERMISSION_TABLE: &str = "user_permission";
 
 /// How long a user's roles and enabled flag are used before they are read again.
 pub const FRESH: Duration = Duration::from_millis(900);
@@ -52,6 +49,21 @@ type Entry = (Instant, Option<Arc<Principal>>);
 const MAX_DIRECTORY_ENTRIES: usize = 100_000;
 
 impl Directory {
+    /// What the document service calls after each committed write: a changed or deleted user
+    /// (or a change to their User Permissions) is read again on their next request.
+    pub fn forget_written(directory: Arc<Directory>) -> crate::repo::WriteObserver {
+        Box::new(move |doc| {
+            if doc.schema.meta.table == USER_TABLE {
+                directory.forget(doc.name());
+            }
+            if doc.schema.meta.table == USER_PERMISSION_TABLE
+                && let Value::Str(user) = doc.get("user")
+            {
+                directory.forget(user);
+            }
+        })
+    }
+
     fn get(&self, user: &str) -> Option<Option<Arc<Principal>>> {
         let map = self.map.read().ok()?;
         map.get(user).filter(|(at, _)| at.elapsed() < FRESH).map(|(_, p)| p.clone())
@@ -72,112 +84,6 @@ impl Directory {
             map.remove(user);
         }
     }
-}
-
-fn administrator() -> Arc<Principal> {
-    static ADMIN: OnceLock<Arc<Principal>> = OnceLock::new();
-    ADMIN.get_or_init(|| Arc::new(Principal::administrator())).clone()
-}
-
-/// A sign-in name as stored: emails in lower case, `Administrator` as is.
-pub fn normalise(username: &str) -> String {
-    let u = username.trim();
-    if u.eq_ignore_ascii_case(ADMINISTRATOR) { ADMINISTRATOR.to_string() } else { u.to_lowercase() }
-}
-
-fn looks_like_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else { return false };
-    !local.is_empty()
-        && !domain.is_empty()
-        && !domain.contains('@')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// Every role the application knows: those its DocTypes grant, and System Manager.
-pub fn known_roles(app: &App) -> Vec<&'static str> {
-    let mut roles: Vec<&'static str> = vec![SYSTEM_MANAGER];
-    for s in app.schemas() {
-        for g in s.meta.permissions {
-            if !roles.contains(&g.role) {
-                roles.push(g.role);
-            }
-        }
-    }
-    roles.sort_unstable();
-    roles
-}
-
-/// The runtime's rules for a `User` being saved (after hooks, before the value checks):
-/// the email is the name (normalised, fixed once created), roles are known and not repeated,
-/// and the Administrator stays enabled.
-pub fn check(app: &App, doc: &mut Doc, previous: Option<&Doc>) -> Result<(), RepoError> {
-    if doc.schema.meta.table == USER_PERMISSION_TABLE {
-        return check_user_permission(app, doc);
-    }
-    if doc.schema.meta.table != USER_TABLE {
-        return Ok(());
-    }
-    let mut issues = Vec::new();
-    if let Value::Str(email) = doc.get("email") {
-        let normal = normalise(email);
-        if normal != ADMINISTRATOR && !looks_like_email(&normal) {
-            issues.push(FieldIssue::new("email", "email", format!("`{email}` is not an email address")));
-        }
-        doc.set("email", Value::Str(normal));
-    }
-    if let Some(prev) = previous
-        && prev.get("email") != doc.get("email")
-    {
-        issues.push(FieldIssue::new("email", "immutable", "the email is the user's name and cannot be changed"));
-    }
-    let name = previous.map(Doc::name).unwrap_or_default();
-    if name == ADMINISTRATOR && doc.get("enabled") != &Value::Bool(true) {
-        issues.push(FieldIssue::new("enabled", "administrator", "the Administrator cannot be disabled"));
-    }
-    let known = known_roles(app);
-    let mut seen: Vec<String> = Vec::new();
-    for (n, row) in doc.table("roles").iter().enumerate() {
-        let Value::Str(role) = row.get("role") else { continue };
-        if !known.contains(&role.as_str()) {
-            issues.push(FieldIssue::new(
-                format!("roles[{n}].role"),
-                "unknown_role",
-                format!("unknown role `{role}`; the application's roles are: {}", known.join(", ")),
-            ));
-        } else if seen.contains(role) {
-            issues.push(FieldIssue::new(
-                format!("roles[{n}].role"),
-                "duplicate",
-                format!("role `{role}` is listed twice"),
-            ));
-        }
-        seen.push(role.clone());
-    }
-    if issues.is_empty() { Ok(()) } else { Err(RepoError::Validation(issues)) }
-}
-
-/// A User Permission's `allow` names one of the application's DocTypes (not a child).
-fn check_user_permission(app: &App, doc: &Doc) -> Result<(), RepoError> {
-    let Value::Str(allow) = doc.get("allow") else { return Ok(()) };
-    if app.routable(allow).is_some() {
-        return Ok(());
-    }
-    let names: Vec<&str> = app.schemas().iter().filter(|s| !s.meta.child).map(|s| s.meta.name).collect();
-    Err(RepoError::Validation(vec![FieldIssue::new(
-        "allow",
-        "unknown_doctype",
-        format!("`{allow}` is not a DocType; allow one of: {}", names.join(", ")),
-    )]))
-}
-
-/// The Administrator cannot be deleted.
-pub fn before_delete(doc: &Doc) -> Result<(), RepoError> {
-    if doc.schema.meta.table == USER_TABLE && doc.name() == ADMINISTRATOR {
-        return Err(RepoError::NotPermitted("the Administrator cannot be deleted".into()));
-    }
-    Ok(())
 }
 
 /// An argon2id hash (PHC string) of a new password, after the length rules.
@@ -241,27 +147,47 @@ impl UserInfo {
     }
 }
 
-impl Repo {
+/// The user service: principals for authenticated names (through the directory), the login,
+/// passwords, and the built-in Administrator. Documents go through the document service, so the
+/// rules of `User` are the API's.
+#[derive(Clone)]
+pub struct Users {
+    repo: Repo,
+    directory: Arc<Directory>,
+}
+
+impl Users {
+    /// The service over `repo`, whose writes to users forget them in `directory`.
+    pub fn new(repo: Repo, directory: Arc<Directory>) -> Users {
+        Users { repo, directory }
+    }
+
+    /// Read `user` again on their next request.
+    pub fn forget(&self, user: &str) {
+        self.directory.forget(user);
+    }
+
     /// The principal of an authenticated user name, with roles from the database; None for a
     /// user that does not exist or is disabled (their tokens no longer work).
     pub async fn principal(&self, user: &str) -> Result<Option<Arc<Principal>>, RepoError> {
         if user == ADMINISTRATOR {
             return Ok(Some(administrator()));
         }
-        if let Some(hit) = self.users().get(user) {
+        if let Some(hit) = self.directory.get(user) {
             crate::metrics::cache_lookup("user", true);
             return Ok(hit);
         }
         crate::metrics::cache_lookup("user", false);
         let at = Instant::now();
-        let sql = query::user_access(self.db().dialect(), user);
+        let sql = query::user_access(self.repo.db().dialect(), user);
         let kinds = [FieldKind::Check, FieldKind::Data, FieldKind::Datetime, FieldKind::BigInt];
-        let rows = self.db().fetch(&DbCtx::System, &sql.text, sql.binds, &kinds).await?;
+        let rows = self.repo.db().fetch(&DbCtx::System, &sql.text, sql.binds, &kinds).await?;
         let principal = match rows.first() {
             Some(first) if first.first() == Some(&Value::Bool(true)) => {
                 let roles = rows.iter().filter_map(|r| r.get(1).and_then(Value::as_str).map(str::to_string)).collect();
-                let sql = query::user_permission_doctypes(self.db().dialect(), user);
+                let sql = query::user_permission_doctypes(self.repo.db().dialect(), user);
                 let restricted = self
+                    .repo
                     .db()
                     .fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldKind::Data])
                     .await?
@@ -281,7 +207,7 @@ impl Repo {
             }
             _ => None,
         };
-        self.users().put(user, at, principal.clone());
+        self.directory.put(user, at, principal.clone());
         Ok(principal)
     }
 
@@ -289,8 +215,9 @@ impl Repo {
     /// work, for an unknown user, a disabled one, one without a password and a wrong password.
     pub async fn login(&self, username: &str, password: &str) -> Result<Option<String>, RepoError> {
         let name = normalise(username);
-        let sql = query::user_credentials(self.db().dialect(), &name);
-        let rows = self.db().fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldKind::Check, FieldKind::Text]).await?;
+        let sql = query::user_credentials(self.repo.db().dialect(), &name);
+        let rows =
+            self.repo.db().fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldKind::Check, FieldKind::Text]).await?;
         let hash = match rows.first().map(Vec::as_slice) {
             Some([Value::Bool(true), Value::Str(h)]) if password.len() <= MAX_PASSWORD_BYTES => Some(h.clone()),
             _ => None,
@@ -305,12 +232,12 @@ impl Repo {
         let hash = hash_password(password).await?;
         let who = Principal::administrator();
         // The user must exist (the hash table references it).
-        self.get(&who, USER_DOCTYPE, &name).await?;
+        self.repo.get(&who, USER_DOCTYPE, &name).await?;
         let now = chrono::Utc::now().timestamp();
-        let sql = query::set_password_hash(self.db().dialect(), &name, &hash, now);
-        self.db().write(&DbCtx::System, &sql.text, sql.binds).await?;
+        let sql = query::set_password_hash(self.repo.db().dialect(), &name, &hash, now);
+        self.repo.db().write(&DbCtx::System, &sql.text, sql.binds).await?;
         // Tokens issued before now stop working (at once here, within a second elsewhere).
-        self.users().forget(&name);
+        self.directory.forget(&name);
         Ok(())
     }
 
@@ -318,13 +245,13 @@ impl Repo {
     /// matter: the Administrator is always a System Manager).
     pub async fn ensure_administrator(&self) -> Result<(), RepoError> {
         let who = Principal::administrator();
-        match self.get(&who, USER_DOCTYPE, ADMINISTRATOR).await {
+        match self.repo.get(&who, USER_DOCTYPE, ADMINISTRATOR).await {
             Ok(_) => return Ok(()),
             Err(RepoError::NotFound) => {}
             Err(e) => return Err(e),
         }
         let body = serde_json::json!({"email": ADMINISTRATOR, "full_name": ADMINISTRATOR, "enabled": true});
-        match self.create(&who, USER_DOCTYPE, &body).await {
+        match self.repo.create(&who, USER_DOCTYPE, &body).await {
             // Another instance created it at the same moment.
             Ok(_) | Err(RepoError::Duplicate { .. }) => Ok(()),
             Err(e) => Err(e),
@@ -333,7 +260,7 @@ impl Repo {
 
     /// A user's profile (for `/auth/me` and `m user:list`).
     pub async fn user_info(&self, user: &str) -> Result<UserInfo, RepoError> {
-        let doc = self.get(&Principal::administrator(), USER_DOCTYPE, user).await?;
+        let doc = self.repo.get(&Principal::administrator(), USER_DOCTYPE, user).await?;
         Ok(UserInfo::from_doc(&doc))
     }
 
@@ -346,16 +273,6 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn emails_and_the_administrator_are_normalised() {
-        assert_eq!(normalise(" Ann@Example.COM "), "ann@example.com");
-        assert_eq!(normalise("administrator"), "Administrator");
-        assert!(looks_like_email("a@b.c"));
-        for bad in ["a", "@b.c", "a@", "a@@b", "a b@c.d", "a@.b", "a@b."] {
-            assert!(!looks_like_email(bad), "{bad}");
-        }
-    }
 
     #[tokio::test]
     async fn passwords_hash_and_verify() {

@@ -9,11 +9,21 @@
 //! through [`HookCtx`], in the same transaction.
 
 use std::future::Future;
+use std::pin::Pin;
 
-use crate::db::Tx;
-pub use crate::meta::BoxFuture;
-use crate::repo::Repo;
+pub mod error;
+
+pub use error::HookError;
+
+use crate::doc::Doc;
 use crate::value::Value;
+
+/// A boxed future, the return type of hook functions and [`HookHost`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The per-DocType hook entry point the derive macro generates when hooks exist; the
+/// application's DocType table registers it with the DocType's metadata.
+pub type HookFn = for<'a, 't> fn(HookEvent, &'a mut Doc, &'a HookCtx<'t>) -> BoxFuture<'a, Result<(), HookError>>;
 
 /// When a hook runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,42 +36,38 @@ pub enum HookEvent {
     OnCancel,
 }
 
-/// A hook's failure. `Validation` is shown to the client (422); `Internal` is logged and the
-/// client sees a 500 without the message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HookError {
-    #[error("{message}")]
-    Validation { field: Option<String>, message: String },
-    #[error("hook failed: {0}")]
-    Internal(String),
-}
-
-impl HookError {
-    /// A 422 about one field.
-    pub fn field(field: &str, message: impl Into<String>) -> HookError {
-        HookError::Validation { field: Some(field.to_string()), message: message.into() }
-    }
-
-    /// A 422 about the document as a whole.
-    pub fn invalid(message: impl Into<String>) -> HookError {
-        HookError::Validation { field: None, message: message.into() }
-    }
+/// What hooks reach the runtime through: reads of other documents and the job queue, inside the
+/// write's transaction. The document service implements it; hooks never see the service itself.
+pub trait HookHost: Send + Sync {
+    /// One field of a document by DocType and `name` (Null when it does not exist).
+    fn get_value<'a>(
+        &'a self,
+        doctype: &'a str,
+        name: &'a str,
+        field: &'a str,
+    ) -> BoxFuture<'a, Result<Value, HookError>>;
+    /// Queue a job in the write's transaction; returns its id.
+    fn enqueue<'a>(&'a self, job: &'a str, args: serde_json::Value) -> BoxFuture<'a, Result<String, HookError>>;
 }
 
 /// What a hook can see: the acting user, whether the document is new, and read access to other
 /// documents — through the write's own transaction, so a hook sees the transaction's state and
 /// never needs a second connection.
 pub struct HookCtx<'t> {
-    pub(crate) repo: Repo,
-    pub(crate) user: String,
-    pub(crate) is_new: bool,
-    pub(crate) tx: tokio::sync::Mutex<&'t mut Tx>,
+    host: &'t dyn HookHost,
+    user: &'t str,
+    is_new: bool,
 }
 
-impl HookCtx<'_> {
+impl<'t> HookCtx<'t> {
+    /// A context for one hook call (the document service makes it).
+    pub fn new(host: &'t dyn HookHost, user: &'t str, is_new: bool) -> HookCtx<'t> {
+        HookCtx { host, user, is_new }
+    }
+
     /// The acting user's `name`.
     pub fn user(&self) -> &str {
-        &self.user
+        self.user
     }
 
     /// True when the document is being created.
@@ -72,18 +78,13 @@ impl HookCtx<'_> {
     /// Queue a background job in the write's transaction: it exists (and runs) only if the write
     /// commits. Returns the job's id.
     pub async fn enqueue(&self, job: &str, args: serde_json::Value) -> Result<String, HookError> {
-        let mut tx = self.tx.lock().await;
-        self.repo
-            .enqueue_in(&mut tx, job, &args, Some(&self.user))
-            .await
-            .map_err(|e| HookError::Internal(e.to_string()))
+        self.host.enqueue(job, args).await
     }
 
     /// One field of another document by DocType and `name` (Null when the document does not
     /// exist). Reads bypass the caller's row scope: hooks are application code.
     pub async fn get_value(&self, doctype: &str, name: &str, field: &str) -> Result<Value, HookError> {
-        let mut tx = self.tx.lock().await;
-        self.repo.get_value_in(&mut tx, doctype, name, field).await.map_err(|e| HookError::Internal(e.to_string()))
+        self.host.get_value(doctype, name, field).await
     }
 }
 

@@ -4,20 +4,52 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::MigrateError;
-use super::commands::{self, Ctx, use_color};
-use crate::app::App;
-use crate::config::Config;
+use crate::migrate::MigrateError;
+use crate::migrate::commands::{self, Ctx, use_color};
 
-#[derive(Debug, Clone)]
+/// The migration commands.
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum MigrateCommand {
-    Migrate { json: bool },
-    Status { live: bool, json: bool },
-    Create { name: String, merge: bool, json: bool },
-    Rollback { steps: Option<usize>, to: Option<String>, force: bool, json: bool },
-    History { json: bool },
-    Heads { json: bool },
-    Repair { id: String, json: bool },
+    /// Apply pending revisions (refuses DANGEROUS ones that are not acknowledged).
+    #[command(name = "migrate")]
+    Migrate,
+    /// Applied and pending revisions, DocType changes without a revision, heads.
+    #[command(name = "migrate:status")]
+    Status {
+        /// Also compare the database's tables, columns and indexes with the revisions.
+        #[arg(long)]
+        live: bool,
+    },
+    /// Write a revision for the DocType changes, and print its review card.
+    #[command(name = "migrate:create")]
+    Create {
+        /// A short name, e.g. add_phone_to_customer.
+        name: String,
+        /// Join the chain's two heads instead.
+        #[arg(long)]
+        merge: bool,
+    },
+    /// Roll back applied revisions (one by default).
+    #[command(name = "migrate:rollback")]
+    Rollback {
+        #[arg(long, conflicts_with = "to")]
+        steps: Option<usize>,
+        /// Roll back everything applied after this revision id.
+        #[arg(long)]
+        to: Option<String>,
+        /// Run a DANGEROUS downgrade (it loses data).
+        #[arg(long)]
+        force: bool,
+    },
+    /// The log of applies, rollbacks and repairs.
+    #[command(name = "migrate:history")]
+    History,
+    /// The chain's heads (exit status 1 with more than one).
+    #[command(name = "migrate:heads")]
+    Heads,
+    /// Accept an edited, removed, failed or partial revision explicitly (logged).
+    #[command(name = "migrate:repair")]
+    Repair { id: String },
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -25,18 +57,8 @@ fn print_json(v: &serde_json::Value) {
 }
 
 /// Run one command; errors are printed by the caller.
-pub async fn run(cmd: MigrateCommand, config: &Config, app: &App) -> Result<ExitCode, MigrateError> {
-    let ctx = Ctx::new(config, app)?;
-    let json_out = matches!(
-        cmd,
-        MigrateCommand::Migrate { json: true }
-            | MigrateCommand::Status { json: true, .. }
-            | MigrateCommand::Create { json: true, .. }
-            | MigrateCommand::Rollback { json: true, .. }
-            | MigrateCommand::History { json: true }
-            | MigrateCommand::Heads { json: true }
-            | MigrateCommand::Repair { json: true, .. }
-    );
+pub async fn run(cmd: MigrateCommand, ctx: Ctx, json: bool) -> Result<ExitCode, MigrateError> {
+    let json_out = json;
     if let Some(w) = ctx.disk_warning()
         && !json_out
     {
@@ -44,11 +66,11 @@ pub async fn run(cmd: MigrateCommand, config: &Config, app: &App) -> Result<Exit
     }
     let color = use_color() && !json_out;
     match cmd {
-        MigrateCommand::Migrate { json } => {
+        MigrateCommand::Migrate => {
             let mut m = ctx.migrator().await?;
             let mut result = m.migrate(false).await.map(|a| (a, Vec::new()));
             if let Ok((_, changed)) = &mut result {
-                match super::rls::sync(m.conn().await, &ctx.rls).await {
+                match crate::migrate::rls::sync(m.conn().await, &ctx.rls).await {
                     Ok(c) => *changed = c,
                     Err(e) => result = Err(e),
                 }
@@ -71,7 +93,7 @@ pub async fn run(cmd: MigrateCommand, config: &Config, app: &App) -> Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
-        MigrateCommand::Status { live, json } => {
+        MigrateCommand::Status { live } => {
             let st = commands::status(&ctx, live, color).await?;
             if json {
                 print_json(&serde_json::to_value(&st).unwrap_or_default());
@@ -126,7 +148,7 @@ pub async fn run(cmd: MigrateCommand, config: &Config, app: &App) -> Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
-        MigrateCommand::Create { name, merge, json } => {
+        MigrateCommand::Create { name, merge } => {
             let c = commands::create(&ctx, &name, merge, color)?;
             if json {
                 print_json(&serde_json::to_value(&c).unwrap_or_default());
@@ -138,7 +160,7 @@ pub async fn run(cmd: MigrateCommand, config: &Config, app: &App) -> Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
-        MigrateCommand::Rollback { steps, to, force, json } => {
+        MigrateCommand::Rollback { steps, to, force } => {
             let mut m = ctx.migrator().await?;
             let plan = m.rollback_plan(steps, to.as_deref()).await;
             let result = match plan {
@@ -168,7 +190,7 @@ pub async fn run(cmd: MigrateCommand, config: &Config, app: &App) -> Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
-        MigrateCommand::History { json } => {
+        MigrateCommand::History => {
             let mut m = ctx.migrator().await?;
             let log = m.log().await;
             m.close().await;
@@ -192,7 +214,7 @@ pub async fn run(cmd: MigrateCommand, config: &Config, app: &App) -> Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
-        MigrateCommand::Heads { json } => {
+        MigrateCommand::Heads => {
             let chain = ctx.chain()?;
             let heads: Vec<String> = chain.heads().iter().map(|h| h.file.clone()).collect();
             if json {
@@ -209,7 +231,7 @@ pub async fn run(cmd: MigrateCommand, config: &Config, app: &App) -> Result<Exit
             }
             Ok(if heads.len() > 1 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        MigrateCommand::Repair { id, json } => {
+        MigrateCommand::Repair { id } => {
             let mut m = ctx.migrator().await?;
             let result = m.repair(&id).await;
             m.close().await;

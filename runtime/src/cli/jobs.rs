@@ -5,50 +5,61 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-use super::{JobCtx, JobState, Worker, WorkerConfig, now_us, store};
-use crate::app::App;
-use crate::config::Config;
-use crate::db::Db;
-use crate::repo::Repo;
+use crate::jobs::{JobCtx, JobState, WorkerConfig};
+use crate::services::Setup;
 
-/// One `m worker` / `m job:*` command.
-#[derive(Debug, Clone)]
+/// `m worker` and the job commands.
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum JobCommand {
-    Worker { concurrency: Option<usize> },
-    Run { name: String, args: Option<String>, enqueue: bool },
-    List { state: Option<String>, limit: u32, json: bool },
+    /// Run background jobs from the queue until SIGTERM / ctrl-c.
+    Worker {
+        /// Jobs run at once (default M_JOB_WORKERS).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Run one job now, in this process (or queue it with --enqueue), as the Administrator.
+    #[command(name = "job:run")]
+    Run {
+        name: String,
+        /// The job's arguments as JSON (default `{}`).
+        #[arg(long)]
+        args: Option<String>,
+        /// Put it on the queue for a worker instead, and print its id.
+        #[arg(long)]
+        enqueue: bool,
+    },
+    /// Jobs by state, and the newest jobs.
+    #[command(name = "job:list")]
+    List {
+        /// Only jobs in this state: queued, running, done, failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Queue a failed job again, with fresh attempts.
+    #[command(name = "job:retry")]
     Retry { id: String },
+    /// Delete a queued or failed job (say, one whose job no build defines any more).
+    #[command(name = "job:delete")]
     Delete { id: String },
 }
 
-/// Connect and check that the database is at the chain's head (the queue table exists and the
-/// jobs see the schema they were built for).
-async fn connect(config: &Config, app: App) -> anyhow::Result<Repo> {
-    let ctx = crate::migrate::commands::Ctx::new(config, &app)?;
-    crate::migrate::commands::production_check(&ctx).await?;
-    let db =
-        Db::connect(config.database_url.expose(), &config.pool()).await.context("cannot connect to the database")?;
-    let repo = Repo::new(app, db, config.list_limits());
-    repo.set_job_attempts(config.job_attempts);
-    Ok(repo)
-}
-
-pub async fn run(cmd: JobCommand, config: &Config, app: App) -> anyhow::Result<()> {
+pub async fn run(cmd: JobCommand, setup: Setup, json: bool) -> anyhow::Result<()> {
     if let JobCommand::Run { name, .. } = &cmd
-        && app.job(name).is_none()
+        && !setup.jobs.iter().any(|j| j.name == name)
     {
-        let known: Vec<&str> = app.jobs().iter().map(|j| j.name).collect();
+        let known: Vec<&str> = setup.jobs.iter().map(|j| j.name).collect();
         bail!(
             "no job named `{name}`; this application defines: {}",
             if known.is_empty() { "none".into() } else { known.join(", ") }
         );
     }
-    let repo = connect(config, app).await?;
+    let rt = setup.open(crate::services::Schema::Check).await?;
+    let config = rt.config.clone();
     match cmd {
         JobCommand::Worker { concurrency } => {
-            // Install the metrics recorder before the first job records anything.
-            crate::metrics::handle();
-            let mut wc = WorkerConfig::from_config(config);
+            let mut wc = WorkerConfig::from_config(&config);
             if let Some(n) = concurrency {
                 wc.concurrency = n;
             }
@@ -59,15 +70,10 @@ pub async fn run(cmd: JobCommand, config: &Config, app: App) -> anyhow::Result<(
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr} (M_METRICS_ADDR)"))?;
-                let router = crate::http::worker_router(repo.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, router).await {
-                        tracing::error!("metrics listener failed: {e}");
-                    }
-                });
+                crate::server::serve_in_background(listener, crate::http::worker_router(rt.repo.clone()));
             }
             let deadline = Duration::from_secs(config.shutdown_timeout_secs);
-            Worker::new(repo, wc).run_until(crate::server::shutdown_signal(), deadline).await;
+            rt.worker(wc).run_until(crate::server::shutdown_signal(), deadline).await;
             Ok(())
         }
         JobCommand::Run { name, args, enqueue } => {
@@ -76,13 +82,14 @@ pub async fn run(cmd: JobCommand, config: &Config, app: App) -> anyhow::Result<(
                 None => serde_json::json!({}),
             };
             if enqueue {
-                let id = repo.enqueue(&name, &args, Some(crate::perms::ADMINISTRATOR)).await?;
+                let id = rt.repo.enqueue(&name, &args, Some(crate::perms::ADMINISTRATOR)).await?;
                 println!("{id}");
                 return Ok(());
             }
-            let Some(def) = repo.app().job(&name).copied() else { bail!("no job named `{name}`") };
+            let Some(def) = rt.jobs.iter().find(|j| j.name == name).copied() else { bail!("no job named `{name}`") };
             let ctx = JobCtx {
-                repo: repo.clone(),
+                repo: rt.repo.clone(),
+                users: rt.users.clone(),
                 id: format!("cli-{}", uuid::Uuid::now_v7()),
                 attempt: 1,
                 enqueued_by: Some(crate::perms::ADMINISTRATOR.to_string()),
@@ -98,7 +105,7 @@ pub async fn run(cmd: JobCommand, config: &Config, app: App) -> anyhow::Result<(
                 Err(_) => bail!("{name} ran past the job timeout ({} s)", timeout.as_secs()),
             }
         }
-        JobCommand::List { state, limit, json } => {
+        JobCommand::List { state, limit } => {
             let state = match state.as_deref() {
                 None => None,
                 Some(s) => Some(
@@ -106,12 +113,12 @@ pub async fn run(cmd: JobCommand, config: &Config, app: App) -> anyhow::Result<(
                         .with_context(|| format!("--state must be one of queued, running, done, failed (not `{s}`)"))?,
                 ),
             };
-            let jobs = repo.job_list(state, limit).await?;
+            let jobs = rt.repo.jobs().list(state, limit).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
                 return Ok(());
             }
-            for (s, n) in repo.job_counts().await? {
+            for (s, n) in rt.repo.jobs().counts().await? {
                 print!("{}: {n}  ", s.as_str());
             }
             println!();
@@ -130,7 +137,7 @@ pub async fn run(cmd: JobCommand, config: &Config, app: App) -> anyhow::Result<(
             Ok(())
         }
         JobCommand::Delete { id } => {
-            if store::delete(repo.db(), &id).await? {
+            if rt.repo.jobs().delete(&id).await? {
                 println!("{id} deleted");
                 Ok(())
             } else {
@@ -138,7 +145,7 @@ pub async fn run(cmd: JobCommand, config: &Config, app: App) -> anyhow::Result<(
             }
         }
         JobCommand::Retry { id } => {
-            if store::retry(repo.db(), &id, now_us()).await? {
+            if rt.repo.jobs().retry(&id).await? {
                 println!("{id} queued again");
                 Ok(())
             } else {

@@ -1,46 +1,72 @@
-//! `m user:*`: manage users from the command line, through the same repository (and so the same
+//! `m user:*`: manage users from the command line, through the same services (and so the same
 //! rules) as the API, acting as the Administrator. The server sees a change within a second.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
-use crate::app::App;
-use crate::config::Config;
-use crate::db::Db;
-use crate::list_query;
 use crate::perms::Principal;
 use crate::repo::{Expect, Repo, RepoError};
+use crate::services::Runtime;
+use crate::users::{USER_DOCTYPE, UserInfo, Users, normalise};
 
-use super::{USER_DOCTYPE, UserInfo, normalise};
-
-/// One `m user:*` command.
-#[derive(Debug, Clone)]
+/// The user commands.
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum UserCommand {
+    /// Create a user (`--password` or `--password-stdin` to let them log in; `--role` repeatable).
+    #[command(name = "user:create")]
     Create {
+        #[arg(long)]
         email: String,
+        /// The password (visible in the process list while the command runs; prefer
+        /// --password-stdin).
+        #[arg(long)]
         password: Option<String>,
+        /// Read the password from one line of standard input.
+        #[arg(long, conflicts_with = "password")]
         password_stdin: bool,
+        #[arg(long)]
         full_name: Option<String>,
+        #[arg(long = "role")]
         roles: Vec<String>,
     },
+    /// Give a user a role.
+    #[command(name = "user:add-role")]
     AddRole {
+        #[arg(long)]
         email: String,
+        #[arg(long)]
         role: String,
     },
+    /// Take a role from a user (effective within a second).
+    #[command(name = "user:remove-role")]
     RemoveRole {
+        #[arg(long)]
         email: String,
+        #[arg(long)]
         role: String,
     },
-    Enable {
+    /// Disable a user: their tokens stop working within a second.
+    #[command(name = "user:disable")]
+    Disable {
+        #[arg(long)]
         email: String,
-        enabled: bool,
     },
-    SetPassword {
+    /// Enable a disabled user.
+    #[command(name = "user:enable")]
+    Enable {
+        #[arg(long)]
         email: String,
+    },
+    /// Set a user's password (from --password, or one line of standard input).
+    #[command(name = "user:set-password")]
+    SetPassword {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
         password: Option<String>,
     },
-    List {
-        json: bool,
-    },
+    /// List users with their roles.
+    #[command(name = "user:list")]
+    List,
 }
 
 /// Why a user command failed, as the user should read it.
@@ -60,30 +86,23 @@ impl From<RepoError> for UserCliError {
     }
 }
 
-pub async fn run(cmd: UserCommand, config: &Config, app: App) -> Result<(), UserCliError> {
-    let db = Db::connect(config.database_url.expose(), &config.pool())
-        .await
-        .map_err(|e| UserCliError(format!("cannot connect to the database: {e}")))?;
-    let repo = Repo::new(app, db, config.list_limits());
-    repo.ensure_administrator().await.map_err(|e| {
-        UserCliError(format!(
-            "the database has no users table yet ({e}): run `m migrate`, or start the server once in development"
-        ))
-    })?;
+pub async fn run(cmd: UserCommand, rt: &Runtime, json: bool) -> Result<(), UserCliError> {
+    let (repo, users) = (&rt.repo, &rt.users);
     let admin = Principal::administrator();
+    let enabled = !matches!(cmd, UserCommand::Disable { .. });
     match cmd {
         UserCommand::Create { email, password, password_stdin, full_name, roles } => {
             let password = if password_stdin { Some(read_password()?) } else { password };
             if let Some(p) = &password {
                 // Checked before the user exists, so a weak password leaves nothing behind.
-                super::hash_password(p).await?;
+                crate::users::hash_password(p).await?;
             }
             let email = normalise(&email);
             let roles: Vec<_> = roles.iter().map(|r| serde_json::json!({"role": r})).collect();
             let body = serde_json::json!({"email": email, "full_name": full_name, "roles": roles});
             let doc = repo.create(&admin, USER_DOCTYPE, &body).await?;
             if let Some(p) = &password {
-                repo.set_password(doc.name(), p).await?;
+                users.set_password(doc.name(), p).await?;
             }
             let info = UserInfo::from_doc(&doc);
             println!("created user {} (roles: {})", info.name, describe(&info.roles));
@@ -92,26 +111,26 @@ pub async fn run(cmd: UserCommand, config: &Config, app: App) -> Result<(), User
             }
         }
         UserCommand::AddRole { email, role } => {
-            let info = repo.user_info(&normalise(&email)).await?;
+            let info = users.user_info(&normalise(&email)).await?;
             if info.roles.contains(&role) {
                 println!("{} already has role {role}", info.name);
                 return Ok(());
             }
             let mut roles = info.roles.clone();
             roles.push(role);
-            let info = set_roles(&repo, &info.name, &roles).await?;
+            let info = set_roles(repo, &info.name, &roles).await?;
             println!("{}: roles {}", info.name, describe(&info.roles));
         }
         UserCommand::RemoveRole { email, role } => {
-            let info = repo.user_info(&normalise(&email)).await?;
+            let info = users.user_info(&normalise(&email)).await?;
             if !info.roles.contains(&role) {
                 return Err(UserCliError(format!("{} does not have role {role}", info.name)));
             }
             let roles: Vec<String> = info.roles.iter().filter(|r| **r != role).cloned().collect();
-            let info = set_roles(&repo, &info.name, &roles).await?;
+            let info = set_roles(repo, &info.name, &roles).await?;
             println!("{}: roles {}", info.name, describe(&info.roles));
         }
-        UserCommand::Enable { email, enabled } => {
+        UserCommand::Disable { email } | UserCommand::Enable { email } => {
             let name = normalise(&email);
             let body = serde_json::json!({"enabled": enabled});
             let doc = repo.update(&admin, USER_DOCTYPE, &name, &body, &Expect::default()).await?;
@@ -123,16 +142,16 @@ pub async fn run(cmd: UserCommand, config: &Config, app: App) -> Result<(), User
                 None => read_password()?,
             };
             let name = normalise(&email);
-            repo.set_password(&name, &password).await?;
+            users.set_password(&name, &password).await?;
             println!("password set for {name}");
         }
-        UserCommand::List { json } => {
-            let users = list(&repo).await?;
+        UserCommand::List => {
+            let listed = list(repo, users).await?;
             if json {
-                let text = serde_json::to_string_pretty(&users).map_err(|e| UserCliError(e.to_string()))?;
+                let text = serde_json::to_string_pretty(&listed).map_err(|e| UserCliError(e.to_string()))?;
                 println!("{text}");
             } else {
-                for u in &users {
+                for u in &listed {
                     let state = if u.enabled { "enabled" } else { "disabled" };
                     println!("{:<40} {:<9} {}", u.name, state, describe(&u.roles));
                 }
@@ -154,30 +173,13 @@ async fn set_roles(repo: &Repo, name: &str, roles: &[String]) -> Result<UserInfo
 }
 
 /// Every user, by name, with their roles.
-async fn list(repo: &Repo) -> Result<Vec<UserInfo>, UserCliError> {
-    let admin = Principal::administrator();
-    let schema = repo.schema(USER_DOCTYPE)?;
-    let page_size = repo.limits().max_page_size;
-    let mut users = Vec::new();
-    let mut offset = 0u32;
-    loop {
-        let pairs = vec![
-            ("order_by".to_string(), "name asc".to_string()),
-            ("limit".to_string(), page_size.to_string()),
-            ("offset".to_string(), offset.to_string()),
-            ("total".to_string(), "false".to_string()),
-        ];
-        let q = list_query::parse(&schema, &pairs, repo.limits()).map_err(|e| UserCliError(e.to_string()))?;
-        let page = repo.list(&admin, USER_DOCTYPE, &q).await?;
-        for doc in &page.rows {
-            users.push(repo.user_info(doc.name()).await?);
-        }
-        if !page.has_more {
-            break;
-        }
-        offset += page_size;
+async fn list(repo: &Repo, users: &Users) -> Result<Vec<UserInfo>, UserCliError> {
+    let params = [("order_by".to_string(), "name asc".to_string())];
+    let mut found = Vec::new();
+    for doc in repo.list_all(&Principal::administrator(), USER_DOCTYPE, &params).await? {
+        found.push(users.user_info(doc.name()).await?);
     }
-    Ok(users)
+    Ok(found)
 }
 
 /// A password from standard input: one line (prompted, when it is a terminal).

@@ -10,79 +10,24 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::checks::{FieldIssue, check_doc};
-use crate::db::{Db, DbCtx, DbError, Dialect, Fetch, Tx};
-use crate::doc::{Doc, DocSchema, FieldRef, Std};
-use crate::hooks::{HookCtx, HookError, HookEvent};
+use crate::db::{Db, DbCtx, DbError, Dialect, Fetch, Labels, Tx};
+use crate::doc::{Doc, DocSchema, Std};
+use crate::hooks::{BoxFuture, HookCtx, HookError, HookEvent, HookHost};
+use crate::jobs::queue::{EnqueueError, JobQueue};
 use crate::list_query::{ListLimits, ListQuery};
-use crate::meta::{DefaultValue, FieldKind, Naming};
+use crate::meta::{FieldKind, Naming};
 use crate::naming;
 use crate::perms::{self, Action, Principal, Scope};
 use crate::query::{self, DocRef, Sql};
-use crate::value::{InputError, Value};
+use crate::value::Value;
 
-/// Why a document operation failed. Each variant maps to one HTTP status in the http module.
-#[derive(Debug, thiserror::Error)]
-pub enum RepoError {
-    #[error("not found")]
-    NotFound,
-    #[error("not permitted to {action} {doctype}")]
-    Forbidden { doctype: String, action: &'static str },
-    /// Permitted in general, but not this document or value (a 403 with the reason).
-    #[error("{0}")]
-    NotPermitted(String),
-    #[error("{message}")]
-    BadRequest { code: &'static str, message: String, field: Option<String> },
-    #[error("validation failed")]
-    Validation(Vec<FieldIssue>),
-    #[error("{message}")]
-    Duplicate { message: String, field: Option<String> },
-    #[error("{0}")]
-    LinkExists(String),
-    #[error("{0}")]
-    InvalidState(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("the document has changed (If-Match does not match its ETag)")]
-    PreconditionFailed,
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("the database did not answer within the statement timeout")]
-    Timeout,
-    #[error("no database connection became free in time")]
-    Saturated,
-    #[error("{0}")]
-    Transient(String),
-    #[error("{0}")]
-    Internal(String),
-}
+mod body;
+pub mod error;
 
-impl From<DbError> for RepoError {
-    fn from(e: DbError) -> Self {
-        match e {
-            DbError::Unavailable(m) => RepoError::Unavailable(m),
-            DbError::Timeout => RepoError::Timeout,
-            DbError::Saturated => RepoError::Saturated,
-            DbError::Transient(m) => RepoError::Transient(m),
-            DbError::RowSecurity => {
-                RepoError::NotPermitted("not permitted: the row would be outside the user's row scope".into())
-            }
-            other => RepoError::Internal(other.to_string()),
-        }
-    }
-}
+use body::{apply_body, apply_defaults, apply_defaults_to_children};
+pub use error::RepoError;
 
-impl From<HookError> for RepoError {
-    fn from(e: HookError) -> Self {
-        match e {
-            HookError::Validation { field, message } => {
-                RepoError::Validation(vec![FieldIssue::new(field.unwrap_or_default(), "hook", message)])
-            }
-            HookError::Internal(m) => RepoError::Internal(m),
-        }
-    }
-}
-
-type Result<T, E = RepoError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = RepoError> = std::result::Result<T, E>;
 
 /// A permission denial: an audit event (target `m::audit`) and the denial metric.
 fn record_denial(who: &Principal, schema: &DocSchema, action: Action, reason: &str) {
@@ -98,8 +43,9 @@ fn record_denial(who: &Principal, schema: &DocSchema, action: Action, reason: &s
 }
 
 /// Whom a repository call's connection acts for (PostgreSQL row security).
-fn ctx(who: &Principal, action: Action) -> DbCtx {
-    DbCtx::Caller { user: who.user.clone(), roles: who.roles.clone(), action: action.as_str() }
+fn ctx(who: &Principal, action: Action, schema: &DocSchema, operation: &'static str) -> DbCtx {
+    let labels = Labels { doctype: schema.meta.name, operation };
+    DbCtx::Caller { user: who.user.clone(), roles: who.roles.clone(), action: action.as_str(), labels }
 }
 
 /// A page of a list.
@@ -130,17 +76,18 @@ struct Inner {
     app: App,
     db: Db,
     limits: ListLimits,
-    /// Users' roles and enabled flags (DESIGN §4).
-    users: crate::users::Directory,
-    /// Wakes this process's job workers when a job is queued.
-    jobs_wake: Arc<tokio::sync::Notify>,
-    /// Attempts a newly queued job gets (`M_JOB_ATTEMPTS`).
-    job_attempts: std::sync::atomic::AtomicU32,
+    /// Where hooks queue jobs.
+    queue: JobQueue,
+    /// Told about every committed write (the user directory forgets changed users).
+    observers: Vec<WriteObserver>,
 }
+
+/// Called with each document a committed write changed or deleted.
+pub type WriteObserver = Box<dyn Fn(&Doc) + Send + Sync>;
 
 /// The current time at the database's precision (microseconds), so a document returned by a
 /// write equals the one read back, ETag included.
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
@@ -157,7 +104,7 @@ fn if_match_ok(header: &str, tag: &str) -> bool {
     header.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t == tag)
 }
 
-fn bad_field(field: &str, message: String) -> RepoError {
+pub(super) fn bad_field(field: &str, message: String) -> RepoError {
     RepoError::BadRequest { code: "bad_request", message, field: Some(field.to_string()) }
 }
 
@@ -169,30 +116,10 @@ fn docstatus(doc: &Doc) -> i64 {
 }
 
 impl Repo {
-    pub fn new(app: App, db: Db, limits: ListLimits) -> Repo {
-        Repo {
-            inner: Arc::new(Inner {
-                app,
-                db,
-                limits,
-                users: crate::users::Directory::default(),
-                jobs_wake: Arc::new(tokio::sync::Notify::new()),
-                job_attempts: std::sync::atomic::AtomicU32::new(3),
-            }),
-        }
-    }
-
-    /// Attempts each job queued from now on gets (at least 1).
-    pub fn set_job_attempts(&self, attempts: u32) {
-        self.inner.job_attempts.store(attempts.max(1), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub(crate) fn job_attempts(&self) -> u32 {
-        self.inner.job_attempts.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub(crate) fn jobs_wake(&self) -> &Arc<tokio::sync::Notify> {
-        &self.inner.jobs_wake
+    /// The document service over `app` and `db`; `queue` takes the jobs hooks queue, and every
+    /// committed write is shown to `observers`.
+    pub fn new(app: App, db: Db, limits: ListLimits, queue: JobQueue, observers: Vec<WriteObserver>) -> Repo {
+        Repo { inner: Arc::new(Inner { app, db, limits, queue, observers }) }
     }
 
     pub fn app(&self) -> &App {
@@ -203,19 +130,25 @@ impl Repo {
         &self.inner.db
     }
 
-    pub(crate) fn users(&self) -> &crate::users::Directory {
-        &self.inner.users
+    /// The job queue (shared with the workers).
+    pub fn jobs(&self) -> &JobQueue {
+        &self.inner.queue
     }
 
-    /// After a committed write: a changed or deleted user is read again on their next request.
+    /// Queue `job` with `args`, committed at once (outside any write). Returns the job's id.
+    pub async fn enqueue(
+        &self,
+        job: &str,
+        args: &serde_json::Value,
+        enqueued_by: Option<&str>,
+    ) -> std::result::Result<String, EnqueueError> {
+        self.inner.queue.enqueue(job, args, enqueued_by).await
+    }
+
+    /// After a committed write.
     fn written(&self, doc: &Doc) {
-        if doc.schema.meta.table == crate::users::USER_TABLE {
-            self.inner.users.forget(doc.name());
-        }
-        if doc.schema.meta.table == crate::users::USER_PERMISSION_TABLE
-            && let Value::Str(user) = doc.get("user")
-        {
-            self.inner.users.forget(user);
+        for observe in &self.inner.observers {
+            observe(doc);
         }
     }
 
@@ -320,7 +253,7 @@ impl Repo {
         let scope = self.scope(&schema, who, Action::Read)?;
         let cols: &[usize] = q.fields.as_deref().unwrap_or(&schema.all_columns);
         let sql = query::select_list(&schema, self.dialect(), q, cols, &scope);
-        let mut conn = self.inner.db.reader(&ctx(who, Action::Read)).await?;
+        let mut conn = self.inner.db.reader(&ctx(who, Action::Read, &schema, "list")).await?;
         let mut rows = conn.fetch(&sql.text, sql.binds, &query::kinds(&schema, cols)).await?;
         let has_more = rows.len() > q.limit as usize;
         rows.truncate(q.limit as usize);
@@ -341,7 +274,7 @@ impl Repo {
     pub async fn get(&self, who: &Principal, doctype: &str, r: &str) -> Result<Doc> {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Read)?;
-        let mut conn = self.inner.db.reader(&ctx(who, Action::Read)).await?;
+        let mut conn = self.inner.db.reader(&ctx(who, Action::Read, &schema, "get")).await?;
         // A document with child rows is read in one snapshot, so the rows match the ETag.
         let snapshot = !schema.tables.is_empty();
         if snapshot {
@@ -465,7 +398,11 @@ impl Repo {
         doc.set_std(Std::Docstatus, Value::Int(0));
         doc.set_std(Std::Version, Value::Int(1));
 
-        let mut tx = self.inner.db.begin(&ctx(who, Action::Create)).await?;
+        let operation = match name {
+            NewName::FromRule => "create",
+            NewName::AmendmentOf(_) => "amend",
+        };
+        let mut tx = self.inner.db.begin(&ctx(who, Action::Create, &schema, operation)).await?;
         self.prepare(&mut tx, who, &mut doc, None).await?;
         let name = match name {
             NewName::FromRule => self.next_name(&mut tx, &doc).await?,
@@ -508,7 +445,7 @@ impl Repo {
     async fn prepare(&self, tx: &mut Tx, who: &Principal, doc: &mut Doc, previous: Option<&Doc>) -> Result<()> {
         let is_new = previous.is_none();
         self.resolve_links(tx, who, doc, previous).await?;
-        if doc.schema.meta.hooks.is_some() {
+        if self.app().hooks(doc.schema.meta.name).is_some() {
             let before = link_values(doc);
             self.run_hook(HookEvent::Validate, doc, tx, who, is_new).await?;
             self.run_hook(HookEvent::BeforeSave, doc, tx, who, is_new).await?;
@@ -516,14 +453,14 @@ impl Repo {
                 self.resolve_links(tx, who, doc, previous).await?;
             }
         }
-        crate::users::check(self.app(), doc, previous)?;
+        crate::users::rules::check(self.app(), doc, previous)?;
         validate(doc)
     }
 
     pub async fn update(&self, who: &Principal, doctype: &str, r: &str, body: &Json, expect: &Expect) -> Result<Doc> {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Write)?;
-        let mut tx = self.inner.db.begin(&ctx(who, Action::Write)).await?;
+        let mut tx = self.inner.db.begin(&ctx(who, Action::Write, &schema, "update")).await?;
         let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, Action::Write)).await?;
         check_if_match(&doc, expect)?;
         if docstatus(&doc) != 0 {
@@ -557,7 +494,7 @@ impl Repo {
     pub async fn delete(&self, who: &Principal, doctype: &str, r: &str, expect: &Expect) -> Result<()> {
         let schema = self.schema(doctype)?;
         let scope = self.scope(&schema, who, Action::Delete)?;
-        let mut tx = self.inner.db.begin(&ctx(who, Action::Delete)).await?;
+        let mut tx = self.inner.db.begin(&ctx(who, Action::Delete, &schema, "delete")).await?;
         let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, Action::Delete)).await?;
         check_if_match(&doc, expect)?;
         if docstatus(&doc) != 0 {
@@ -568,13 +505,13 @@ impl Repo {
             )));
         }
         self.run_hook(HookEvent::BeforeDelete, &mut doc, &mut tx, who, false).await?;
-        crate::users::before_delete(&doc)?;
+        crate::users::rules::before_delete(&doc)?;
         let id = doc.id().ok_or(RepoError::NotFound)?;
         let sql = query::delete(&schema, self.dialect(), id, &scope);
         if self.write(&mut tx, &schema, sql, WriteKind::Delete).await? == 0 {
             return Err(RepoError::NotFound);
         }
-        if schema.meta.table == crate::users::USER_TABLE {
+        if schema.meta.table == crate::users::rules::USER_TABLE {
             let sql = query::delete_password_hash(self.dialect(), doc.name());
             tx.execute(&sql.text, sql.binds).await?;
         }
@@ -601,7 +538,7 @@ impl Repo {
             Action::Submit => (0, 1, HookEvent::OnSubmit),
             _ => (1, 2, HookEvent::OnCancel),
         };
-        let mut tx = self.inner.db.begin(&ctx(who, action)).await?;
+        let mut tx = self.inner.db.begin(&ctx(who, action, &schema, action.as_str())).await?;
         let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, action)).await?;
         check_if_match(&doc, expect)?;
         let status = docstatus(&doc);
@@ -693,9 +630,9 @@ impl Repo {
         who: &Principal,
         is_new: bool,
     ) -> Result<()> {
-        if let Some(hook) = doc.schema.meta.hooks {
-            let ctx = HookCtx { repo: self.clone(), user: who.user.clone(), is_new, tx: tokio::sync::Mutex::new(tx) };
-            hook(event, doc, &ctx).await?;
+        if let Some(hook) = self.app().hooks(doc.schema.meta.name) {
+            let host = InTx { repo: self, user: &who.user, tx: tokio::sync::Mutex::new(tx) };
+            hook(event, doc, &HookCtx::new(&host, &who.user, is_new)).await?;
         }
         Ok(())
     }
@@ -923,6 +860,39 @@ impl Repo {
     }
 }
 
+/// What a hook reaches: this service, inside the write's transaction.
+struct InTx<'r, 't> {
+    repo: &'r Repo,
+    user: &'r str,
+    tx: tokio::sync::Mutex<&'t mut Tx>,
+}
+
+impl HookHost for InTx<'_, '_> {
+    fn get_value<'a>(
+        &'a self,
+        doctype: &'a str,
+        name: &'a str,
+        field: &'a str,
+    ) -> BoxFuture<'a, Result<Value, HookError>> {
+        Box::pin(async move {
+            let mut tx = self.tx.lock().await;
+            self.repo.get_value_in(&mut tx, doctype, name, field).await.map_err(|e| HookError::Internal(e.to_string()))
+        })
+    }
+
+    fn enqueue<'a>(&'a self, job: &'a str, args: serde_json::Value) -> BoxFuture<'a, Result<String, HookError>> {
+        Box::pin(async move {
+            let mut tx = self.tx.lock().await;
+            self.repo
+                .inner
+                .queue
+                .enqueue_in(&mut tx, job, &args, Some(self.user))
+                .await
+                .map_err(|e| HookError::Internal(e.to_string()))
+        })
+    }
+}
+
 /// How a new document gets its name.
 enum NewName {
     FromRule,
@@ -975,157 +945,4 @@ fn validate(doc: &Doc) -> Result<()> {
     let mut issues = Vec::new();
     check_doc(doc, "", &mut issues);
     if issues.is_empty() { Ok(()) } else { Err(RepoError::Validation(issues)) }
-}
-
-/// Apply a JSON body to a document: declared, writable fields only (standard and read-only
-/// fields are server-set and ignored); Table arrays replace the set of rows. Returns `_version`
-/// when the body carries one.
-fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
-    let Json::Object(map) = body else {
-        return Err(RepoError::BadRequest {
-            code: "bad_request",
-            message: "the body must be a JSON object".into(),
-            field: None,
-        });
-    };
-    let schema = doc.schema.clone();
-    let mut version = None;
-    let mut issues = Vec::new();
-    for (key, value) in map {
-        match schema.lookup(key) {
-            None => {
-                return Err(RepoError::BadRequest {
-                    code: "unknown_field",
-                    message: format!("`{key}` is not a field of {}", schema.name()),
-                    field: Some(key.clone()),
-                });
-            }
-            Some(FieldRef::Column(i)) => {
-                let col = schema.columns[i];
-                match (col.standard, col.field) {
-                    (Some(Std::Version), _) => {
-                        version =
-                            Some(value.as_i64().ok_or_else(|| bad_field(key, "`_version` must be an integer".into()))?);
-                    }
-                    (Some(_), _) => {}
-                    (None, Some(f)) if f.read_only => {}
-                    (None, _) => match Value::from_json(col.kind, value) {
-                        Ok(v) => doc.values[i] = v,
-                        Err(InputError::WrongType(t)) => return Err(bad_field(key, format!("`{key}` must be {t}"))),
-                        Err(InputError::Invalid(m)) => issues.push(FieldIssue::new(key.clone(), "invalid", m)),
-                    },
-                }
-            }
-            Some(FieldRef::Table(t)) => {
-                let field = &schema.tables[t];
-                let Json::Array(items) = value else {
-                    return Err(bad_field(key, format!("`{key}` must be an array of rows")));
-                };
-                let old = std::mem::take(&mut doc.tables[t]);
-                let mut rows = Vec::with_capacity(items.len());
-                let mut seen_ids = Vec::new();
-                for (n, item) in items.iter().enumerate() {
-                    let Json::Object(obj) = item else {
-                        return Err(bad_field(key, format!("`{key}[{n}]` must be an object")));
-                    };
-                    let mut row = match obj.get("id") {
-                        Some(Json::String(s)) => {
-                            let found = Uuid::parse_str(s).ok().and_then(|id| old.iter().find(|r| r.id() == Some(id)));
-                            match found {
-                                Some(existing) if seen_ids.contains(&existing.id()) => {
-                                    issues.push(FieldIssue::new(
-                                        format!("{key}[{n}].id"),
-                                        "duplicate_row",
-                                        format!("row `{s}` appears twice in {key}"),
-                                    ));
-                                    continue;
-                                }
-                                Some(existing) => {
-                                    seen_ids.push(existing.id());
-                                    existing.clone()
-                                }
-                                None => {
-                                    issues.push(FieldIssue::new(
-                                        format!("{key}[{n}].id"),
-                                        "unknown_row",
-                                        format!("no row `{s}` in {key} of this document"),
-                                    ));
-                                    continue;
-                                }
-                            }
-                        }
-                        Some(Json::Null) | None => Doc::empty(field.child.clone()),
-                        Some(_) => return Err(bad_field(key, format!("`{key}[{n}].id` must be a string"))),
-                    };
-                    let patch: serde_json::Map<String, Json> =
-                        obj.iter().filter(|(k, _)| *k != "id").map(|(k, v)| (k.clone(), v.clone())).collect();
-                    match apply_body(&mut row, &Json::Object(patch)) {
-                        Ok(_) => {}
-                        Err(RepoError::BadRequest { code, message, field }) => {
-                            return Err(RepoError::BadRequest {
-                                code,
-                                message: format!("{key}[{n}]: {message}"),
-                                field: field.map(|f| format!("{key}[{n}].{f}")),
-                            });
-                        }
-                        Err(RepoError::Validation(mut v)) => {
-                            for i in &mut v {
-                                i.field = format!("{key}[{n}].{}", i.field);
-                            }
-                            issues.append(&mut v);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    rows.push(row);
-                }
-                doc.tables[t] = rows;
-            }
-        }
-    }
-    if issues.is_empty() { Ok(version) } else { Err(RepoError::Validation(issues)) }
-}
-
-/// Defaults of the README's DocType reference for fields left out (and `false` for Check), on a new document and
-/// its rows.
-fn apply_defaults(doc: &mut Doc) {
-    let schema = doc.schema.clone();
-    for (i, c) in schema.columns.iter().enumerate() {
-        let Some(f) = c.field else { continue };
-        if !doc.values[i].is_null() {
-            continue;
-        }
-        doc.values[i] = match f.default {
-            Some(d) => default_value(c.kind, d),
-            None if c.kind == FieldKind::Check => Value::Bool(false),
-            None => Value::Null,
-        };
-    }
-    apply_defaults_to_children(doc);
-}
-
-/// Defaults for child rows that are new (no `id` yet).
-fn apply_defaults_to_children(doc: &mut Doc) {
-    for rows in &mut doc.tables {
-        for row in rows.iter_mut().filter(|r| r.id().is_none()) {
-            apply_defaults(row);
-        }
-    }
-}
-
-fn default_value(kind: FieldKind, d: DefaultValue) -> Value {
-    match d {
-        DefaultValue::Today => Value::Date(Utc::now().date_naive()),
-        DefaultValue::Now => Value::Datetime(now()),
-        DefaultValue::Str(s) => Value::parse_text(kind, s).unwrap_or(Value::Null),
-        DefaultValue::Bool(b) => Value::Bool(b),
-        DefaultValue::Int(i) => match kind {
-            FieldKind::Float => Value::Float(i as f64),
-            FieldKind::Currency | FieldKind::Decimal => Value::Decimal(i.into()),
-            _ => Value::Int(i),
-        },
-        DefaultValue::Float(x) => match kind {
-            FieldKind::Currency | FieldKind::Decimal => Value::parse_text(kind, &x.to_string()).unwrap_or(Value::Null),
-            _ => Value::Float(x),
-        },
-    }
 }

@@ -1,0 +1,103 @@
+//! One way in for every command. [`Setup`] checks the configuration (production's rules
+//! included) and the application's tables — `m migrate*` needs no more; [`Setup::open`] then
+//! prepares or checks the schema as the command asks, connects, and builds the services the same
+//! way for `m start`, `m worker`, `m user:*`, `m job:*` and tests: the document service, the
+//! user service and the job queue.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::app::App;
+use crate::config::{Config, Mode};
+use crate::db::{Db, PoolConfig};
+use crate::jobs::{Job, JobQueue};
+use crate::list_query::ListLimits;
+use crate::migrate;
+use crate::repo::Repo;
+use crate::users::{Directory, Users};
+
+/// A checked configuration and the application it serves.
+pub struct Setup {
+    pub config: Config,
+    pub app: App,
+    pub jobs: &'static [Job],
+}
+
+/// What a command does with the schema before it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Development applies SAFE revisions (writing one for SAFE DocType changes); production
+    /// checks that the database is at the chain's head (`m start`).
+    Prepare,
+    /// The database must be at the chain's head, in every mode (`m worker`, `m job:*`: the queue
+    /// table exists and jobs see the schema they were built for).
+    Check,
+    /// Nothing is checked; the users tables must exist (`m user:*`).
+    AsIs,
+}
+
+/// The services of one application over one database.
+#[derive(Clone)]
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub repo: Repo,
+    pub users: Users,
+    pub jobs: &'static [Job],
+    /// The revisions the database had applied when it was opened (readiness).
+    pub revisions: Arc<[String]>,
+}
+
+impl Setup {
+    /// Refuse a configuration that cannot run and a job table that is malformed.
+    pub fn new(config: Config, app: App, jobs: &'static [Job]) -> anyhow::Result<Setup> {
+        config.check().map_err(anyhow::Error::msg)?;
+        crate::jobs::check_table(jobs).map_err(anyhow::Error::msg)?;
+        Ok(Setup { config, app, jobs })
+    }
+
+    /// The migration commands' context: revisions (embedded, or `migrations/` in development),
+    /// the desired schema, the migrator's own connection settings.
+    pub fn migrations(&self) -> Result<migrate::commands::Ctx, migrate::MigrateError> {
+        migrate::commands::Ctx::new(&self.config, &self.app)
+    }
+
+    /// Prepare or check the schema, connect, and build the services.
+    pub async fn open(self, schema: Schema) -> anyhow::Result<Runtime> {
+        let Setup { config, app, jobs } = self;
+        // Installed before anything records.
+        crate::metrics::handle();
+        let revisions = {
+            let ctx = migrate::commands::Ctx::new(&config, &app)?;
+            match (schema, config.env) {
+                (Schema::Prepare, Mode::Development) => migrate::commands::development_start(&ctx).await?,
+                (Schema::Prepare | Schema::Check, _) => migrate::commands::production_check(&ctx).await?,
+                (Schema::AsIs, _) => Vec::new(),
+            }
+        };
+        if config.db_rls && schema != Schema::AsIs {
+            migrate::rls::check_server_role(config.database_url.expose()).await?;
+        }
+        let db = Db::connect(config.database_url.expose(), &PoolConfig::from(&config))
+            .await
+            .context("cannot connect to the database")?;
+        let queue = JobQueue::new(db.clone(), jobs.iter().map(|j| j.name).collect(), config.job_attempts);
+        let directory = Arc::new(Directory::default());
+        let observers = vec![Directory::forget_written(directory.clone())];
+        let repo = Repo::new(app, db, ListLimits::from(&config), queue, observers);
+        let users = Users::new(repo.clone(), directory);
+        users.ensure_administrator().await.map_err(|e| {
+            anyhow::anyhow!(
+                "the database has no users table yet ({e}): run `m migrate`, or start the server once in development"
+            )
+        })?;
+        Ok(Runtime { config: Arc::new(config), repo, users, jobs, revisions: revisions.into() })
+    }
+}
+
+impl Runtime {
+    /// A job worker over these services.
+    pub fn worker(&self, config: crate::jobs::WorkerConfig) -> crate::jobs::Worker {
+        crate::jobs::Worker::new(self.repo.clone(), self.users.clone(), self.jobs, config)
+    }
+}
