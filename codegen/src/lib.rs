@@ -14,6 +14,7 @@ pub mod diagnostic;
 pub mod dialect;
 pub mod erd;
 pub mod ir;
+pub mod json_schema;
 pub mod migrate;
 pub mod names;
 pub mod openapi;
