@@ -2,7 +2,7 @@
 //!
 //! With a key configured, a bearer JWT is required: HS256 with `M_JWT_SECRET`, or RS256 / ES256 /
 //! EdDSA with a key from the JWKS at `M_JWT_JWKS_URL`, chosen by `kid`. The algorithm comes from
-//! the server, never from the token. `exp` and `sub` are required, and `iss` / `aud` when
+//! the server, never from the token. `exp`, `iat` and `sub` are required, and `iss` / `aud` when
 //! `M_JWT_ISSUER` / `M_JWT_AUDIENCE` are set; `nbf` and `iat` are checked with 30 s of leeway;
 //! claims of the wrong type (a string `exp`) make the token invalid. `sub` names the user; roles
 //! and whether the user may still act come from the database (`crate::users`), never from the
@@ -311,7 +311,9 @@ impl Authenticator {
         validation.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|_| AuthError::Invalid)?;
         let claims = data.claims;
-        if claims.sub.trim().is_empty() || claims.iat.is_some_and(|iat| iat > now + LEEWAY) {
+        // `iat` is required: without it a token could not be compared with the user's creation
+        // or last password change.
+        if claims.sub.trim().is_empty() || claims.iat.is_none_or(|iat| iat > now + LEEWAY) {
             return Err(AuthError::Invalid);
         }
         // The built-in Administrator is this server's own account: an identity provider's token
@@ -356,7 +358,7 @@ mod tests {
     }
 
     fn claims() -> Claims {
-        Claims { sub: "a@x.com".into(), exp: now() + 60, iat: None, nbf: None, iss: None, aud: None }
+        Claims { sub: "a@x.com".into(), exp: now() + 60, iat: Some(now()), nbf: None, iss: None, aud: None }
     }
 
     #[tokio::test]
@@ -375,5 +377,7 @@ mod tests {
         assert_eq!(auth.authenticate(Some(&format!("Bearer {token}"))).await, Err(AuthError::Invalid));
         let other = sign_hs256(b"another-key-another-key-another-key", &claims()).unwrap();
         assert_eq!(auth.authenticate(Some(&format!("Bearer {other}"))).await, Err(AuthError::Invalid));
+        let no_iat = sign_hs256(key, &Claims { iat: None, ..claims() }).unwrap();
+        assert_eq!(auth.authenticate(Some(&format!("Bearer {no_iat}"))).await, Err(AuthError::Invalid));
     }
 }

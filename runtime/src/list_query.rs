@@ -312,6 +312,7 @@ fn value_error(field: &str, e: InputError) -> ParamError {
     let message = match e {
         InputError::WrongType(t) => format!("value for `{field}` must be {t}"),
         InputError::Invalid(m) => format!("value for `{field}`: {m}"),
+        InputError::Nul => format!("value for `{field}` holds a NUL character (\\u0000)"),
     };
     ParamError { code: "bad_request", message, field: Some(field.to_string()) }
 }

@@ -111,7 +111,11 @@ pub enum DocRef {
 impl DocRef {
     /// The lookups to try, in order, for a `{ref}`: a string that parses as a UUID is first tried
     /// as an `id` (one indexed equality, the common case) and then as a `name`.
+    /// A string with a NUL character names nothing (no stored name can hold one).
     pub fn attempts(s: &str) -> Vec<DocRef> {
+        if s.contains('\0') {
+            return Vec::new();
+        }
         match uuid::Uuid::parse_str(s) {
             Ok(u) => vec![DocRef::Id(u), DocRef::Name(s.to_string())],
             Err(_) => vec![DocRef::Name(s.to_string())],

@@ -34,6 +34,19 @@ pub enum Value {
 pub enum InputError {
     WrongType(&'static str),
     Invalid(String),
+    /// Text with a NUL character (`\u0000`): PostgreSQL stores none, in text or in jsonb, so no
+    /// field accepts one on either database.
+    Nul,
+}
+
+/// Whether a JSON value holds a NUL character in any string or object key.
+fn has_nul(json: &Json) -> bool {
+    match json {
+        Json::String(s) => s.contains('\0'),
+        Json::Array(items) => items.iter().any(has_nul),
+        Json::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 impl Value {
@@ -53,6 +66,9 @@ impl Value {
         use FieldKind as K;
         if json.is_null() {
             return Ok(Value::Null);
+        }
+        if has_nul(json) {
+            return Err(InputError::Nul);
         }
         match kind {
             K::Data | K::Email | K::Phone | K::Url | K::Text | K::Select | K::Link => match json {
@@ -99,6 +115,9 @@ impl Value {
     pub fn parse_text(kind: FieldKind, s: &str) -> Result<Value, InputError> {
         use FieldKind as K;
         let invalid = |what: &str| InputError::Invalid(format!("`{s}` is not {what}"));
+        if s.contains('\0') {
+            return Err(InputError::Nul);
+        }
         match kind {
             K::Data | K::Email | K::Phone | K::Url | K::Text | K::Select | K::Link => Ok(Value::Str(s.to_string())),
             K::Int => s.trim().parse::<i32>().map(|i| Value::Int(i.into())).map_err(|_| invalid("an Int")),
@@ -234,5 +253,18 @@ mod tests {
         let v = Value::parse_text(FieldKind::Datetime, "2026-11-26T10:30:00.123456789Z").unwrap();
         assert_eq!(serde_json::to_value(&v).unwrap(), json!("2026-11-26T10:30:00.123456Z"));
         assert_eq!(serde_json::to_value(&v).unwrap(), v.to_json());
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_refused_in_any_text() {
+        let j = serde_json::json!("G\u{0}1");
+        assert!(matches!(Value::from_json(FieldKind::Data, &j), Err(InputError::Nul)));
+        assert!(matches!(Value::from_json(FieldKind::Json, &serde_json::json!({"a\u{0}": 1})), Err(InputError::Nul)));
+        assert!(matches!(Value::parse_text(FieldKind::Data, "a\0b"), Err(InputError::Nul)));
     }
 }

@@ -16,9 +16,15 @@ impl Hooks for Invoice {
         for (i, item) in self.items.iter_mut().enumerate() {
             let qty = Decimal::try_from(item.qty.unwrap_or(0.0))
                 .map_err(|_| HookError::field(&format!("items[{i}].qty"), "qty is not a finite number"))?;
-            let amount = (qty * item.rate.unwrap_or(Decimal::ZERO)).round_dp(6);
+            // Checked: a huge qty × rate is the client's mistake (a 422), not a crash.
+            let amount = qty
+                .checked_mul(item.rate.unwrap_or(Decimal::ZERO))
+                .ok_or_else(|| HookError::field(&format!("items[{i}].amount"), "qty × rate is too large"))?
+                .round_dp(6);
             item.amount = Some(amount);
-            total += amount;
+            total = total
+                .checked_add(amount)
+                .ok_or_else(|| HookError::field("grand_total", "the sum of the amounts is too large"))?;
         }
         self.grand_total = Some(total);
         Ok(())

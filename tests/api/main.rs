@@ -5,6 +5,7 @@ mod support;
 
 mod artifacts;
 mod crud;
+mod input;
 mod jobs;
 mod lifecycle;
 mod list;

@@ -175,14 +175,14 @@ mod jwt {
     }
 
     fn good() -> Value {
-        json!({"sub": "Administrator", "exp": now() + 600, "iss": "https://id.example.com", "aud": "m-api"})
+        json!({"sub": "Administrator", "exp": now() + 600, "iat": now(), "iss": "https://id.example.com", "aud": "m-api"})
     }
 
     /// A user of the identity provider, known to the server with a role that reads Territories.
     const IDP_USER: &str = "idp-user@example.com";
 
     fn good_idp() -> Value {
-        json!({"sub": IDP_USER, "exp": now() + 600, "iss": "https://id.example.com", "aud": "m-api"})
+        json!({"sub": IDP_USER, "exp": now() + 600, "iat": now(), "iss": "https://id.example.com", "aud": "m-api"})
     }
 
     async fn status(app: &TestApp, token: &str) -> u16 {
@@ -229,6 +229,8 @@ mod jwt {
         cases.push(("missing sub", without("sub")));
         cases.push(("numeric sub", with("sub", json!(42))));
         cases.push(("missing exp", without("exp")));
+        // Without `iat` a token cannot be compared with the user's creation or password change.
+        cases.push(("missing iat", without("iat")));
         for (what, claims) in cases {
             assert_eq!(status(&app, &hs(&claims)).await, 401, "{what}");
         }
@@ -616,12 +618,13 @@ mod tls {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let exp = now + 600;
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some("rsa-1".into());
         let token = jsonwebtoken::encode(
             &header,
-            &json!({"sub": "idp-user@example.com", "exp": exp}),
+            &json!({"sub": "idp-user@example.com", "exp": exp, "iat": now}),
             &EncodingKey::from_rsa_der(include_bytes!("keys/rsa.der")),
         )
         .unwrap();

@@ -48,6 +48,11 @@ pub(super) fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
                         Ok(v) => doc.values[i] = v,
                         Err(InputError::WrongType(t)) => return Err(bad_field(key, format!("`{key}` must be {t}"))),
                         Err(InputError::Invalid(m)) => issues.push(FieldIssue::new(key.clone(), "invalid", m)),
+                        Err(InputError::Nul) => issues.push(FieldIssue::new(
+                            key.clone(),
+                            "nul_byte",
+                            format!("`{key}` holds a NUL character (\\u0000), which no text may contain"),
+                        )),
                     },
                 }
             }

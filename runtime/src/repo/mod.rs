@@ -642,6 +642,10 @@ impl Repo {
         let schema = self.inner.app.get(doctype).cloned().ok_or(RepoError::NotFound)?;
         let col =
             schema.column(field).ok_or_else(|| RepoError::Internal(format!("{doctype} has no field `{field}`")))?;
+        if name.contains('\0') {
+            // No stored name holds a NUL character.
+            return Ok(Value::Null);
+        }
         let sql = query::select_one(&schema, self.dialect(), &DocRef::Name(name.to_string()), &Scope::all());
         tx.bypass(true).await?;
         let row = tx.fetch(&sql.text, sql.binds, &schema.all_kinds).await?.into_iter().next();

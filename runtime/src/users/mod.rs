@@ -173,6 +173,9 @@ impl Users {
         if user == ADMINISTRATOR {
             return Ok(Some(administrator()));
         }
+        if user.contains('\0') {
+            return Ok(None);
+        }
         if let Some(hit) = self.directory.get(user) {
             crate::metrics::cache_lookup("user", true);
             return Ok(hit);
@@ -215,6 +218,8 @@ impl Users {
     /// work, for an unknown user, a disabled one, one without a password and a wrong password.
     pub async fn login(&self, username: &str, password: &str) -> Result<Option<String>, RepoError> {
         let name = normalise(username);
+        // No user name holds a NUL character; the password is hashed, never stored as text.
+        let name = if name.contains('\0') { String::new() } else { name };
         let sql = query::user_credentials(self.repo.db().dialect(), &name);
         let rows =
             self.repo.db().fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldKind::Check, FieldKind::Text]).await?;
