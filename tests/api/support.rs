@@ -335,13 +335,26 @@ impl Scratch {
     }
 }
 
+/// A run under `CI=true`, where every test must run: a missing service or tool fails it.
+pub fn under_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Say that a test (or a check in it) skipped, and why; under `CI=true`, where `required` must be
+/// here, fail instead.
+#[track_caller]
+pub fn skip_unless_ci(required: &str, why: &str) {
+    assert!(!under_ci(), "{required} is required when CI=true ({why})");
+    eprintln!("skipped: {why}");
+}
+
 /// The shared Redis for tests, or None (the test then prints that it skipped; under `CI=true` a
 /// missing server fails).
 pub fn redis_url() -> Option<String> {
     match std::env::var("M_TEST_REDIS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "M_TEST_REDIS_URL is required when CI=true");
+            assert!(!under_ci(), "M_TEST_REDIS_URL is required when CI=true");
             None
         }
     }
@@ -353,7 +366,7 @@ pub fn pg_url() -> Option<String> {
     match std::env::var("M_TEST_PG_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "M_TEST_PG_URL is required when CI=true");
+            assert!(!under_ci(), "M_TEST_PG_URL is required when CI=true");
             None
         }
     }
