@@ -376,7 +376,7 @@ mod rate_limits {
 
     crate::both_backends!(a_redis_outage_falls_back_to_limits_in_process, |backend| {
         let port = free_port();
-        let Some(mut redis) = private_redis(port) else { return };
+        let Some(mut redis) = private_redis(port).await else { return };
         let Some(app) = app(backend, 3, 100, Some(format!("redis://127.0.0.1:{port}")), &unique()).await else {
             return;
         };
