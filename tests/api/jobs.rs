@@ -2,13 +2,13 @@
 //! retried, timed out, taken back from a lost worker, released at shutdown; the `m worker` and
 //! `m job:*` commands; the queue in the metrics.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use m_runtime::config::Config;
 use m_runtime::jobs::{JobInfo, JobState, WorkerConfig};
 use serde_json::{Value, json};
 
-use crate::support::{Scratch, TestApp};
+use crate::support::{Scratch, TestApp, unix_micros, wait_until};
 
 /// Every job, newest first.
 async fn jobs(app: &TestApp) -> Vec<JobInfo> {
@@ -17,15 +17,25 @@ async fn jobs(app: &TestApp) -> Vec<JobInfo> {
 
 /// Wait (up to 20 s) until `check` holds for the queue; the queue when it does.
 async fn until(app: &TestApp, what: &str, check: impl Fn(&[JobInfo]) -> bool) -> Vec<JobInfo> {
-    let started = Instant::now();
-    loop {
+    let check = &check;
+    wait_until(what, Duration::from_secs(20), move || async move {
         let all = jobs(app).await;
-        if check(&all) {
-            return all;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}: {all:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if check(&all) { Ok(all) } else { Err(all) }
+    })
+    .await
+}
+
+/// Queue `job` with `args`, due at `run_at` (Unix microseconds, the host's clock), as a staged
+/// row (a job enqueued through the repository is due at once).
+async fn enqueue_at(app: &TestApp, job: &str, args: &Value, run_at: i64) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    let sql = format!(
+        "INSERT INTO m_job (id, job, args, state, attempts, max_attempts, run_at, created) \
+         VALUES ('{id}', '{job}', '{args}', 'queued', 0, 1, {run_at}, {})",
+        unix_micros()
+    );
+    crate::support::execute(app.database_url(), &sql).await;
+    id
 }
 
 fn state_of<'a>(all: &'a [JobInfo], job: &str) -> Option<&'a str> {
@@ -151,8 +161,15 @@ crate::both_backends!(a_job_past_the_timeout_is_stopped_and_counts_as_a_failure,
     let worker = app.worker(&config);
     let all = until(&app, "the timeout", |all| state_of(all, "late_write") == Some("failed")).await;
     assert!(all[0].error.as_deref().is_some_and(|e| e.contains("job timeout")), "{all:#?}");
-    // The stopped job never writes, even after the time it would have.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The stopped job never writes, even after the time it would have: it slept 2 s from its
+    // start, at least 1 s before it failed, so by the time a job due 1.5 s after the failure
+    // has run, its write would have happened.
+    let failed_at = all[0].finished.unwrap_or_else(|| panic!("a failed job has finished: {all:#?}"));
+    let later = enqueue_at(&app, "sleepy", &json!({"ms": 1}), failed_at + 1_500_000).await;
+    until(&app, "a job due after the stopped job's write", |all| {
+        all.iter().any(|j| j.id == later && j.state == "done")
+    })
+    .await;
     worker.stop().await;
     assert_eq!(app.get("/api/v1/Gadget/T-1").send().await.expect(200).json["count"], 0);
 });
@@ -189,8 +206,14 @@ crate::both_backends!(stopping_a_worker_queues_its_unfinished_jobs_again, |backe
     let all = jobs(&app).await;
     let long = all.iter().find(|j| j.job == "late_write").unwrap();
     assert_eq!((long.state.as_str(), long.attempts), ("queued", 0), "released, the attempt not counted: {long:#?}");
-    // The stopped job never writes, even after the time it would have.
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    // The stopped job never writes, even after the time it would have: it slept 1.5 s from its
+    // claim, at least the 300 ms deadline before its release (its new `run_at`); wait until
+    // 1.8 s after the release.
+    let released_at = long.run_at;
+    wait_until("1.8 s past the job's release", Duration::from_secs(10), || async {
+        unix_micros() > released_at + 1_800_000
+    })
+    .await;
     assert_eq!(app.get("/api/v1/Gadget/S-1").send().await.expect(200).json["count"], 0);
 });
 
@@ -228,21 +251,24 @@ crate::both_backends!(a_worker_process_runs_what_the_server_queues, |backend| {
     assert_eq!(s, 201, "{inv}");
     let (s, _) = call("PATCH", format!("/api/v1/Customer/{customer}"), json!({"customer_name": "Zeta Corp"})).await;
     assert_eq!(s, 200);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A worker in the server would have claimed the job at once (the commit wakes it) or at
+    // its next poll (1 s): wait until the job has been queued for 1.5 s.
+    let queued = job_list(&scratch);
+    let created = queued.first().and_then(|j| j["created"].as_i64()).unwrap_or_else(|| panic!("{queued:#?}"));
+    wait_until("the job to be queued for 1.5 s", Duration::from_secs(10), || async {
+        unix_micros() > created + 1_500_000
+    })
+    .await;
     let listed = job_list(&scratch);
     assert_eq!(listed.len(), 1, "{listed:#?}");
     assert_eq!(listed[0]["state"], "queued", "no worker in the server: {listed:#?}");
 
     let mut worker = worker_process(&scratch, &["--concurrency", "1"]);
-    let started = Instant::now();
-    while job_list(&scratch)[0]["state"] != "done" {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the worker did not run the job: {:#?}",
-            job_list(&scratch)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("the worker to run the job", Duration::from_secs(20), || async {
+        let all = job_list(&scratch);
+        if all[0]["state"] == "done" { Ok(()) } else { Err(all) }
+    })
+    .await;
     let log = crate::runtime::terminate(&mut worker);
     assert!(log.contains("job done") && log.contains("sync_customer_name"), "{log}");
     assert!(log.contains("job worker stopped"), "a SIGTERM stops the worker cleanly: {log}");
@@ -264,15 +290,11 @@ crate::both_backends!(a_worker_process_runs_what_the_server_queues, |backend| {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let mut worker = worker_process(&scratch, &[]);
-    let started = Instant::now();
-    let failed = loop {
+    let failed = wait_until("the job to fail", Duration::from_secs(20), || async {
         let all = job_list(&scratch);
-        if let Some(j) = all.iter().find(|j| j["id"] == id.as_str() && j["state"] == "failed") {
-            break j.clone();
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{all:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        all.iter().find(|j| j["id"] == id.as_str() && j["state"] == "failed").cloned().ok_or(all)
+    })
+    .await;
     crate::runtime::terminate(&mut worker);
     assert_eq!(failed["attempts"], 1, "bad arguments are not retried: {failed:#}");
     let out = m(&scratch, &["job:retry", &id], &[]);
@@ -308,7 +330,12 @@ crate::both_backends!(a_job_this_build_does_not_define_waits_for_a_worker_that_d
     app.repo().enqueue("sleepy", &json!({"ms": 1}), None).await.unwrap();
     let worker = app.worker(&config);
     until(&app, "the known job", |all| state_of(all, "sleepy") == Some("done")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // One more claim after that one still passes over it.
+    app.repo().enqueue("sleepy", &json!({"ms": 1}), None).await.unwrap();
+    until(&app, "a known job queued after it", |all| {
+        all.iter().filter(|j| j.job == "sleepy" && j.state == "done").count() == 2
+    })
+    .await;
     worker.stop().await;
     let all = jobs(&app).await;
     let newer = all.iter().find(|j| j.job == "from_a_newer_build").unwrap();

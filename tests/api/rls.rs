@@ -254,16 +254,12 @@ async fn postgres_jobs_run_under_row_security() {
         .await
         .expect(200);
     let worker = api.worker(&cfg);
-    let started = std::time::Instant::now();
-    loop {
+    let jobs = crate::support::wait_until("the job to end", std::time::Duration::from_secs(20), || async {
         let jobs = api.repo().jobs().list(None, 10).await.unwrap();
-        if jobs.iter().any(|j| j.state != "queued" && j.state != "running") {
-            assert_eq!(jobs[0].state, "done", "{jobs:#?}");
-            break;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{jobs:#?}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        if jobs.iter().any(|j| j.state != "queued" && j.state != "running") { Ok(jobs) } else { Err(jobs) }
+    })
+    .await;
+    assert_eq!(jobs[0].state, "done", "{jobs:#?}");
     worker.stop().await;
     let r = api.get(&format!("/api/v1/Invoice/{invoice}")).by(alice).send().await.expect(200);
     assert_eq!(r.json["customer_name"], "Acme Ltd", "the job updated alice's invoice under row security");

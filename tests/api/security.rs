@@ -297,7 +297,7 @@ mod jwt {
 mod rate_limits {
     use m_runtime::config::Secret;
 
-    use crate::runtime::{KillOnDrop, free_port};
+    use crate::runtime::{free_port, private_redis};
     use crate::support::{Backend, TestApp, redis_url};
 
     async fn app(backend: Backend, api: u32, anon: u32, redis: Option<String>, prefix: &str) -> Option<TestApp> {
@@ -381,21 +381,7 @@ mod rate_limits {
 
     crate::both_backends!(a_redis_outage_falls_back_to_limits_in_process, |backend| {
         let port = free_port();
-        let Ok(child) = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-        else {
-            eprintln!("skipped: redis-server is not installed");
-            return;
-        };
-        let mut redis = KillOnDrop(child);
-        for _ in 0..50 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let Some(mut redis) = private_redis(port).await else { return };
         let Some(app) = app(backend, 3, 100, Some(format!("redis://127.0.0.1:{port}")), &unique()).await else {
             return;
         };

@@ -336,13 +336,26 @@ impl Scratch {
     }
 }
 
+/// A run under `CI=true`, where every test must run: a missing service or tool fails it.
+pub fn under_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Say that a test (or a check in it) skipped, and why; under `CI=true`, where `required` must be
+/// here, fail instead.
+#[track_caller]
+pub fn skip_unless_ci(required: &str, why: &str) {
+    assert!(!under_ci(), "{required} is required when CI=true ({why})");
+    eprintln!("skipped: {why}");
+}
+
 /// The shared Redis for tests, or None (the test then prints that it skipped; under `CI=true` a
 /// missing server fails).
 pub fn redis_url() -> Option<String> {
     match std::env::var("M_TEST_REDIS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "M_TEST_REDIS_URL is required when CI=true");
+            assert!(!under_ci(), "M_TEST_REDIS_URL is required when CI=true");
             None
         }
     }
@@ -354,10 +367,85 @@ pub fn pg_url() -> Option<String> {
     match std::env::var("M_TEST_PG_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "M_TEST_PG_URL is required when CI=true");
+            assert!(!under_ci(), "M_TEST_PG_URL is required when CI=true");
             None
         }
     }
+}
+
+/// What a check polled by [`wait_until`] returns: done (with a value), or not yet (with what it
+/// saw, for the failure message).
+pub trait Progress {
+    type Done;
+    fn done(self) -> Result<Self::Done, String>;
+}
+
+impl Progress for bool {
+    type Done = ();
+    fn done(self) -> Result<(), String> {
+        if self { Ok(()) } else { Err("not yet".into()) }
+    }
+}
+
+impl<T> Progress for Option<T> {
+    type Done = T;
+    fn done(self) -> Result<T, String> {
+        self.ok_or_else(|| "not yet".into())
+    }
+}
+
+impl<T, E: std::fmt::Debug> Progress for Result<T, E> {
+    type Done = T;
+    fn done(self) -> Result<T, String> {
+        self.map_err(|e| format!("{e:#?}"))
+    }
+}
+
+/// Poll `check` every 50 ms until it is done (`true`, `Some`, `Ok`) and return its value; fail,
+/// naming `what` and the last thing `check` saw, when `deadline` passes first.
+pub async fn wait_until<P, F, Fut>(what: &str, deadline: std::time::Duration, mut check: F) -> P::Done
+where
+    P: Progress,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = P>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match check().await.done() {
+            Ok(v) => return v,
+            Err(seen) => {
+                assert!(
+                    started.elapsed() < deadline,
+                    "timed out after {deadline:?} waiting for {what}; last seen: {seen}"
+                );
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The Unix second now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The Unix microsecond now (the job queue's times).
+pub fn unix_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Wait until the clock is in a later whole second than `token` was issued in (tokens carry
+/// whole seconds), so a change made from now on is newer than the token.
+pub async fn wait_past_issue_of(token: &str) {
+    let auth = m_runtime::auth::Authenticator::hs256(SECRET.as_bytes());
+    let subject = auth.authenticate(Some(&format!("Bearer {token}"))).await.expect("a test token");
+    let issued = subject.issued_at.expect("the token says when it was issued");
+    wait_until("the second after the token was issued", std::time::Duration::from_secs(5), || async {
+        if unix_now() > issued { Ok(()) } else { Err(format!("now {} <= iat {issued}", unix_now())) }
+    })
+    .await;
 }
 
 fn with_database(url: &str, db: &str) -> String {

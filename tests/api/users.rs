@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::runtime::{exchange, spawn_binary};
-use crate::support::{Resp, Scratch, TestApp, seed};
+use crate::support::{Resp, Scratch, TestApp, seed, wait_past_issue_of, wait_until};
 
 fn without_request_id(mut v: Value) -> Value {
     if let Some(e) = v.get_mut("error").and_then(Value::as_object_mut) {
@@ -92,8 +92,8 @@ crate::both!(login_me_and_passwords, |app| {
         .send()
         .await
         .expect_error(422, "validation_failed");
-    // Tokens carry whole seconds: the change comes a second after the login.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Tokens carry whole seconds: the change comes in a later second than the login's token.
+    wait_past_issue_of(&token).await;
     change(json!({"password": "battery staple", "current_password": "correct horse"})).send().await.expect(204);
     login(&app, "ann@example.com", "correct horse").await.expect_error(401, "invalid_credentials");
     let fresh = login(&app, "ann@example.com", "battery staple").await.expect(200).json;
@@ -128,7 +128,8 @@ crate::both!(disabled_deleted_and_demoted_users_lose_access, |app| {
     // Deleted: 401; recreated later with the same email, the old token stays refused.
     app.delete("/api/v1/User/cat@example.com").send().await.expect(204);
     app.get(&path).by(token.clone()).send().await.expect_error(401, "unauthenticated");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Tokens carry whole seconds: the user is recreated in a later second than the token's.
+    wait_past_issue_of(&token).await;
     app.ensure_user("cat@example.com", &["Sales User"]).await;
     app.get(&path).by(token).send().await.expect_error(401, "unauthenticated");
     app.get(&path).by(TestApp::bare_token("cat@example.com")).send().await.expect(200);
@@ -208,20 +209,27 @@ crate::both_backends!(user_commands_apply_within_a_second, |backend| {
         .to_string();
     let read = || app.get("/api/v1/Territory").by(token.clone());
     read().send().await.expect(200);
-    // Another process changes the user: within a second the server acts on it.
-    let settle = || tokio::time::sleep(Duration::from_millis(1000));
+    // Another process changes the user: the server acts on it (within a second; waited for up
+    // to 5 s).
+    let settle = |status: u16| {
+        let read = &read;
+        wait_until("the server to act on the change", Duration::from_secs(5), move || async move {
+            let r = read().send().await;
+            if r.status == status { Ok(()) } else { Err(r) }
+        })
+    };
     m_user(&url, &["user:remove-role", "--email", "eve@example.com", "--role", "Sales User"]);
-    settle().await;
+    settle(403).await;
     read().send().await.expect_error(403, "forbidden");
     m_user(&url, &["user:add-role", "--email", "eve@example.com", "--role", "Sales Manager"]);
-    settle().await;
+    settle(200).await;
     read().send().await.expect(200);
     m_user(&url, &["user:disable", "--email", "eve@example.com"]);
-    settle().await;
+    settle(401).await;
     read().send().await.expect_error(401, "unauthenticated");
     login(&app, "eve@example.com", "correct horse").await.expect_error(401, "invalid_credentials");
     m_user(&url, &["user:enable", "--email", "eve@example.com"]);
-    settle().await;
+    settle(200).await;
     read().send().await.expect(200);
     // A password from standard input.
     m_user_stdin(&url, &["user:set-password", "--email", "eve@example.com"], "battery staple\n");
