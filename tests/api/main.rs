@@ -7,6 +7,7 @@ mod artifacts;
 mod crud;
 mod input;
 mod jobs;
+mod keywords;
 mod lifecycle;
 mod list;
 mod migrate;

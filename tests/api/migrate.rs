@@ -739,3 +739,54 @@ crate::both_backends!(live_status_finds_select_values_the_doctypes_no_longer_all
     );
     m.close().await;
 });
+
+const AUTHOR: &str = "name = \"Author\"\n\n[fields.favourite_book]\ntype = \"Link\"\nto = \"Book\"\n";
+const BOOK: &str = "name = \"Book\"\n\n[fields.author]\ntype = \"Link\"\nto = \"Author\"\n";
+
+// A revision creating two DocTypes that link each other rolls back, with rows pointing both ways.
+crate::both_backends!(rollback_of_doctypes_linking_each_other, |backend| {
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let mut files = Vec::new();
+    let base = desired(CUSTOMER);
+    add_revision(&mut files, "20260101000000", "initial", &base);
+    let sources =
+        [("doctypes/author.toml", AUTHOR), ("doctypes/book.toml", BOOK)].map(|(f, t)| (f.to_string(), t.to_string()));
+    let mut linked = base.clone();
+    linked.tables.extend(schema_of_doctypes(&m_codegen::load_sources(&sources).unwrap().doctypes).tables);
+    add_revision(&mut files, "20260102000000", "authors_and_books", &linked);
+    let mut m = migrator(&scratch, &files).await;
+    assert_eq!(m.migrate(false).await.unwrap().len(), 2);
+    let row = |table: &str, id: u32, name: &str, link: &str, to: &str| {
+        format!(
+            "INSERT INTO {table} (id, name, owner, modified_by, creation, modified, {link}) \
+             VALUES ('0190b0c0-0000-7000-8000-{id:012}', '{name}', 'a', 'a', {NOW}, {NOW}, {to})"
+        )
+    };
+    sql(&mut m, &row("author", 31, "A", "favourite_book", "NULL")).await;
+    sql(&mut m, &row("book", 32, "B", "author", "'A'")).await;
+    sql(&mut m, "UPDATE author SET favourite_book = 'B'").await;
+    // Dropping tables is DANGEROUS (M002): forced.
+    assert_eq!(m.rollback(None, None, true).await.unwrap(), vec!["20260102000000".to_string()]);
+    let at_initial = Chain::load(&files[..1]).unwrap().replay().unwrap();
+    assert_eq!(m_runtime::migrate::live::drift(m.conn().await, &at_initial).await.unwrap(), Vec::<String>::new());
+    assert_eq!(m.migrate(false).await.unwrap(), vec!["20260102000000".to_string()]);
+    m.close().await;
+});
+
+#[test]
+fn a_renamed_from_naming_no_column_is_an_error() {
+    let mut files = Vec::new();
+    add_revision(&mut files, "20260101000000", "initial", &desired(CUSTOMER));
+    let chain = Chain::load(&files).unwrap();
+    // A typo: neither `fxa` nor `telefax` is a column yet, so nothing says what to rename.
+    let typo = CUSTOMER.replace("[fields.fax]", "[fields.telefax]\nrenamed_from = \"fxa\"");
+    let e = ungenerated(&chain, &desired(&typo)).expect_err("refused").to_string();
+    assert!(e.contains("doctypes/customer.toml") && e.contains("renamed_from = \"fxa\""), "{e}");
+    // Spelled right, it is a rename; once applied, the key may stay and changes nothing.
+    let renamed = CUSTOMER.replace("[fields.fax]", "[fields.telefax]\nrenamed_from = \"fax\"");
+    let d = ungenerated(&chain, &desired(&renamed)).unwrap();
+    assert!(d.up.iter().any(|s| matches!(s.op, Op::RenameColumn { .. })), "{:#?}", d.up);
+    add_revision(&mut files, "20260102000000", "rename_fax", &desired(&renamed));
+    let chain = Chain::load(&files).unwrap();
+    assert!(ungenerated(&chain, &desired(&renamed)).unwrap().is_empty());
+}
