@@ -223,7 +223,7 @@ pub fn meta_tokens(d: &DocType) -> TokenStream {
         quote! {
             ::m_runtime::meta::FieldMeta {
                 name: #fname,
-                kind: ::m_runtime::meta::FieldKind::#kind,
+                kind: ::m_runtime::meta::FieldType::#kind,
                 to: #to,
                 required: #required,
                 unique: #unique,

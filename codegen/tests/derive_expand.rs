@@ -101,7 +101,7 @@ fn valid_struct_expands_to_the_doctype_impl() {
     assert_contains(&out, r#"name: "Note", table: "note", naming: ::m_runtime::meta::Naming::Field("code")"#);
     assert_contains(&out, r#"title_field: ::core::option::Option::Some("title")"#);
     assert_contains(&out, "child: false");
-    assert_contains(&out, r#"kind: ::m_runtime::meta::FieldKind::Check"#);
+    assert_contains(&out, r#"kind: ::m_runtime::meta::FieldType::Check"#);
     assert_contains(&out, "default: ::core::option::Option::Some(::m_runtime::meta::DefaultValue::Bool(true))");
     assert_contains(&out, "max_length: ::core::option::Option::Some(20u32)");
     // Declared fields are read and written; standard fields are only read; Tables go through rows.

@@ -5,23 +5,15 @@
 //! [`repo`] (document operations, hooks, validation) -> [`query`] (the one SQL builder, scope
 //! always applied) -> [`db`] (connections, binds, row decoding).
 
-pub mod app;
 pub mod auth;
 pub mod breaker;
-pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod db;
-pub mod doc;
-pub mod hooks;
 pub mod http;
 pub mod jobs;
-pub mod list_query;
-pub mod meta;
 pub mod metrics;
 pub mod migrate;
-pub mod naming;
-pub mod perms;
 pub mod query;
 pub mod ratelimit;
 pub mod repo;
@@ -29,11 +21,9 @@ pub mod retry;
 pub mod server;
 pub mod services;
 pub mod telemetry;
-pub mod types;
 pub mod users;
-pub mod value;
 
-pub use doc::{Doc, DocType};
+pub use m_core::{Doc, DocType, Value, app, checks, doc, hooks, list_query, meta, naming, perms, types, value};
 /// `#[derive(DocType)]`.
+#[cfg(feature = "derive")]
 pub use m_macros::DocType;
-pub use value::Value;

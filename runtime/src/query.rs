@@ -5,9 +5,9 @@
 use std::fmt::Write as _;
 
 use crate::db::{Binds, Dialect};
-use crate::doc::{DocSchema, Std};
+use crate::doc::{DocSchema, StandardColumn};
 use crate::list_query::{Cond, CondValue, ListQuery, Op, SortDir};
-use crate::meta::FieldKind;
+use crate::meta::FieldType;
 use crate::perms::Scope;
 use crate::value::Value;
 
@@ -41,7 +41,7 @@ impl Sql {
         self.ident(alias).push(".").ident(column)
     }
 
-    pub fn bind(&mut self, kind: FieldKind, v: Value) -> &mut Self {
+    pub fn bind(&mut self, kind: FieldType, v: Value) -> &mut Self {
         self.binds.push((kind, v));
         match self.dialect {
             Dialect::Postgres => {
@@ -54,7 +54,7 @@ impl Sql {
 
     /// A column as an expression that compares and sorts by its meaning: SQLite keeps decimals
     /// as exact text, so they are compared as numbers.
-    fn column_expr(&mut self, name: &str, kind: FieldKind) -> &mut Self {
+    fn column_expr(&mut self, name: &str, kind: FieldType) -> &mut Self {
         if self.dialect == Dialect::Sqlite && kind.is_decimal() {
             self.push("CAST(").ident(name).push(" AS REAL)")
         } else {
@@ -62,7 +62,7 @@ impl Sql {
         }
     }
 
-    fn bind_expr(&mut self, kind: FieldKind, v: Value) -> &mut Self {
+    fn bind_expr(&mut self, kind: FieldType, v: Value) -> &mut Self {
         if self.dialect == Dialect::Sqlite && kind.is_decimal() {
             self.push("CAST(").bind(kind, v).push(" AS REAL)")
         } else {
@@ -75,14 +75,14 @@ impl Sql {
     /// here, so a removed User Permission applies at once).
     fn scope(&mut self, scope: &Scope) -> &mut Self {
         if let Some(owner) = &scope.owner {
-            self.push(" AND ").ident("owner").push(" = ").bind(FieldKind::Data, Value::Str(owner.clone()));
+            self.push(" AND ").ident("owner").push(" = ").bind(FieldType::Data, Value::Str(owner.clone()));
         }
         if let Some(up) = &scope.user_permissions {
             for (column, target) in &up.links {
                 self.push(" AND ").ident(column).push(" IN (SELECT ").ident("for_value");
                 self.push(" FROM ").ident("user_permission").push(" WHERE ").ident("user").push(" = ");
-                self.bind(FieldKind::Data, Value::Str(up.user.clone()));
-                self.push(" AND ").ident("allow").push(" = ").bind(FieldKind::Data, Value::Str((*target).to_string()));
+                self.bind(FieldType::Data, Value::Str(up.user.clone()));
+                self.push(" AND ").ident("allow").push(" = ").bind(FieldType::Data, Value::Str((*target).to_string()));
                 self.push(")");
             }
         }
@@ -126,16 +126,16 @@ impl DocRef {
 fn where_ref(sql: &mut Sql, r: &DocRef) {
     match r {
         DocRef::Id(u) => {
-            sql.push(" WHERE ").ident("id").push(" = ").bind(FieldKind::Uuid, Value::Uuid(*u));
+            sql.push(" WHERE ").ident("id").push(" = ").bind(FieldType::Uuid, Value::Uuid(*u));
         }
         DocRef::Name(n) => {
-            sql.push(" WHERE ").ident("name").push(" = ").bind(FieldKind::Data, Value::Str(n.clone()));
+            sql.push(" WHERE ").ident("name").push(" = ").bind(FieldType::Data, Value::Str(n.clone()));
         }
     }
 }
 
 /// Column kinds, for decoding the rows of a select.
-pub fn kinds(schema: &DocSchema, cols: &[usize]) -> Vec<FieldKind> {
+pub fn kinds(schema: &DocSchema, cols: &[usize]) -> Vec<FieldType> {
     cols.iter().map(|&i| schema.columns[i].kind).collect()
 }
 
@@ -194,7 +194,7 @@ fn push_cond(sql: &mut Sql, schema: &DocSchema, c: &Cond) {
         (Op::Like, CondValue::One(v)) => {
             // `\` escapes a wildcard on both dialects (PostgreSQL's default, SQLite's by ESCAPE).
             let op = if dialect == Dialect::Postgres { " ILIKE " } else { " LIKE " };
-            sql.ident(name).push(op).bind(FieldKind::Text, v.clone()).push(" ESCAPE '\\'");
+            sql.ident(name).push(op).bind(FieldType::Text, v.clone()).push(" ESCAPE '\\'");
         }
         (Op::Ne, CondValue::One(v)) => {
             // Null-safe: a NULL is "not equal" to a value, as users expect.
@@ -252,17 +252,17 @@ pub fn select_list(schema: &DocSchema, dialect: Dialect, q: &ListQuery, cols: &[
         // NULL sorts as the smallest value on both dialects (SQLite's rule, and Frappe's). Only
         // nullable columns say so: on NOT NULL ones the clause would stop PostgreSQL from reading
         // an index in order.
-        let nullable = c.field.map_or(c.standard == Some(Std::AmendedFrom), |f| !f.required);
+        let nullable = c.field.map_or(c.standard == Some(StandardColumn::AmendedFrom), |f| !f.required);
         if dialect == Dialect::Postgres && nullable {
             sql.push(if *dir == SortDir::Asc { " NULLS FIRST" } else { " NULLS LAST" });
         }
     }
     // A unique tie-breaker keeps pages stable when the sort keys repeat.
-    if !q.order_by.iter().any(|(c, _)| schema.columns[*c].standard == Some(Std::Id)) {
+    if !q.order_by.iter().any(|(c, _)| schema.columns[*c].standard == Some(StandardColumn::Id)) {
         sql.push(if q.order_by.is_empty() { "" } else { ", " }).ident("id");
     }
-    sql.push(" LIMIT ").bind(FieldKind::BigInt, Value::Int(i64::from(q.limit) + 1));
-    sql.push(" OFFSET ").bind(FieldKind::BigInt, Value::Int(i64::from(q.offset)));
+    sql.push(" LIMIT ").bind(FieldType::BigInt, Value::Int(i64::from(q.limit) + 1));
+    sql.push(" OFFSET ").bind(FieldType::BigInt, Value::Int(i64::from(q.offset)));
     sql
 }
 
@@ -310,7 +310,7 @@ pub fn update(
     let mut first = true;
     let mut id = Value::Null;
     for (c, v) in schema.columns.iter().zip(values) {
-        if c.standard == Some(Std::Id) {
+        if c.standard == Some(StandardColumn::Id) {
             id = v.clone();
             continue;
         }
@@ -320,10 +320,10 @@ pub fn update(
         first = false;
         sql.ident(c.name).push(" = ").bind(c.kind, v.clone());
     }
-    sql.push(" WHERE ").ident("id").push(" = ").bind(FieldKind::Uuid, id);
+    sql.push(" WHERE ").ident("id").push(" = ").bind(FieldType::Uuid, id);
     sql.scope(scope);
     if let Some(v) = expect_version {
-        sql.push(" AND ").ident("_version").push(" = ").bind(FieldKind::BigInt, Value::Int(v));
+        sql.push(" AND ").ident("_version").push(" = ").bind(FieldType::BigInt, Value::Int(v));
     }
     sql
 }
@@ -336,7 +336,7 @@ pub fn delete(schema: &DocSchema, dialect: Dialect, id: uuid::Uuid, scope: &Scop
         .push(" WHERE ")
         .ident("id")
         .push(" = ")
-        .bind(FieldKind::Uuid, Value::Uuid(id));
+        .bind(FieldType::Uuid, Value::Uuid(id));
     sql.scope(scope);
     sql
 }
@@ -353,9 +353,9 @@ pub fn select_children(
     let cols: Vec<usize> = (0..child.columns.len()).collect();
     let mut sql = Sql::new(dialect);
     sql.select_columns(child, &cols);
-    sql.push(" WHERE ").ident("parentfield").push(" = ").bind(FieldKind::Data, Value::Str(field.to_string()));
+    sql.push(" WHERE ").ident("parentfield").push(" = ").bind(FieldType::Data, Value::Str(field.to_string()));
     sql.push(" AND ").ident("parent").push(" IN (SELECT ").ident("name").push(" FROM ").ident(parent.meta.table);
-    sql.push(" WHERE ").ident("name").push(" = ").bind(FieldKind::Data, Value::Str(parent_name.to_string()));
+    sql.push(" WHERE ").ident("name").push(" = ").bind(FieldType::Data, Value::Str(parent_name.to_string()));
     sql.scope(scope);
     sql.push(") ORDER BY ").ident("idx");
     sql
@@ -375,15 +375,15 @@ pub fn delete_children_except(
         .push(" WHERE ")
         .ident("parent")
         .push(" = ")
-        .bind(FieldKind::Data, Value::Str(parent_name.to_string()));
-    sql.push(" AND ").ident("parentfield").push(" = ").bind(FieldKind::Data, Value::Str(field.to_string()));
+        .bind(FieldType::Data, Value::Str(parent_name.to_string()));
+    sql.push(" AND ").ident("parentfield").push(" = ").bind(FieldType::Data, Value::Str(field.to_string()));
     if !keep.is_empty() {
         sql.push(" AND ").ident("id").push(" NOT IN (");
         for (i, id) in keep.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
             }
-            sql.bind(FieldKind::Uuid, Value::Uuid(*id));
+            sql.bind(FieldType::Uuid, Value::Uuid(*id));
         }
         sql.push(")");
     }
@@ -411,14 +411,14 @@ pub fn names_like(schema: &DocSchema, dialect: Dialect, prefix: &str) -> Sql {
         .ident("name")
         .push(" LIKE ");
     let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    sql.bind(FieldKind::Data, Value::Str(format!("{escaped}-%"))).push(" ESCAPE '\\'");
+    sql.bind(FieldType::Data, Value::Str(format!("{escaped}-%"))).push(" ESCAPE '\\'");
     sql
 }
 
 /// Next value of a naming-series counter, atomically, inside the write transaction.
 pub fn next_series(dialect: Dialect, key: &str) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("INSERT INTO m_series (prefix, current) VALUES (").bind(FieldKind::Data, Value::Str(key.to_string()));
+    sql.push("INSERT INTO m_series (prefix, current) VALUES (").bind(FieldType::Data, Value::Str(key.to_string()));
     sql.push(", 1) ON CONFLICT (prefix) DO UPDATE SET current = m_series.current + 1 RETURNING current");
     sql
 }
@@ -434,7 +434,7 @@ pub fn user_access(dialect: Dialect, user: &str) -> Sql {
     sql.push(" ON ").qualified("r", "parent").push(" = ").qualified("u", "name");
     sql.push(" LEFT JOIN ").ident("m_auth").push(" AS ").ident("a");
     sql.push(" ON ").qualified("a", "user").push(" = ").qualified("u", "name");
-    sql.push(" WHERE ").qualified("u", "name").push(" = ").bind(FieldKind::Data, Value::Str(user.to_string()));
+    sql.push(" WHERE ").qualified("u", "name").push(" = ").bind(FieldType::Data, Value::Str(user.to_string()));
     sql
 }
 
@@ -442,7 +442,7 @@ pub fn user_access(dialect: Dialect, user: &str) -> Sql {
 pub fn user_permission_doctypes(dialect: Dialect, user: &str) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("SELECT DISTINCT ").ident("allow").push(" FROM ").ident("user_permission");
-    sql.push(" WHERE ").ident("user").push(" = ").bind(FieldKind::Data, Value::Str(user.to_string()));
+    sql.push(" WHERE ").ident("user").push(" = ").bind(FieldType::Data, Value::Str(user.to_string()));
     sql
 }
 
@@ -453,7 +453,7 @@ pub fn user_credentials(dialect: Dialect, user: &str) -> Sql {
     sql.push(" FROM ").ident("user").push(" AS ").ident("u");
     sql.push(" LEFT JOIN ").ident("m_auth").push(" AS ").ident("a");
     sql.push(" ON ").qualified("a", "user").push(" = ").qualified("u", "name");
-    sql.push(" WHERE ").qualified("u", "name").push(" = ").bind(FieldKind::Data, Value::Str(user.to_string()));
+    sql.push(" WHERE ").qualified("u", "name").push(" = ").bind(FieldType::Data, Value::Str(user.to_string()));
     sql
 }
 
@@ -462,8 +462,8 @@ pub fn user_credentials(dialect: Dialect, user: &str) -> Sql {
 pub fn set_password_hash(dialect: Dialect, user: &str, hash: &str, changed: i64) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ").ident("m_auth").push(" (").ident("user").push(", ").ident("password_hash");
-    sql.push(", ").ident("changed").push(") VALUES (").bind(FieldKind::Data, Value::Str(user.to_string())).push(", ");
-    sql.bind(FieldKind::Text, Value::Str(hash.to_string())).push(", ").bind(FieldKind::BigInt, Value::Int(changed));
+    sql.push(", ").ident("changed").push(") VALUES (").bind(FieldType::Data, Value::Str(user.to_string())).push(", ");
+    sql.bind(FieldType::Text, Value::Str(hash.to_string())).push(", ").bind(FieldType::BigInt, Value::Int(changed));
     sql.push(") ON CONFLICT (").ident("user").push(") DO UPDATE SET ").ident("password_hash");
     sql.push(" = excluded.").ident("password_hash").push(", ").ident("changed").push(" = excluded.").ident("changed");
     sql
@@ -473,7 +473,7 @@ pub fn set_password_hash(dialect: Dialect, user: &str, hash: &str, changed: i64)
 pub fn delete_password_hash(dialect: Dialect, user: &str) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("DELETE FROM ").ident("m_auth").push(" WHERE ").ident("user").push(" = ");
-    sql.bind(FieldKind::Data, Value::Str(user.to_string()));
+    sql.bind(FieldType::Data, Value::Str(user.to_string()));
     sql
 }
 
@@ -488,7 +488,7 @@ mod tests {
 
     static FIELDS: &[FieldMeta] = &[FieldMeta {
         name: "qty",
-        kind: FieldKind::Currency,
+        kind: FieldType::Currency,
         to: None,
         required: false,
         unique: false,

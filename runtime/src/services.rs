@@ -84,7 +84,7 @@ impl Setup {
         let queue = JobQueue::new(db.clone(), jobs.iter().map(|j| j.name).collect(), config.job_attempts);
         let directory = Arc::new(Directory::default());
         let observers = vec![Directory::forget_written(directory.clone())];
-        let repo = Repo::new(app, db, ListLimits::from(&config), queue, observers);
+        let repo = Repo::new(app, db, list_limits(&config), queue, observers);
         let users = Users::new(repo.clone(), directory);
         users.ensure_administrator().await.map_err(|e| {
             anyhow::anyhow!(
@@ -92,6 +92,17 @@ impl Setup {
             )
         })?;
         Ok(Runtime { config: Arc::new(config), repo, users, jobs, revisions: revisions.into() })
+    }
+}
+
+/// The list caps of the configuration (`M_MAX_PAGE_SIZE`, `M_MAX_FIELDS`, …).
+pub fn list_limits(config: &Config) -> ListLimits {
+    ListLimits {
+        default_page_size: 20.min(config.max_page_size),
+        max_page_size: config.max_page_size,
+        max_fields: config.max_fields,
+        max_filters: config.max_filters,
+        max_in_values: config.max_in_values,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use m_runtime::config::{Config, Secret};
 use m_runtime::db::{Db, DbCtx};
-use m_runtime::meta::FieldKind;
+use m_runtime::meta::FieldType;
 use m_runtime::server::Server;
 use m_runtime::value::Value;
 use serde_json::json;
@@ -25,7 +25,7 @@ fn shipped() -> m_runtime::app::App {
 }
 
 async fn names(db: &Db, ctx: &DbCtx, sql: &str) -> Vec<String> {
-    let rows = db.fetch(ctx, sql, Vec::new(), &[FieldKind::Data]).await.unwrap();
+    let rows = db.fetch(ctx, sql, Vec::new(), &[FieldType::Data]).await.unwrap();
     let mut out: Vec<String> =
         rows.into_iter().filter_map(|r| r.into_iter().next()).filter_map(|v| v.as_str().map(str::to_string)).collect();
     out.sort();
@@ -157,8 +157,8 @@ async fn postgres_policies_hold_when_a_query_forgets_the_scope() {
         .execute(
             "UPDATE invoice SET customer = $1 WHERE name = $2",
             vec![
-                (FieldKind::Data, Value::Str(customers[1].clone())),
-                (FieldKind::Data, Value::Str(invoices[2].clone())),
+                (FieldType::Data, Value::Str(customers[1].clone())),
+                (FieldType::Data, Value::Str(invoices[2].clone())),
             ],
         )
         .await;

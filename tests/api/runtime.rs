@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use m_runtime::config::{Config, Mode, Secret};
 use m_runtime::db::{Db, DbError, PoolConfig};
-use m_runtime::meta::FieldKind;
+use m_runtime::meta::FieldType;
 use m_runtime::server::Server;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -212,11 +212,11 @@ crate::both_backends!(statements_stop_at_the_statement_timeout, |backend| {
         }
     };
     let started = Instant::now();
-    let e = db.fetch(&m_runtime::db::DbCtx::System, slow, Vec::new(), &[FieldKind::BigInt]).await.unwrap_err();
+    let e = db.fetch(&m_runtime::db::DbCtx::System, slow, Vec::new(), &[FieldType::BigInt]).await.unwrap_err();
     assert!(matches!(e, DbError::Timeout), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(4), "stopped after {:?}", started.elapsed());
     // The connection is usable afterwards.
-    db.fetch(&m_runtime::db::DbCtx::System, "SELECT 1", Vec::new(), &[FieldKind::Int]).await.unwrap();
+    db.fetch(&m_runtime::db::DbCtx::System, "SELECT 1", Vec::new(), &[FieldType::Int]).await.unwrap();
 });
 
 crate::both_backends!(slow_requests_time_out_and_overload_is_shed, |backend| {

@@ -1,29 +1,25 @@
 //! Database access: PostgreSQL through sqlx connections held in a ping-free, cancel-safe pool,
 //! SQLite through one writer connection and a pool of readers (ARCHITECTURE.md). Above this module
 //! everything is dialect-neutral: SQL text from the query builder, typed [`Value`] binds, rows
-//! decoded by the columns' [`FieldKind`]s.
+//! decoded by the columns' [`FieldType`]s.
 
 mod pg;
 mod sqlite;
 
 use std::time::Duration;
 
-use crate::meta::FieldKind;
+use crate::meta::FieldType;
 use crate::value::Value;
 
 pub use pg::PgDb;
 pub use sqlite::SqliteDb;
 
-/// SQL dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    Sqlite,
-}
+/// SQL dialect (the one vocabulary of m-schema).
+pub use m_schema::Dialect;
 
 /// Values bound to a statement's placeholders, each with the kind of the column it meets (so a
 /// NULL is typed, and a value is encoded the way the column stores it).
-pub type Binds = Vec<(FieldKind, Value)>;
+pub type Binds = Vec<(FieldType, Value)>;
 
 /// A decoded row: one value per selected column.
 pub type Row = Vec<Value>;
@@ -222,7 +218,7 @@ impl DbCtx {
             ),
             DbCtx::System => (String::new(), "[]".into(), String::new(), "on".to_string()),
         };
-        let binds = [user, roles, action, bypass].into_iter().map(|v| (FieldKind::Data, Value::Str(v))).collect();
+        let binds = [user, roles, action, bypass].into_iter().map(|v| (FieldType::Data, Value::Str(v))).collect();
         (
             "SELECT set_config('m.user', $1, false), set_config('m.roles', $2, false), \
              set_config('m.action', $3, false), set_config('m.bypass', $4, false)",
@@ -316,7 +312,7 @@ impl Db {
     }
 
     /// Read rows with a fresh reader connection acting for `ctx`.
-    pub async fn fetch(&self, ctx: &DbCtx, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+    pub async fn fetch(&self, ctx: &DbCtx, sql: &str, binds: Binds, kinds: &[FieldType]) -> Result<Vec<Row>, DbError> {
         self.reader(ctx).await?.fetch(sql, binds, kinds).await
     }
 }
@@ -327,7 +323,7 @@ pub trait Fetch: Send {
         &mut self,
         sql: &str,
         binds: Binds,
-        kinds: &[FieldKind],
+        kinds: &[FieldType],
     ) -> impl std::future::Future<Output = Result<Vec<Row>, DbError>> + Send;
 
     /// See [`Conn::bypass`].
@@ -335,7 +331,7 @@ pub trait Fetch: Send {
 }
 
 impl Fetch for Conn {
-    async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+    async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldType]) -> Result<Vec<Row>, DbError> {
         Conn::fetch(self, sql, binds, kinds).await
     }
 
@@ -345,7 +341,7 @@ impl Fetch for Conn {
 }
 
 impl Fetch for Tx {
-    async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+    async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldType]) -> Result<Vec<Row>, DbError> {
         Tx::fetch(self, sql, binds, kinds).await
     }
 
@@ -368,7 +364,7 @@ enum Link {
 }
 
 impl Conn {
-    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldType]) -> Result<Vec<Row>, DbError> {
         let started = std::time::Instant::now();
         let rows = match &mut self.link {
             Link::Pg(c) => c.fetch(sql, binds, kinds).await,
@@ -448,7 +444,7 @@ impl Tx {
         self.conn.as_mut().ok_or_else(|| DbError::Other("transaction already finished".into()))
     }
 
-    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldType]) -> Result<Vec<Row>, DbError> {
         self.conn()?.fetch(sql, binds, kinds).await
     }
 

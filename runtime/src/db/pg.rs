@@ -14,7 +14,7 @@ use sqlx::{Arguments, ConnectOptions, Row as _};
 use tracing::Instrument as _;
 
 use super::{Binds, DbError, PoolConfig, Row};
-use crate::meta::FieldKind;
+use crate::meta::FieldType;
 use crate::value::Value;
 
 pub struct PgConn {
@@ -184,35 +184,39 @@ impl PgConnGuard {
         }
     }
 
-    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
-        let args = bind_all(binds)?;
-        let c = &mut *self.0;
-        c.busy = true;
-        let started = std::time::Instant::now();
-        // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
-        let rows =
-            sqlx::query_with(sql, args).fetch_all(&mut c.conn).instrument(super::query_span("postgresql", sql)).await;
-        c.busy = false;
-        super::log_statement(sql, started.elapsed(), c.slow);
-        if let Err(e) = &rows {
-            self.note_failure(e);
-        }
-        rows?.iter().map(|r| decode_row(r, kinds)).collect()
+    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldType]) -> Result<Vec<Row>, DbError> {
+        self.statement(sql, binds, Some(kinds)).await.map(|(rows, _)| rows)
     }
 
     pub async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
-        let args = bind_all(binds)?;
+        self.statement(sql, binds, None).await.map(|(_, n)| n)
+    }
+
+    /// Run one statement: its rows decoded as `kinds`, or (without kinds) the rows it changed.
+    async fn statement(
+        &mut self,
+        sql: &str,
+        binds: Binds,
+        kinds: Option<&[FieldType]>,
+    ) -> Result<(Vec<Row>, u64), DbError> {
+        let query = sqlx::query_with(sql, bind_all(binds)?);
         let c = &mut *self.0;
         c.busy = true;
         let started = std::time::Instant::now();
-        let done =
-            sqlx::query_with(sql, args).execute(&mut c.conn).instrument(super::query_span("postgresql", sql)).await;
+        let span = super::query_span("postgresql", sql);
+        // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
+        let done = match kinds {
+            Some(_) => query.fetch_all(&mut c.conn).instrument(span).await.map(|rows| (rows, 0)),
+            None => query.execute(&mut c.conn).instrument(span).await.map(|d| (Vec::new(), d.rows_affected())),
+        };
         c.busy = false;
         super::log_statement(sql, started.elapsed(), c.slow);
         if let Err(e) = &done {
             self.note_failure(e);
         }
-        Ok(done?.rows_affected())
+        let (rows, changed) = done?;
+        let kinds = kinds.unwrap_or_default();
+        Ok((rows.iter().map(|r| decode_row(r, kinds)).collect::<Result<_, _>>()?, changed))
     }
 
     pub async fn begin(&mut self) -> Result<(), DbError> {
@@ -228,7 +232,7 @@ impl PgConnGuard {
         // Until switched back, the settings are not those of a checkout.
         self.0.acting_for = None;
         let v = Value::Str(if on { "on" } else { "off" }.into());
-        self.fetch("SELECT set_config('m.bypass', $1, false)", vec![(FieldKind::Data, v)], &[]).await?;
+        self.fetch("SELECT set_config('m.bypass', $1, false)", vec![(FieldType::Data, v)], &[]).await?;
         Ok(())
     }
 
@@ -245,7 +249,7 @@ impl PgConnGuard {
     }
 }
 
-fn mismatch(kind: FieldKind, v: &Value) -> DbError {
+fn mismatch(kind: FieldType, v: &Value) -> DbError {
     DbError::Other(format!("cannot bind {v:?} to a {} column", kind.as_str()))
 }
 
@@ -257,8 +261,8 @@ fn bind_all(binds: Binds) -> Result<PgArguments, DbError> {
     Ok(args)
 }
 
-fn bind(args: &mut PgArguments, kind: FieldKind, v: Value) -> Result<(), DbError> {
-    use FieldKind as K;
+fn bind(args: &mut PgArguments, kind: FieldType, v: Value) -> Result<(), DbError> {
+    use FieldType as K;
     let r = match (kind, v) {
         (K::Int, Value::Int(i)) => args.add(i32::try_from(i).map_err(|_| DbError::Other("Int out of range".into()))?),
         (K::Int, Value::Null) => args.add(None::<i32>),
@@ -281,15 +285,15 @@ fn bind(args: &mut PgArguments, kind: FieldKind, v: Value) -> Result<(), DbError
         (K::Json, Value::Null) => args.add(None::<sqlx::types::Json<serde_json::Value>>),
         (K::Uuid, Value::Uuid(u)) => args.add(u),
         (K::Uuid, Value::Null) => args.add(None::<uuid::Uuid>),
-        (k, Value::Str(s)) if k.is_string() => args.add(s),
-        (k, Value::Null) if k.is_string() => args.add(None::<String>),
+        (k, Value::Str(s)) if k.is_text() => args.add(s),
+        (k, Value::Null) if k.is_text() => args.add(None::<String>),
         (k, v) => return Err(mismatch(k, &v)),
     };
     r.map_err(|e| DbError::Other(e.to_string()))
 }
 
-fn decode_row(row: &PgRow, kinds: &[FieldKind]) -> Result<Row, DbError> {
-    use FieldKind as K;
+fn decode_row(row: &PgRow, kinds: &[FieldType]) -> Result<Row, DbError> {
+    use FieldType as K;
     let mut out = Vec::with_capacity(kinds.len());
     for (i, kind) in kinds.iter().enumerate() {
         let v = match kind {

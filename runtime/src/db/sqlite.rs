@@ -20,7 +20,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::Instrument as _;
 
 use super::{Binds, DbError, PoolConfig, Row};
-use crate::meta::FieldKind;
+use crate::meta::FieldType;
 use crate::value::{Value, parse_datetime, sqlite_datetime};
 
 pub struct LiteConn {
@@ -65,31 +65,38 @@ impl LiteConn {
         self.deadline.store(0, Ordering::Relaxed);
     }
 
-    async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
-        let args = bind_all(binds)?;
-        self.busy = true;
-        self.arm();
-        let started = Instant::now();
-        // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
-        let rows =
-            sqlx::query_with(sql, args).fetch_all(&mut self.conn).instrument(super::query_span("sqlite", sql)).await;
-        self.disarm();
-        self.busy = false;
-        super::log_statement(sql, started.elapsed(), self.slow);
-        rows?.iter().map(|r| decode_row(r, kinds)).collect()
+    async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldType]) -> Result<Vec<Row>, DbError> {
+        self.statement(sql, binds, Some(kinds)).await.map(|(rows, _)| rows)
     }
 
     async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
-        let args = bind_all(binds)?;
+        self.statement(sql, binds, None).await.map(|(_, n)| n)
+    }
+
+    /// Run one statement under the statement timeout: its rows decoded as `kinds`, or (without
+    /// kinds) the rows it changed.
+    async fn statement(
+        &mut self,
+        sql: &str,
+        binds: Binds,
+        kinds: Option<&[FieldType]>,
+    ) -> Result<(Vec<Row>, u64), DbError> {
+        let query = sqlx::query_with(sql, bind_all(binds)?);
         self.busy = true;
         self.arm();
         let started = Instant::now();
-        let done =
-            sqlx::query_with(sql, args).execute(&mut self.conn).instrument(super::query_span("sqlite", sql)).await;
+        let span = super::query_span("sqlite", sql);
+        // Only a future dropped mid-statement leaves `busy` set; an error answer is a clean end.
+        let done = match kinds {
+            Some(_) => query.fetch_all(&mut self.conn).instrument(span).await.map(|rows| (rows, 0)),
+            None => query.execute(&mut self.conn).instrument(span).await.map(|d| (Vec::new(), d.rows_affected())),
+        };
         self.disarm();
         self.busy = false;
         super::log_statement(sql, started.elapsed(), self.slow);
-        Ok(done?.rows_affected())
+        let (rows, changed) = done?;
+        let kinds = kinds.unwrap_or_default();
+        Ok((rows.iter().map(|r| decode_row(r, kinds)).collect::<Result<_, _>>()?, changed))
     }
 
     /// Undo what a dropped transaction or a cancelled statement left behind.
@@ -207,7 +214,7 @@ impl ReaderGuard {
         Ok(())
     }
 
-    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldType]) -> Result<Vec<Row>, DbError> {
         self.0.fetch(sql, binds, kinds).await
     }
 
@@ -219,7 +226,7 @@ impl ReaderGuard {
 pub struct WriterGuard(OwnedMutexGuard<LiteConn>);
 
 impl WriterGuard {
-    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldKind]) -> Result<Vec<Row>, DbError> {
+    pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldType]) -> Result<Vec<Row>, DbError> {
         self.0.fetch(sql, binds, kinds).await
     }
 
@@ -261,12 +268,12 @@ fn bind_all(binds: Binds) -> Result<SqliteArguments<'static>, DbError> {
     Ok(args)
 }
 
-fn bad(kind: FieldKind, text: &str) -> DbError {
+fn bad(kind: FieldType, text: &str) -> DbError {
     DbError::Other(format!("stored value `{text}` is not a valid {}", kind.as_str()))
 }
 
-fn decode_row(row: &SqliteRow, kinds: &[FieldKind]) -> Result<Row, DbError> {
-    use FieldKind as K;
+fn decode_row(row: &SqliteRow, kinds: &[FieldType]) -> Result<Row, DbError> {
+    use FieldType as K;
     let mut out = Vec::with_capacity(kinds.len());
     for (i, kind) in kinds.iter().enumerate() {
         let v = match kind {

@@ -319,7 +319,7 @@ async fn list(
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
-    let page: Page = retrying(true, || state.repo.list(who, &doctype, &q)).await?;
+    let page: Page = retrying(true, || state.repo.list(who, &schema, &q)).await?;
     // Lists never carry child rows: project every column when `fields` is absent.
     let all: Vec<usize> = (0..schema.columns.len()).collect();
     let projection = page.projection.as_deref().unwrap_or(&all);
@@ -340,9 +340,9 @@ async fn create(
     req: Request,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
-    state.repo.authorize(who, &doctype, Action::Create)?;
+    let schema = state.repo.authorize(who, &doctype, Action::Create)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc = retrying(false, || state.repo.create(who, &doctype, &body)).await?;
+    let doc = retrying(false, || state.repo.create(who, &schema, &body)).await?;
     Ok(created(&doctype, &doc))
 }
 
@@ -363,9 +363,9 @@ async fn update(
     req: Request,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
-    state.repo.authorize(who, &doctype, Action::Write)?;
+    let schema = state.repo.authorize(who, &doctype, Action::Write)?;
     let body = json_body(&state, req.into_body()).await?;
-    let doc = retrying(false, || state.repo.update(who, &doctype, &docref, &body, &caller.expect)).await?;
+    let doc = retrying(false, || state.repo.update(who, &schema, &docref, &body, &caller.expect)).await?;
     Ok(doc_response(StatusCode::OK, &doc))
 }
 
@@ -386,14 +386,15 @@ async fn lifecycle(
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
     let expect = &caller.expect;
+    let schema = state.repo.schema(&doctype)?;
     match action.as_str() {
         "submit" | "cancel" => {
             let action = if action == "submit" { Action::Submit } else { Action::Cancel };
-            let doc = retrying(false, || state.repo.transition(who, &doctype, &docref, action, expect)).await?;
+            let doc = retrying(false, || state.repo.transition(who, &schema, &docref, action, expect)).await?;
             Ok(doc_response(StatusCode::OK, &doc))
         }
         "amend" => {
-            let doc = retrying(false, || state.repo.amend(who, &doctype, &docref, expect)).await?;
+            let doc = retrying(false, || state.repo.amend(who, &schema, &docref, expect)).await?;
             Ok(created(&doctype, &doc))
         }
         _ => Err(ApiError::NotFound),
@@ -431,7 +432,7 @@ async fn meta(
     if !actions.contains(&"read") {
         return Err(RepoError::Forbidden { doctype: doctype.clone(), action: "read" }.into());
     }
-    let info = |name, kind: crate::meta::FieldKind, f: Option<&'static crate::meta::FieldMeta>| FieldInfo {
+    let info = |name, kind: crate::meta::FieldType, f: Option<&'static crate::meta::FieldMeta>| FieldInfo {
         name,
         kind: kind.as_str(),
         to: f.and_then(|f| f.to),
@@ -445,7 +446,7 @@ async fn meta(
         description: f.and_then(|f| f.description),
     };
     let mut fields: Vec<FieldInfo> = schema.columns.iter().map(|c| info(c.name, c.kind, c.field)).collect();
-    fields.extend(schema.tables.iter().map(|t| info(t.name, crate::meta::FieldKind::Table, Some(t.field))));
+    fields.extend(schema.tables.iter().map(|t| info(t.name, crate::meta::FieldType::Table, Some(t.field))));
     let m = schema.meta;
     let naming = match m.naming {
         crate::meta::Naming::Uuid => "uuid".to_string(),

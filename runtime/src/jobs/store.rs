@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::db::DbError;
 use crate::db::{Db, DbCtx, Dialect, Row};
-use crate::meta::FieldKind;
+use crate::meta::FieldType;
 use crate::query::Sql;
 use crate::value::Value;
 
@@ -56,11 +56,11 @@ fn opt(v: Option<&str>) -> Value {
 pub(crate) fn insert(dialect: Dialect, j: &NewJob<'_>, now: i64) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO m_job (id, job, args, state, attempts, max_attempts, run_at, enqueued_by, created, trace) VALUES (");
-    sql.bind(FieldKind::Data, text(j.id)).push(", ").bind(FieldKind::Data, text(j.job)).push(", ");
-    sql.bind(FieldKind::Text, text(j.args)).push(", 'queued', 0, ");
-    sql.bind(FieldKind::BigInt, Value::Int(i64::from(j.max_attempts))).push(", ");
-    sql.bind(FieldKind::BigInt, Value::Int(now)).push(", ").bind(FieldKind::Data, opt(j.enqueued_by)).push(", ");
-    sql.bind(FieldKind::BigInt, Value::Int(now)).push(", ").bind(FieldKind::Data, opt(j.trace.as_deref())).push(")");
+    sql.bind(FieldType::Data, text(j.id)).push(", ").bind(FieldType::Data, text(j.job)).push(", ");
+    sql.bind(FieldType::Text, text(j.args)).push(", 'queued', 0, ");
+    sql.bind(FieldType::BigInt, Value::Int(i64::from(j.max_attempts))).push(", ");
+    sql.bind(FieldType::BigInt, Value::Int(now)).push(", ").bind(FieldType::Data, opt(j.enqueued_by)).push(", ");
+    sql.bind(FieldType::BigInt, Value::Int(now)).push(", ").bind(FieldType::Data, opt(j.trace.as_deref())).push(")");
     sql
 }
 
@@ -80,15 +80,15 @@ pub(crate) struct Claimed {
     pub lease_until: i64,
 }
 
-const CLAIMED_KINDS: [FieldKind; 8] = [
-    FieldKind::Data,
-    FieldKind::Data,
-    FieldKind::Text,
-    FieldKind::BigInt,
-    FieldKind::BigInt,
-    FieldKind::Data,
-    FieldKind::Data,
-    FieldKind::BigInt,
+const CLAIMED_KINDS: [FieldType; 8] = [
+    FieldType::Data,
+    FieldType::Data,
+    FieldType::Text,
+    FieldType::BigInt,
+    FieldType::BigInt,
+    FieldType::Data,
+    FieldType::Data,
+    FieldType::BigInt,
 ];
 
 /// The clock leases are given and taken back by: PostgreSQL's own (workers on several hosts
@@ -99,7 +99,7 @@ fn lease_clock(sql: &mut Sql, dialect: Dialect, now: i64) {
             sql.push("(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint");
         }
         Dialect::Sqlite => {
-            sql.bind(FieldKind::BigInt, Value::Int(now));
+            sql.bind(FieldType::BigInt, Value::Int(now));
         }
     }
 }
@@ -135,7 +135,7 @@ fn known(sql: &mut Sql, names: &[&str]) {
         if i > 0 {
             sql.push(", ");
         }
-        sql.bind(FieldKind::Data, text(n));
+        sql.bind(FieldType::Data, text(n));
     }
     sql.push(")");
 }
@@ -153,18 +153,18 @@ pub(crate) async fn claim(db: &Db, names: &[&str], now: i64, lease: i64) -> Resu
     // lock (SQLite's single writer) just to find nothing.
     let mut probe = Sql::new(dialect);
     probe.push("SELECT 1 FROM m_job WHERE state = 'queued' AND run_at <= ");
-    probe.bind(FieldKind::BigInt, Value::Int(now));
+    probe.bind(FieldType::BigInt, Value::Int(now));
     known(&mut probe, names);
     probe.push(" LIMIT 1");
-    if db.fetch(&DbCtx::System, &probe.text, probe.binds, &[FieldKind::Int]).await?.is_empty() {
+    if db.fetch(&DbCtx::System, &probe.text, probe.binds, &[FieldType::Int]).await?.is_empty() {
         return Ok(None);
     }
     let mut sql = Sql::new(dialect);
     sql.push("UPDATE m_job SET state = 'running', attempts = attempts + 1, lease_until = ");
     lease_clock(&mut sql, dialect, now);
-    sql.push(" + ").bind(FieldKind::BigInt, Value::Int(lease));
+    sql.push(" + ").bind(FieldType::BigInt, Value::Int(lease));
     sql.push(" WHERE id = (SELECT id FROM m_job WHERE state = 'queued' AND run_at <= ");
-    sql.bind(FieldKind::BigInt, Value::Int(now));
+    sql.bind(FieldType::BigInt, Value::Int(now));
     known(&mut sql, names);
     sql.push(" ORDER BY run_at, id LIMIT 1");
     if dialect == Dialect::Postgres {
@@ -201,24 +201,24 @@ pub(crate) async fn finish(db: &Db, job: &Claimed, how: Finish<'_>, now: i64) ->
     match how {
         Finish::Done => {
             sql.push("UPDATE m_job SET state = 'done', lease_until = NULL, error = NULL, finished = ");
-            sql.bind(FieldKind::BigInt, Value::Int(now));
+            sql.bind(FieldType::BigInt, Value::Int(now));
         }
         Finish::Retry { run_at, error } => {
             sql.push("UPDATE m_job SET state = 'queued', lease_until = NULL, run_at = ");
-            sql.bind(FieldKind::BigInt, Value::Int(run_at)).push(", error = ").bind(FieldKind::Text, text(error));
+            sql.bind(FieldType::BigInt, Value::Int(run_at)).push(", error = ").bind(FieldType::Text, text(error));
         }
         Finish::Failed { error } => {
             sql.push("UPDATE m_job SET state = 'failed', lease_until = NULL, finished = ");
-            sql.bind(FieldKind::BigInt, Value::Int(now)).push(", error = ").bind(FieldKind::Text, text(error));
+            sql.bind(FieldType::BigInt, Value::Int(now)).push(", error = ").bind(FieldType::Text, text(error));
         }
         Finish::Release => {
             sql.push("UPDATE m_job SET state = 'queued', lease_until = NULL, attempts = attempts - 1, run_at = ");
-            sql.bind(FieldKind::BigInt, Value::Int(now));
+            sql.bind(FieldType::BigInt, Value::Int(now));
         }
     }
-    sql.push(" WHERE id = ").bind(FieldKind::Data, text(&job.id));
-    sql.push(" AND state = 'running' AND attempts = ").bind(FieldKind::BigInt, Value::Int(i64::from(job.attempt)));
-    sql.push(" AND lease_until = ").bind(FieldKind::BigInt, Value::Int(job.lease_until));
+    sql.push(" WHERE id = ").bind(FieldType::Data, text(&job.id));
+    sql.push(" AND state = 'running' AND attempts = ").bind(FieldType::BigInt, Value::Int(i64::from(job.attempt)));
+    sql.push(" AND lease_until = ").bind(FieldType::BigInt, Value::Int(job.lease_until));
     Ok(db.write(&DbCtx::System, &sql.text, sql.binds).await? == 1)
 }
 
@@ -229,12 +229,12 @@ pub(crate) async fn take_back(db: &Db, now: i64) -> Result<u64, DbError> {
     let lost = "the worker running it stopped before it finished (lease expired)";
     let mut failed = Sql::new(dialect);
     failed.push("UPDATE m_job SET state = 'failed', lease_until = NULL, finished = ");
-    failed.bind(FieldKind::BigInt, Value::Int(now)).push(", error = ").bind(FieldKind::Text, text(lost));
+    failed.bind(FieldType::BigInt, Value::Int(now)).push(", error = ").bind(FieldType::Text, text(lost));
     failed.push(" WHERE state = 'running' AND attempts >= max_attempts AND lease_until < ");
     lease_clock(&mut failed, dialect, now);
     let mut requeue = Sql::new(dialect);
     requeue.push("UPDATE m_job SET state = 'queued', lease_until = NULL, error = ");
-    requeue.bind(FieldKind::Text, text(lost)).push(", run_at = ").bind(FieldKind::BigInt, Value::Int(now));
+    requeue.bind(FieldType::Text, text(lost)).push(", run_at = ").bind(FieldType::BigInt, Value::Int(now));
     requeue.push(" WHERE state = 'running' AND lease_until < ");
     lease_clock(&mut requeue, dialect, now);
     let mut tx = db.begin(&DbCtx::System).await?;
@@ -254,8 +254,8 @@ pub(crate) async fn sweep(db: &Db, keep_until: i64, batches: u32) -> Result<u64,
     for _ in 0..batches {
         let mut sql = Sql::new(db.dialect());
         sql.push("DELETE FROM m_job WHERE id IN (SELECT id FROM m_job WHERE state = 'done' AND finished < ");
-        sql.bind(FieldKind::BigInt, Value::Int(keep_until)).push(" LIMIT ");
-        sql.bind(FieldKind::BigInt, Value::Int(SWEEP_BATCH)).push(")");
+        sql.bind(FieldType::BigInt, Value::Int(keep_until)).push(" LIMIT ");
+        sql.bind(FieldType::BigInt, Value::Int(SWEEP_BATCH)).push(")");
         let n = db.write(&DbCtx::System, &sql.text, sql.binds).await?;
         deleted += n;
         if n < SWEEP_BATCH.unsigned_abs() {
@@ -273,7 +273,7 @@ pub(crate) async fn counts(db: &Db) -> Result<Vec<(JobState, i64)>, DbError> {
             &DbCtx::System,
             "SELECT state, COUNT(*) FROM m_job WHERE state IN ('queued', 'running', 'failed') GROUP BY state",
             Vec::new(),
-            &[FieldKind::Data, FieldKind::BigInt],
+            &[FieldType::Data, FieldType::BigInt],
         )
         .await?;
     Ok([JobState::Queued, JobState::Running, JobState::Failed]
@@ -312,21 +312,21 @@ pub(crate) async fn list(db: &Db, state: Option<JobState>, limit: u32) -> Result
         "SELECT id, job, state, attempts, max_attempts, args, enqueued_by, created, run_at, finished, error FROM m_job",
     );
     if let Some(s) = state {
-        sql.push(" WHERE state = ").bind(FieldKind::Data, text(s.as_str()));
+        sql.push(" WHERE state = ").bind(FieldType::Data, text(s.as_str()));
     }
-    sql.push(" ORDER BY created DESC, id DESC LIMIT ").bind(FieldKind::BigInt, Value::Int(i64::from(limit)));
+    sql.push(" ORDER BY created DESC, id DESC LIMIT ").bind(FieldType::BigInt, Value::Int(i64::from(limit)));
     let kinds = [
-        FieldKind::Data,
-        FieldKind::Data,
-        FieldKind::Data,
-        FieldKind::BigInt,
-        FieldKind::BigInt,
-        FieldKind::Text,
-        FieldKind::Data,
-        FieldKind::BigInt,
-        FieldKind::BigInt,
-        FieldKind::BigInt,
-        FieldKind::Text,
+        FieldType::Data,
+        FieldType::Data,
+        FieldType::Data,
+        FieldType::BigInt,
+        FieldType::BigInt,
+        FieldType::Text,
+        FieldType::Data,
+        FieldType::BigInt,
+        FieldType::BigInt,
+        FieldType::BigInt,
+        FieldType::Text,
     ];
     let rows = db.fetch(&DbCtx::System, &sql.text, sql.binds, &kinds).await?;
     Ok(rows
@@ -354,7 +354,7 @@ pub(crate) async fn list(db: &Db, state: Option<JobState>, limit: u32) -> Result
 pub(crate) async fn retry(db: &Db, id: &str, now: i64) -> Result<bool, DbError> {
     let mut sql = Sql::new(db.dialect());
     sql.push("UPDATE m_job SET state = 'queued', attempts = 0, finished = NULL, run_at = ");
-    sql.bind(FieldKind::BigInt, Value::Int(now)).push(" WHERE id = ").bind(FieldKind::Data, text(id));
+    sql.bind(FieldType::BigInt, Value::Int(now)).push(" WHERE id = ").bind(FieldType::Data, text(id));
     sql.push(" AND state = 'failed'");
     Ok(db.write(&DbCtx::System, &sql.text, sql.binds).await? == 1)
 }
@@ -363,7 +363,7 @@ pub(crate) async fn retry(db: &Db, id: &str, now: i64) -> Result<bool, DbError> 
 /// such job is queued or failed.
 pub(crate) async fn delete(db: &Db, id: &str) -> Result<bool, DbError> {
     let mut sql = Sql::new(db.dialect());
-    sql.push("DELETE FROM m_job WHERE id = ").bind(FieldKind::Data, text(id));
+    sql.push("DELETE FROM m_job WHERE id = ").bind(FieldType::Data, text(id));
     sql.push(" AND state IN ('queued', 'failed')");
     Ok(db.write(&DbCtx::System, &sql.text, sql.binds).await? == 1)
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
-use m_codegen::migrate::model::Schema;
-use m_codegen::migrate::{Chain, Class, Diff, Revision, diff, review_card};
+use m_schema::migrate::model::Schema;
+use m_schema::migrate::{Chain, Class, Diff, Revision, diff, review_card};
 use serde::Serialize;
 
 use super::{MigrateError, Migrator, Source, desired_schema, err};
@@ -307,7 +307,7 @@ pub async fn development_start(ctx: &Ctx) -> Result<Vec<String>, MigrateError> {
         if d.is_empty() {
             return Ok(());
         }
-        let class = m_codegen::migrate::classify::max_class(&d.up);
+        let class = m_schema::migrate::classify::max_class(&d.up);
         let chain = m.chain.clone();
         let parents = chain.heads().first().map(|h| vec![h.revision.id.clone()]).unwrap_or_default();
         let rev = Revision::new(&new_id(&chain), "auto", &now(), parents, d);

@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection, Row};
 
-use m_codegen::ddl::Dialect;
+use m_schema::Dialect;
 
 /// A bound argument.
 #[derive(Debug, Clone)]

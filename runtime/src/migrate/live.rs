@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use m_codegen::ddl::Dialect;
-use m_codegen::migrate::model::{ColumnType, Schema};
+use m_schema::Dialect;
+use m_schema::migrate::model::{ColumnType, Schema};
 
 use super::{Arg, MigConn, MigrateError};
 

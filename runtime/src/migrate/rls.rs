@@ -163,7 +163,7 @@ fn table_policies(meta: &'static DocMeta, parent: Option<&'static DocMeta>) -> T
             ]
         }
     };
-    let fingerprint = format!("m:{}", m_codegen::migrate::checksum(&create.join("\n")));
+    let fingerprint = format!("m:{}", m_schema::migrate::checksum(&create.join("\n")));
     TablePolicies { table: meta.table, create, fingerprint }
 }
 
@@ -210,7 +210,7 @@ async fn state(conn: &mut MigConn, table: &str) -> Result<TableState, MigrateErr
 /// Make the database's policies match the plan (PostgreSQL; one transaction; tables already
 /// right are not touched). Returns the tables changed.
 pub async fn sync(conn: &mut MigConn, plan: &Plan) -> Result<Vec<&'static str>, MigrateError> {
-    if conn.dialect() != m_codegen::ddl::Dialect::Postgres {
+    if conn.dialect() != m_schema::Dialect::Postgres {
         return Ok(Vec::new());
     }
     let mut script = Vec::new();
@@ -250,7 +250,7 @@ pub async fn sync(conn: &mut MigConn, plan: &Plan) -> Result<Vec<&'static str>, 
 
 /// A production start: the policies must be exactly this build's (M_DB_RLS on), or absent (off).
 pub async fn check(conn: &mut MigConn, plan: &Plan) -> Result<(), MigrateError> {
-    if conn.dialect() != m_codegen::ddl::Dialect::Postgres {
+    if conn.dialect() != m_schema::Dialect::Postgres {
         return Ok(());
     }
     for t in &plan.tables {

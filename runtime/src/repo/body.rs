@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::{RepoError, Result, bad_field, now};
 use crate::checks::FieldIssue;
-use crate::doc::{Doc, FieldRef, Std};
-use crate::meta::{DefaultValue, FieldKind};
+use crate::doc::{Doc, FieldRef, StandardColumn};
+use crate::meta::{DefaultValue, FieldType};
 use crate::value::{InputError, Value};
 
 /// Apply a JSON body to a document: declared, writable fields only (standard and read-only
@@ -38,7 +38,7 @@ pub(super) fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
             Some(FieldRef::Column(i)) => {
                 let col = schema.columns[i];
                 match (col.standard, col.field) {
-                    (Some(Std::Version), _) => {
+                    (Some(StandardColumn::Version), _) => {
                         version =
                             Some(value.as_i64().ok_or_else(|| bad_field(key, "`_version` must be an integer".into()))?);
                     }
@@ -136,7 +136,7 @@ pub(super) fn apply_defaults(doc: &mut Doc) {
         }
         doc.values[i] = match f.default {
             Some(d) => default_value(c.kind, d),
-            None if c.kind == FieldKind::Check => Value::Bool(false),
+            None if c.kind == FieldType::Check => Value::Bool(false),
             None => Value::Null,
         };
     }
@@ -152,19 +152,19 @@ pub(super) fn apply_defaults_to_children(doc: &mut Doc) {
     }
 }
 
-fn default_value(kind: FieldKind, d: DefaultValue) -> Value {
+fn default_value(kind: FieldType, d: DefaultValue) -> Value {
     match d {
         DefaultValue::Today => Value::Date(Utc::now().date_naive()),
         DefaultValue::Now => Value::Datetime(now()),
         DefaultValue::Str(s) => Value::parse_text(kind, s).unwrap_or(Value::Null),
         DefaultValue::Bool(b) => Value::Bool(b),
         DefaultValue::Int(i) => match kind {
-            FieldKind::Float => Value::Float(i as f64),
-            FieldKind::Currency | FieldKind::Decimal => Value::Decimal(i.into()),
+            FieldType::Float => Value::Float(i as f64),
+            FieldType::Currency | FieldType::Decimal => Value::Decimal(i.into()),
             _ => Value::Int(i),
         },
         DefaultValue::Float(x) => match kind {
-            FieldKind::Currency | FieldKind::Decimal => Value::parse_text(kind, &x.to_string()).unwrap_or(Value::Null),
+            FieldType::Currency | FieldType::Decimal => Value::parse_text(kind, &x.to_string()).unwrap_or(Value::Null),
             _ => Value::Float(x),
         },
     }

@@ -11,11 +11,11 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::checks::{FieldIssue, check_doc};
 use crate::db::{Db, DbCtx, DbError, Dialect, Fetch, Labels, Tx};
-use crate::doc::{Doc, DocSchema, Std};
+use crate::doc::{Doc, DocSchema, StandardColumn};
 use crate::hooks::{BoxFuture, HookCtx, HookError, HookEvent, HookHost};
 use crate::jobs::queue::{EnqueueError, JobQueue};
 use crate::list_query::{ListLimits, ListQuery};
-use crate::meta::{FieldKind, Naming};
+use crate::meta::{FieldType, Naming};
 use crate::naming;
 use crate::perms::{self, Action, Principal, Scope};
 use crate::query::{self, DocRef, Sql};
@@ -59,6 +59,31 @@ pub struct Page {
     pub offset: u32,
 }
 
+/// The DocType a document operation is on: its name (looked up: a 404 for an unknown DocType or
+/// a child, the same as a missing document), or its schema, already resolved (the HTTP layer
+/// resolves the DocType in the path once per request).
+pub trait Target {
+    fn resolve(&self, app: &App) -> Result<Arc<DocSchema>>;
+}
+
+impl Target for str {
+    fn resolve(&self, app: &App) -> Result<Arc<DocSchema>> {
+        app.routable(self).cloned().ok_or(RepoError::NotFound)
+    }
+}
+
+impl Target for String {
+    fn resolve(&self, app: &App) -> Result<Arc<DocSchema>> {
+        self.as_str().resolve(app)
+    }
+}
+
+impl Target for Arc<DocSchema> {
+    fn resolve(&self, _: &App) -> Result<Arc<DocSchema>> {
+        Ok(self.clone())
+    }
+}
+
 /// Preconditions a client sends with a change.
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
@@ -93,7 +118,7 @@ pub(super) fn now() -> DateTime<Utc> {
 
 /// The ETag of a document: from `_version` on optimistic DocTypes, else from `modified`.
 pub fn etag(doc: &Doc) -> String {
-    match (doc.get_std(Std::Version), doc.get_std(Std::Modified)) {
+    match (doc.get_std(StandardColumn::Version), doc.get_std(StandardColumn::Modified)) {
         (Value::Int(v), _) => format!("\"v{v}\""),
         (_, Value::Datetime(t)) => format!("\"m{}\"", t.timestamp_micros()),
         _ => "\"0\"".to_string(),
@@ -109,7 +134,7 @@ pub(super) fn bad_field(field: &str, message: String) -> RepoError {
 }
 
 fn docstatus(doc: &Doc) -> i64 {
-    match doc.get_std(Std::Docstatus) {
+    match doc.get_std(StandardColumn::Docstatus) {
         Value::Int(i) => *i,
         _ => 0,
     }
@@ -163,7 +188,7 @@ impl Repo {
 
     /// `SELECT 1` on a reader connection (readiness).
     pub async fn ping(&self) -> Result<()> {
-        self.inner.db.fetch(&DbCtx::System, "SELECT 1", Vec::new(), &[FieldKind::Int]).await?;
+        self.inner.db.fetch(&DbCtx::System, "SELECT 1", Vec::new(), &[FieldType::Int]).await?;
         Ok(())
     }
 
@@ -176,7 +201,7 @@ impl Repo {
                 &DbCtx::System,
                 "SELECT id FROM m_migrations WHERE state = 'applied'",
                 Vec::new(),
-                &[FieldKind::Data],
+                &[FieldType::Data],
             )
             .await?;
         Ok(rows
@@ -192,13 +217,18 @@ impl Repo {
 
     /// A routable DocType, or a 404 (the same as a missing document).
     pub fn schema(&self, doctype: &str) -> Result<Arc<DocSchema>> {
-        self.inner.app.routable(doctype).cloned().ok_or(RepoError::NotFound)
+        Target::resolve(doctype, &self.inner.app)
     }
 
     /// A routable DocType on which the caller may perform `action` (404, then 403), checked
     /// before a request's body or parameters are parsed.
-    pub fn authorize(&self, who: &Principal, doctype: &str, action: Action) -> Result<Arc<DocSchema>> {
-        let schema = self.schema(doctype)?;
+    pub fn authorize(
+        &self,
+        who: &Principal,
+        doctype: &(impl Target + ?Sized),
+        action: Action,
+    ) -> Result<Arc<DocSchema>> {
+        let schema = doctype.resolve(&self.inner.app)?;
         self.scope(&schema, who, action)?;
         Ok(schema)
     }
@@ -226,8 +256,13 @@ impl Repo {
 
     /// Every document matching list parameters (`filters`, `customer=…`, `order_by` … as in the
     /// API; `limit`/`offset` are set here), read page by page, for jobs and commands.
-    pub async fn list_all(&self, who: &Principal, doctype: &str, params: &[(String, String)]) -> Result<Vec<Doc>> {
-        let schema = self.schema(doctype)?;
+    pub async fn list_all(
+        &self,
+        who: &Principal,
+        doctype: &(impl Target + ?Sized),
+        params: &[(String, String)],
+    ) -> Result<Vec<Doc>> {
+        let schema = doctype.resolve(&self.inner.app)?;
         let page_size = self.limits().max_page_size;
         let mut out = Vec::new();
         loop {
@@ -248,8 +283,8 @@ impl Repo {
         }
     }
 
-    pub async fn list(&self, who: &Principal, doctype: &str, q: &ListQuery) -> Result<Page> {
-        let schema = self.schema(doctype)?;
+    pub async fn list(&self, who: &Principal, doctype: &(impl Target + ?Sized), q: &ListQuery) -> Result<Page> {
+        let schema = doctype.resolve(&self.inner.app)?;
         let scope = self.scope(&schema, who, Action::Read)?;
         let cols: &[usize] = q.fields.as_deref().unwrap_or(&schema.all_columns);
         let sql = query::select_list(&schema, self.dialect(), q, cols, &scope);
@@ -259,7 +294,7 @@ impl Repo {
         rows.truncate(q.limit as usize);
         let total = if q.total {
             let sql = query::count(&schema, self.dialect(), q, &scope);
-            let counted = conn.fetch(&sql.text, sql.binds, &[FieldKind::BigInt]).await?;
+            let counted = conn.fetch(&sql.text, sql.binds, &[FieldType::BigInt]).await?;
             match counted.first().and_then(|r| r.first()) {
                 Some(Value::Int(n)) => Some(*n),
                 _ => Some(0),
@@ -271,8 +306,8 @@ impl Repo {
         Ok(Page { rows, projection: q.fields.clone(), total, has_more, limit: q.limit, offset: q.offset })
     }
 
-    pub async fn get(&self, who: &Principal, doctype: &str, r: &str) -> Result<Doc> {
-        let schema = self.schema(doctype)?;
+    pub async fn get(&self, who: &Principal, doctype: &(impl Target + ?Sized), r: &str) -> Result<Doc> {
+        let schema = doctype.resolve(&self.inner.app)?;
         let scope = self.scope(&schema, who, Action::Read)?;
         let mut conn = self.inner.db.reader(&ctx(who, Action::Read, &schema, "get")).await?;
         // A document with child rows is read in one snapshot, so the rows match the ETag.
@@ -288,6 +323,25 @@ impl Repo {
     }
 
     /// Load a document with its child rows inside a write transaction, locking it on PostgreSQL.
+    /// The start of every change to a stored document: the caller's scope for the action, a write
+    /// transaction acting for them, the document read in scope and locked, `If-Match`, and the
+    /// docstatus the change needs.
+    async fn begin_change(
+        &self,
+        who: &Principal,
+        schema: &Arc<DocSchema>,
+        r: &str,
+        expect: &Expect,
+        change: Change,
+    ) -> Result<(Tx, Scope, Doc)> {
+        let scope = self.scope(schema, who, change.action)?;
+        let mut tx = self.inner.db.begin(&ctx(who, change.action, schema, change.operation)).await?;
+        let doc = self.load_for_write(&mut tx, schema, r, &scope, (who, change.action)).await?;
+        check_if_match(&doc, expect)?;
+        check_state(&doc, change.from, change.rule)?;
+        Ok((tx, scope, doc))
+    }
+
     async fn load_for_write(
         &self,
         tx: &mut Tx,
@@ -353,7 +407,7 @@ impl Repo {
         let mut found = false;
         for attempt in DocRef::attempts(r) {
             let sql = query::exists(schema, self.dialect(), &attempt);
-            if let Ok(rows) = c.fetch(&sql.text, sql.binds, &[crate::meta::FieldKind::Int]).await
+            if let Ok(rows) = c.fetch(&sql.text, sql.binds, &[crate::meta::FieldType::Int]).await
                 && !rows.is_empty()
             {
                 found = true;
@@ -376,8 +430,8 @@ impl Repo {
 
     // ----- writes ------------------------------------------------------------------------
 
-    pub async fn create(&self, who: &Principal, doctype: &str, body: &Json) -> Result<Doc> {
-        let schema = self.schema(doctype)?;
+    pub async fn create(&self, who: &Principal, doctype: &(impl Target + ?Sized), body: &Json) -> Result<Doc> {
+        let schema = doctype.resolve(&self.inner.app)?;
         let scope = self.scope(&schema, who, Action::Create)?;
         let mut doc = Doc::empty(schema.clone());
         apply_body(&mut doc, body)?;
@@ -390,13 +444,13 @@ impl Repo {
     async fn insert_new(&self, who: &Principal, scope: &Scope, mut doc: Doc, name: NewName) -> Result<Doc> {
         let schema = doc.schema.clone();
         let t = now();
-        doc.set_std(Std::Id, Value::Uuid(Uuid::now_v7()));
-        doc.set_std(Std::Owner, Value::Str(who.user.clone()));
-        doc.set_std(Std::ModifiedBy, Value::Str(who.user.clone()));
-        doc.set_std(Std::Creation, Value::Datetime(t));
-        doc.set_std(Std::Modified, Value::Datetime(t));
-        doc.set_std(Std::Docstatus, Value::Int(0));
-        doc.set_std(Std::Version, Value::Int(1));
+        doc.set_std(StandardColumn::Id, Value::Uuid(Uuid::now_v7()));
+        doc.set_std(StandardColumn::Owner, Value::Str(who.user.clone()));
+        doc.set_std(StandardColumn::ModifiedBy, Value::Str(who.user.clone()));
+        doc.set_std(StandardColumn::Creation, Value::Datetime(t));
+        doc.set_std(StandardColumn::Modified, Value::Datetime(t));
+        doc.set_std(StandardColumn::Docstatus, Value::Int(0));
+        doc.set_std(StandardColumn::Version, Value::Int(1));
 
         let operation = match name {
             NewName::FromRule => "create",
@@ -408,7 +462,7 @@ impl Repo {
             NewName::FromRule => self.next_name(&mut tx, &doc).await?,
             NewName::AmendmentOf(original) => self.next_amendment(&mut tx, &schema, &original).await?,
         };
-        doc.set_std(Std::Name, Value::Str(name));
+        doc.set_std(StandardColumn::Name, Value::Str(name));
         let sql = query::insert(&schema, self.dialect(), &doc.values);
         self.write(&mut tx, &schema, sql, WriteKind::Insert).await?;
         self.write_children(&mut tx, &mut doc, &[]).await?;
@@ -427,7 +481,7 @@ impl Repo {
         }
         let id = doc.id().ok_or(RepoError::NotFound)?;
         let sql = query::find_name(&doc.schema, self.dialect(), &DocRef::Id(id), scope);
-        if !tx.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?.is_empty() {
+        if !tx.fetch(&sql.text, sql.binds, &[FieldType::Data]).await?.is_empty() {
             return Ok(());
         }
         let reason = "a Link value is outside the user's User Permissions";
@@ -457,19 +511,17 @@ impl Repo {
         validate(doc)
     }
 
-    pub async fn update(&self, who: &Principal, doctype: &str, r: &str, body: &Json, expect: &Expect) -> Result<Doc> {
-        let schema = self.schema(doctype)?;
-        let scope = self.scope(&schema, who, Action::Write)?;
-        let mut tx = self.inner.db.begin(&ctx(who, Action::Write, &schema, "update")).await?;
-        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, Action::Write)).await?;
-        check_if_match(&doc, expect)?;
-        if docstatus(&doc) != 0 {
-            return Err(RepoError::InvalidState(format!(
-                "{} {} is not a draft; only drafts can be changed",
-                schema.name(),
-                doc.name()
-            )));
-        }
+    pub async fn update(
+        &self,
+        who: &Principal,
+        doctype: &(impl Target + ?Sized),
+        r: &str,
+        body: &Json,
+        expect: &Expect,
+    ) -> Result<Doc> {
+        let schema = doctype.resolve(&self.inner.app)?;
+        let change = Change { action: Action::Write, operation: "update", from: 0, rule: "only drafts can be changed" };
+        let (mut tx, scope, mut doc) = self.begin_change(who, &schema, r, expect, change).await?;
         let old = doc.clone();
         let body_version = apply_body(&mut doc, body)?;
         let current_version = version(&doc);
@@ -491,19 +543,17 @@ impl Repo {
         Ok(doc)
     }
 
-    pub async fn delete(&self, who: &Principal, doctype: &str, r: &str, expect: &Expect) -> Result<()> {
-        let schema = self.schema(doctype)?;
-        let scope = self.scope(&schema, who, Action::Delete)?;
-        let mut tx = self.inner.db.begin(&ctx(who, Action::Delete, &schema, "delete")).await?;
-        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, Action::Delete)).await?;
-        check_if_match(&doc, expect)?;
-        if docstatus(&doc) != 0 {
-            return Err(RepoError::InvalidState(format!(
-                "{} {} is not a draft; only drafts can be deleted",
-                schema.name(),
-                doc.name()
-            )));
-        }
+    pub async fn delete(
+        &self,
+        who: &Principal,
+        doctype: &(impl Target + ?Sized),
+        r: &str,
+        expect: &Expect,
+    ) -> Result<()> {
+        let schema = doctype.resolve(&self.inner.app)?;
+        let change =
+            Change { action: Action::Delete, operation: "delete", from: 0, rule: "only drafts can be deleted" };
+        let (mut tx, scope, mut doc) = self.begin_change(who, &schema, r, expect, change).await?;
         self.run_hook(HookEvent::BeforeDelete, &mut doc, &mut tx, who, false).await?;
         crate::users::rules::before_delete(&doc)?;
         let id = doc.id().ok_or(RepoError::NotFound)?;
@@ -524,41 +574,27 @@ impl Repo {
     pub async fn transition(
         &self,
         who: &Principal,
-        doctype: &str,
+        doctype: &(impl Target + ?Sized),
         r: &str,
         action: Action,
         expect: &Expect,
     ) -> Result<Doc> {
-        let schema = self.schema(doctype)?;
+        let schema = doctype.resolve(&self.inner.app)?;
         if !schema.meta.submittable {
             return Err(RepoError::NotFound);
         }
-        let scope = self.scope(&schema, who, action)?;
-        let (from, to, event) = match action {
-            Action::Submit => (0, 1, HookEvent::OnSubmit),
-            _ => (1, 2, HookEvent::OnCancel),
+        let (from, to, event, rule) = match action {
+            Action::Submit => (0, 1, HookEvent::OnSubmit, "only drafts can be submitted"),
+            _ => (1, 2, HookEvent::OnCancel, "only submitted documents can be cancelled"),
         };
-        let mut tx = self.inner.db.begin(&ctx(who, action, &schema, action.as_str())).await?;
-        let mut doc = self.load_for_write(&mut tx, &schema, r, &scope, (who, action)).await?;
-        check_if_match(&doc, expect)?;
-        let status = docstatus(&doc);
-        if status != from {
-            let what = match action {
-                Action::Submit => "only drafts can be submitted",
-                _ => "only submitted documents can be cancelled",
-            };
-            return Err(RepoError::InvalidState(format!(
-                "{} {} has docstatus {status}; {what}",
-                schema.name(),
-                doc.name()
-            )));
-        }
+        let change = Change { action, operation: action.as_str(), from, rule };
+        let (mut tx, scope, mut doc) = self.begin_change(who, &schema, r, expect, change).await?;
         let old = doc.clone();
         let current_version = version(&doc);
         if action == Action::Submit {
             self.prepare(&mut tx, who, &mut doc, Some(&old)).await?;
         }
-        doc.set_std(Std::Docstatus, Value::Int(to));
+        doc.set_std(StandardColumn::Docstatus, Value::Int(to));
         self.stamp_modified(&mut doc, who);
         self.save_existing(&mut tx, &mut doc, &scope, current_version, &old).await?;
         self.run_hook(event, &mut doc, &mut tx, who, false).await?;
@@ -569,23 +605,23 @@ impl Repo {
     }
 
     /// A new draft copying a cancelled document, named `<name>-N`, with `amended_from`.
-    pub async fn amend(&self, who: &Principal, doctype: &str, r: &str, expect: &Expect) -> Result<Doc> {
-        let schema = self.schema(doctype)?;
+    pub async fn amend(
+        &self,
+        who: &Principal,
+        doctype: &(impl Target + ?Sized),
+        r: &str,
+        expect: &Expect,
+    ) -> Result<Doc> {
+        let schema = doctype.resolve(&self.inner.app)?;
         if !schema.meta.submittable {
             return Err(RepoError::NotFound);
         }
         let scope = self.scope(&schema, who, Action::Create)?;
         let source = self.get(who, doctype, r).await?;
         check_if_match(&source, expect)?;
-        if docstatus(&source) != 2 {
-            return Err(RepoError::InvalidState(format!(
-                "{} {} is not cancelled; only cancelled documents can be amended",
-                schema.name(),
-                source.name()
-            )));
-        }
+        check_state(&source, 2, "only cancelled documents can be amended")?;
         // `INV-0001-1` amends to `INV-0001-2`, not `INV-0001-1-1`.
-        let original = match (source.get_std(Std::AmendedFrom), source.name().rsplit_once('-')) {
+        let original = match (source.get_std(StandardColumn::AmendedFrom), source.name().rsplit_once('-')) {
             (Value::Str(_), Some((base, n))) if n.chars().all(|c| c.is_ascii_digit()) => base.to_string(),
             _ => source.name().to_string(),
         };
@@ -600,23 +636,23 @@ impl Repo {
                 .iter()
                 .map(|row| {
                     let mut copy = row.clone();
-                    copy.set_std(Std::Id, Value::Null);
+                    copy.set_std(StandardColumn::Id, Value::Null);
                     copy
                 })
                 .collect();
         }
-        doc.set_std(Std::AmendedFrom, Value::Str(source.name().to_string()));
+        doc.set_std(StandardColumn::AmendedFrom, Value::Str(source.name().to_string()));
         self.insert_new(who, &scope, doc, NewName::AmendmentOf(original)).await
     }
 
     // ----- helpers -----------------------------------------------------------------------
 
     fn stamp_modified(&self, doc: &mut Doc, who: &Principal) {
-        doc.set_std(Std::Modified, Value::Datetime(now()));
-        doc.set_std(Std::ModifiedBy, Value::Str(who.user.clone()));
-        if let Value::Int(v) = doc.get_std(Std::Version) {
+        doc.set_std(StandardColumn::Modified, Value::Datetime(now()));
+        doc.set_std(StandardColumn::ModifiedBy, Value::Str(who.user.clone()));
+        if let Value::Int(v) = doc.get_std(StandardColumn::Version) {
             let next = v + 1;
-            doc.set_std(Std::Version, Value::Int(next));
+            doc.set_std(StandardColumn::Version, Value::Int(next));
         }
     }
 
@@ -670,7 +706,7 @@ impl Repo {
             Naming::Series(pattern) => {
                 let series = naming::parse_series(pattern);
                 let sql = query::next_series(self.dialect(), &series.prefix);
-                let rows = tx.fetch(&sql.text, sql.binds, &[FieldKind::BigInt]).await?;
+                let rows = tx.fetch(&sql.text, sql.binds, &[FieldType::BigInt]).await?;
                 let n = match rows.first().and_then(|r| r.first()) {
                     Some(Value::Int(n)) => *n,
                     _ => return Err(RepoError::Internal("naming series returned no value".into())),
@@ -705,10 +741,10 @@ impl Repo {
             // the others committed (SQLite's single writer already serializes them).
             let mut lock = query::find_name(schema, self.dialect(), &DocRef::Name(original.to_string()), &Scope::all());
             lock.push(" FOR UPDATE");
-            tx.fetch(&lock.text, lock.binds, &[FieldKind::Data]).await?;
+            tx.fetch(&lock.text, lock.binds, &[FieldType::Data]).await?;
         }
         let sql = query::names_like(schema, self.dialect(), original);
-        Ok(tx.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?)
+        Ok(tx.fetch(&sql.text, sql.binds, &[FieldType::Data]).await?)
     }
 
     /// Every Link value must name a document the caller can read (else the same 422 as a missing
@@ -740,7 +776,7 @@ impl Repo {
     ) -> Result<()> {
         let schema = doc.schema.clone();
         for (i, c) in schema.columns.iter().enumerate() {
-            let (Some(f), FieldKind::Link) = (c.field, c.kind) else { continue };
+            let (Some(f), FieldType::Link) = (c.field, c.kind) else { continue };
             let Value::Str(value) = &doc.values[i] else { continue };
             if value.is_empty() {
                 doc.values[i] = Value::Null;
@@ -763,7 +799,7 @@ impl Repo {
             let mut found = None;
             for attempt in DocRef::attempts(value) {
                 let sql = query::find_name(target, self.dialect(), &attempt, &scope);
-                let rows = tx.fetch(&sql.text, sql.binds, &[FieldKind::Data]).await?;
+                let rows = tx.fetch(&sql.text, sql.binds, &[FieldType::Data]).await?;
                 if let Some(Value::Str(name)) = rows.into_iter().next().and_then(|r| r.into_iter().next()) {
                     found = Some(name);
                     break;
@@ -808,9 +844,9 @@ impl Repo {
                 self.write(tx, &t.child, sql, WriteKind::Delete).await?;
             }
             for (idx, row) in rows.iter_mut().enumerate() {
-                row.set_std(Std::Idx, Value::Int(idx as i64));
-                row.set_std(Std::Parent, Value::Str(parent_name.clone()));
-                row.set_std(Std::Parentfield, Value::Str(t.name.to_string()));
+                row.set_std(StandardColumn::Idx, Value::Int(idx as i64));
+                row.set_std(StandardColumn::Parent, Value::Str(parent_name.clone()));
+                row.set_std(StandardColumn::Parentfield, Value::Str(t.name.to_string()));
                 let stored = old_rows.iter().find(|o| o.id().is_some() && o.id() == row.id());
                 // Child rows follow the parent, whose scope this transaction already checked.
                 let (sql, kind) = match stored {
@@ -820,7 +856,7 @@ impl Repo {
                     }
                     None => {
                         if row.id().is_none() {
-                            row.set_std(Std::Id, Value::Uuid(Uuid::now_v7()));
+                            row.set_std(StandardColumn::Id, Value::Uuid(Uuid::now_v7()));
                         }
                         (query::insert(&t.child, self.dialect(), &row.values), WriteKind::Insert)
                     }
@@ -905,7 +941,7 @@ enum NewName {
 }
 
 fn version(doc: &Doc) -> Option<i64> {
-    match doc.get_std(Std::Version) {
+    match doc.get_std(StandardColumn::Version) {
         Value::Int(v) => Some(*v),
         _ => None,
     }
@@ -914,7 +950,7 @@ fn version(doc: &Doc) -> Option<i64> {
 /// Every Link value of a document and its rows, to see whether a hook changed one.
 fn link_values(doc: &Doc) -> Vec<Value> {
     let own =
-        doc.schema.columns.iter().zip(&doc.values).filter(|(c, _)| c.kind == FieldKind::Link).map(|(_, v)| v.clone());
+        doc.schema.columns.iter().zip(&doc.values).filter(|(c, _)| c.kind == FieldType::Link).map(|(_, v)| v.clone());
     let rows = doc.tables.iter().flatten().flat_map(link_values);
     own.chain(rows).collect()
 }
@@ -936,6 +972,26 @@ fn unique_field(schema: &DocSchema, constraint: &str) -> Option<String> {
     }
     let inner = constraint.strip_prefix(table)?.strip_prefix("__")?.strip_suffix("_key")?;
     schema.column(inner).map(|_| inner.to_string())
+}
+
+/// A change to a stored document: the action it needs, its operation (for the metrics), and the
+/// docstatus the document must have, with the rule a refusal states.
+struct Change {
+    action: Action,
+    operation: &'static str,
+    from: i64,
+    rule: &'static str,
+}
+
+/// The document has docstatus `required`, or the change is a 409 `invalid_state` saying `rule`.
+fn check_state(doc: &Doc, required: i64, rule: &str) -> Result<()> {
+    let state = match docstatus(doc) {
+        s if s == required => return Ok(()),
+        0 => "is a draft",
+        1 => "is submitted",
+        _ => "is cancelled",
+    };
+    Err(RepoError::InvalidState(format!("{} {} {state}; {rule}", doc.schema.name(), doc.name())))
 }
 
 fn check_if_match(doc: &Doc, expect: &Expect) -> Result<()> {

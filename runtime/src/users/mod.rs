@@ -23,7 +23,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use crate::checks::FieldIssue;
 use crate::db::DbCtx;
 use crate::doc::Doc;
-use crate::meta::FieldKind;
+use crate::meta::FieldType;
 use crate::perms::{ADMINISTRATOR, Principal};
 use crate::query;
 use crate::repo::{Repo, RepoError};
@@ -183,7 +183,7 @@ impl Users {
         crate::metrics::cache_lookup("user", false);
         let at = Instant::now();
         let sql = query::user_access(self.repo.db().dialect(), user);
-        let kinds = [FieldKind::Check, FieldKind::Data, FieldKind::Datetime, FieldKind::BigInt];
+        let kinds = [FieldType::Check, FieldType::Data, FieldType::Datetime, FieldType::BigInt];
         let rows = self.repo.db().fetch(&DbCtx::System, &sql.text, sql.binds, &kinds).await?;
         let principal = match rows.first() {
             Some(first) if first.first() == Some(&Value::Bool(true)) => {
@@ -192,7 +192,7 @@ impl Users {
                 let restricted = self
                     .repo
                     .db()
-                    .fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldKind::Data])
+                    .fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldType::Data])
                     .await?
                     .into_iter()
                     .filter_map(|r| r.into_iter().next().and_then(|v| v.as_str().map(str::to_string)))
@@ -222,7 +222,7 @@ impl Users {
         let name = if name.contains('\0') { String::new() } else { name };
         let sql = query::user_credentials(self.repo.db().dialect(), &name);
         let rows =
-            self.repo.db().fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldKind::Check, FieldKind::Text]).await?;
+            self.repo.db().fetch(&DbCtx::System, &sql.text, sql.binds, &[FieldType::Check, FieldType::Text]).await?;
         let hash = match rows.first().map(Vec::as_slice) {
             Some([Value::Bool(true), Value::Str(h)]) if password.len() <= MAX_PASSWORD_BYTES => Some(h.clone()),
             _ => None,

@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use rust_decimal::Decimal;
 
 use crate::doc::Doc;
-use crate::meta::{FieldKind, FieldMeta};
+use crate::meta::{FieldMeta, FieldType};
 use crate::value::Value;
 
 /// One problem with one field (`details` of the error body).
@@ -70,13 +70,13 @@ fn check_field(f: &FieldMeta, v: &Value, path: &str, issues: &mut Vec<FieldIssue
                     ));
                 }
             }
-            if f.kind == FieldKind::Select && !f.options.contains(&s.as_str()) {
+            if f.kind == FieldType::Select && !f.options.contains(&s.as_str()) {
                 issues.push(FieldIssue::new(path, "option", format!("`{s}` is not one of: {}", f.options.join(", "))));
             }
-            if f.kind == FieldKind::Email && !is_email(s) {
+            if f.kind == FieldType::Email && !is_email(s) {
                 issues.push(FieldIssue::new(path, "email", format!("`{s}` is not an email address")));
             }
-            if f.kind == FieldKind::Url && !is_url(s) {
+            if f.kind == FieldType::Url && !is_url(s) {
                 issues.push(FieldIssue::new(path, "url", format!("`{s}` is not an http(s) URL")));
             }
             if let Some(pattern) = f.regex

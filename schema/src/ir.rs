@@ -110,6 +110,11 @@ impl FieldType {
     pub fn is_decimal(self) -> bool {
         matches!(self, FieldType::Currency | FieldType::Decimal)
     }
+
+    /// Can be compared with `<`/`>` and sorted meaningfully.
+    pub fn is_ordered(self) -> bool {
+        !matches!(self, FieldType::Json | FieldType::Table)
+    }
 }
 
 /// How a document's `name` is chosen.

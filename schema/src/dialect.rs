@@ -1,5 +1,6 @@
-//! The SQL dialects M renders for. A leaf module: the committed schema scripts (`ddl`, which
-//! re-exports it as `m_codegen::ddl::Dialect`) and the migration renderer both build on it.
+//! The SQL dialects M speaks. A leaf module: m-codegen's committed schema scripts (`ddl`, which
+//! re-exports it as `m_codegen::ddl::Dialect`), the migration renderer and m-runtime's database
+//! layer all use this one type.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {

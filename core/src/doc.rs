@@ -12,7 +12,7 @@ use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::hooks::error::HookError;
-use crate::meta::{DocMeta, FieldKind, FieldMeta};
+use crate::meta::{DocMeta, FieldMeta, FieldType};
 use crate::value::Value;
 
 /// Implemented by `#[derive(DocType)]` for each generated (or hand-written) DocType struct.
@@ -25,61 +25,17 @@ pub trait DocType: Sized + Send {
     fn write_doc(self, doc: &mut Doc);
 }
 
-/// A standard column (the README's DocType reference). The order here is the table's column order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Std {
-    Id,
-    Name,
-    Owner,
-    ModifiedBy,
-    Creation,
-    Modified,
-    Docstatus,
-    AmendedFrom,
-    Version,
-    Idx,
-    Parent,
-    Parentfield,
-}
-
-impl Std {
-    pub fn name(self) -> &'static str {
-        match self {
-            Std::Id => "id",
-            Std::Name => "name",
-            Std::Owner => "owner",
-            Std::ModifiedBy => "modified_by",
-            Std::Creation => "creation",
-            Std::Modified => "modified",
-            Std::Docstatus => "docstatus",
-            Std::AmendedFrom => "amended_from",
-            Std::Version => "_version",
-            Std::Idx => "idx",
-            Std::Parent => "parent",
-            Std::Parentfield => "parentfield",
-        }
-    }
-
-    fn kind(self) -> FieldKind {
-        match self {
-            Std::Id => FieldKind::Uuid,
-            Std::Creation | Std::Modified => FieldKind::Datetime,
-            Std::Docstatus | Std::Idx => FieldKind::Int,
-            Std::Version => FieldKind::BigInt,
-            Std::AmendedFrom => FieldKind::Link,
-            _ => FieldKind::Data,
-        }
-    }
-}
+/// A standard column (the README's DocType reference): the one vocabulary of m-schema.
+pub use m_schema::StandardColumn;
 
 /// One column of a DocType's table.
 #[derive(Debug, Clone, Copy)]
 pub struct Column {
     pub name: &'static str,
-    pub kind: FieldKind,
+    pub kind: FieldType,
     /// The declared field, or None for a standard column.
     pub field: Option<&'static FieldMeta>,
-    pub standard: Option<Std>,
+    pub standard: Option<StandardColumn>,
 }
 
 /// A Table field: its child DocType's schema.
@@ -105,32 +61,38 @@ pub struct DocSchema {
     pub tables: Vec<TableField>,
     /// Every column's index and kind, in order (a full select's projection and row decoding).
     pub all_columns: Vec<usize>,
-    pub all_kinds: Vec<FieldKind>,
+    pub all_kinds: Vec<FieldType>,
     by_name: HashMap<&'static str, FieldRef>,
 }
 
 impl DocSchema {
     /// Lay out a DocType; `child` resolves a Table field's target to its (already built) schema.
     pub fn new(meta: &'static DocMeta, child: &dyn Fn(&str) -> Option<Arc<DocSchema>>) -> Result<DocSchema, String> {
-        let mut std_cols = vec![Std::Id];
+        let mut std_cols = vec![StandardColumn::Id];
         if meta.child {
-            std_cols.extend([Std::Idx, Std::Parent, Std::Parentfield]);
+            std_cols.extend([StandardColumn::Idx, StandardColumn::Parent, StandardColumn::Parentfield]);
         } else {
-            std_cols.extend([Std::Name, Std::Owner, Std::ModifiedBy, Std::Creation, Std::Modified]);
+            std_cols.extend([
+                StandardColumn::Name,
+                StandardColumn::Owner,
+                StandardColumn::ModifiedBy,
+                StandardColumn::Creation,
+                StandardColumn::Modified,
+            ]);
             if meta.submittable {
-                std_cols.extend([Std::Docstatus, Std::AmendedFrom]);
+                std_cols.extend([StandardColumn::Docstatus, StandardColumn::AmendedFrom]);
             }
             if meta.optimistic {
-                std_cols.push(Std::Version);
+                std_cols.push(StandardColumn::Version);
             }
         }
         let mut columns: Vec<Column> = std_cols
             .into_iter()
-            .map(|s| Column { name: s.name(), kind: s.kind(), field: None, standard: Some(s) })
+            .map(|s| Column { name: s.name(), kind: s.ty(), field: None, standard: Some(s) })
             .collect();
         let mut tables = Vec::new();
         for f in meta.fields {
-            if f.kind == FieldKind::Table {
+            if f.kind == FieldType::Table {
                 let target = f.to.unwrap_or_default();
                 let schema = child(target)
                     .ok_or_else(|| format!("{}.{}: child DocType `{target}` is not registered", meta.name, f.name))?;
@@ -168,7 +130,7 @@ impl DocSchema {
     }
 
     /// Index of a standard column.
-    pub fn std(&self, s: Std) -> Option<usize> {
+    pub fn std(&self, s: StandardColumn) -> Option<usize> {
         self.columns.iter().position(|c| c.standard == Some(s))
     }
 }
@@ -196,7 +158,7 @@ impl Doc {
         self.schema.column(field).map_or(&NULL, |i| &self.values[i])
     }
 
-    pub fn get_std(&self, s: Std) -> &Value {
+    pub fn get_std(&self, s: StandardColumn) -> &Value {
         self.schema.std(s).map_or(&NULL, |i| &self.values[i])
     }
 
@@ -207,7 +169,7 @@ impl Doc {
         }
     }
 
-    pub fn set_std(&mut self, s: Std, value: Value) {
+    pub fn set_std(&mut self, s: StandardColumn, value: Value) {
         if let Some(i) = self.schema.std(s) {
             self.values[i] = value;
         }
@@ -231,11 +193,11 @@ impl Doc {
 
     /// The document's `name` (children: empty).
     pub fn name(&self) -> &str {
-        self.get_std(Std::Name).as_str().unwrap_or_default()
+        self.get_std(StandardColumn::Name).as_str().unwrap_or_default()
     }
 
     pub fn id(&self) -> Option<Uuid> {
-        match self.get_std(Std::Id) {
+        match self.get_std(StandardColumn::Id) {
             Value::Uuid(u) => Some(*u),
             _ => None,
         }

@@ -4,8 +4,8 @@
 
 use serde_json::Value as Json;
 
-use crate::doc::{DocSchema, FieldRef, Std};
-use crate::meta::FieldKind;
+use crate::doc::{DocSchema, FieldRef, StandardColumn};
+use crate::meta::FieldType;
 use crate::value::{InputError, Value};
 
 /// Caps on list requests (configuration).
@@ -16,18 +16,6 @@ pub struct ListLimits {
     pub max_fields: usize,
     pub max_filters: usize,
     pub max_in_values: usize,
-}
-
-impl From<&crate::config::Config> for ListLimits {
-    fn from(c: &crate::config::Config) -> Self {
-        ListLimits {
-            default_page_size: 20.min(c.max_page_size),
-            max_page_size: c.max_page_size,
-            max_fields: c.max_fields,
-            max_filters: c.max_filters,
-            max_in_values: c.max_in_values,
-        }
-    }
 }
 
 impl Default for ListLimits {
@@ -199,7 +187,7 @@ pub fn parse(schema: &DocSchema, pairs: &[(String, String)], limits: &ListLimits
     if values > MAX_BOUND_VALUES {
         return Err(bad(format!("at most {MAX_BOUND_VALUES} filter values in all are allowed")));
     }
-    if !order_given && let Some(m) = schema.std(Std::Modified) {
+    if !order_given && let Some(m) = schema.std(StandardColumn::Modified) {
         q.order_by = vec![(m, SortDir::Desc)];
     }
     Ok(q)
@@ -278,7 +266,8 @@ fn parse_fields(schema: &DocSchema, value: &str, limits: &ListLimits) -> Result<
     if names.len() > limits.max_fields {
         return Err(bad(format!("at most {} entries in `fields`", limits.max_fields)));
     }
-    let mut cols: Vec<usize> = [Std::Id, Std::Name].iter().filter_map(|s| schema.std(*s)).collect();
+    let mut cols: Vec<usize> =
+        [StandardColumn::Id, StandardColumn::Name].iter().filter_map(|s| schema.std(*s)).collect();
     for n in &names {
         if n.is_empty() {
             return Err(bad("empty entry in `fields`"));
@@ -320,10 +309,10 @@ fn value_error(field: &str, e: InputError) -> ParamError {
 fn check_op(schema: &DocSchema, col: usize, op: Op) -> Result<(), ParamError> {
     let c = &schema.columns[col];
     match op {
-        Op::Like if !c.kind.is_string() => {
+        Op::Like if !c.kind.is_text() => {
             Err(bad(format!("`like` needs a text field; `{}` is {}", c.name, c.kind.as_str())))
         }
-        Op::Lt | Op::Lte | Op::Gt | Op::Gte | Op::Between | Op::In | Op::NotIn if c.kind == FieldKind::Json => {
+        Op::Lt | Op::Lte | Op::Gt | Op::Gte | Op::Between | Op::In | Op::NotIn if c.kind == FieldType::Json => {
             Err(bad(format!("JSON field `{}` supports only eq, ne and is_null", c.name)))
         }
         _ => Ok(()),

@@ -1,78 +1,8 @@
 //! Static metadata of a DocType, as the derive macro emits it. Everything the runtime does for a
 //! DocType is driven by these tables; there is no per-DocType handler code.
 
-/// A field's type; the same names as the TOML types (the README's DocType reference).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FieldKind {
-    Data,
-    Email,
-    Phone,
-    Url,
-    Text,
-    Int,
-    BigInt,
-    Float,
-    Currency,
-    Decimal,
-    Check,
-    Date,
-    Datetime,
-    Time,
-    Select,
-    Link,
-    Table,
-    Json,
-    Uuid,
-}
-
-impl FieldKind {
-    /// The TOML spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FieldKind::Data => "Data",
-            FieldKind::Email => "Email",
-            FieldKind::Phone => "Phone",
-            FieldKind::Url => "URL",
-            FieldKind::Text => "Text",
-            FieldKind::Int => "Int",
-            FieldKind::BigInt => "BigInt",
-            FieldKind::Float => "Float",
-            FieldKind::Currency => "Currency",
-            FieldKind::Decimal => "Decimal",
-            FieldKind::Check => "Check",
-            FieldKind::Date => "Date",
-            FieldKind::Datetime => "Datetime",
-            FieldKind::Time => "Time",
-            FieldKind::Select => "Select",
-            FieldKind::Link => "Link",
-            FieldKind::Table => "Table",
-            FieldKind::Json => "JSON",
-            FieldKind::Uuid => "UUID",
-        }
-    }
-
-    pub fn is_string(self) -> bool {
-        matches!(
-            self,
-            FieldKind::Data
-                | FieldKind::Email
-                | FieldKind::Phone
-                | FieldKind::Url
-                | FieldKind::Text
-                | FieldKind::Select
-                | FieldKind::Link
-        )
-    }
-
-    pub fn is_decimal(self) -> bool {
-        matches!(self, FieldKind::Currency | FieldKind::Decimal)
-    }
-
-    /// Can be compared with `<`/`>` and sorted meaningfully.
-    pub fn is_ordered(self) -> bool {
-        !matches!(self, FieldKind::Json | FieldKind::Table)
-    }
-}
+/// A field's type: the one vocabulary of m-schema (the TOML type names).
+pub use m_schema::FieldType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Naming {
@@ -96,7 +26,7 @@ pub enum DefaultValue {
 #[derive(Debug, Clone, Copy)]
 pub struct FieldMeta {
     pub name: &'static str,
-    pub kind: FieldKind,
+    pub kind: FieldType,
     pub to: Option<&'static str>,
     pub required: bool,
     pub unique: bool,

@@ -10,7 +10,7 @@ use serde::ser::{Serialize, Serializer};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
-use crate::meta::FieldKind;
+use crate::meta::FieldType;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
@@ -62,8 +62,8 @@ impl Value {
     }
 
     /// Parse a JSON input value for a field of `kind`.
-    pub fn from_json(kind: FieldKind, json: &Json) -> Result<Value, InputError> {
-        use FieldKind as K;
+    pub fn from_json(kind: FieldType, json: &Json) -> Result<Value, InputError> {
+        use FieldType as K;
         if json.is_null() {
             return Ok(Value::Null);
         }
@@ -112,8 +112,8 @@ impl Value {
     }
 
     /// Parse text (a query-string value, or a date/time/uuid string) as a field of `kind`.
-    pub fn parse_text(kind: FieldKind, s: &str) -> Result<Value, InputError> {
-        use FieldKind as K;
+    pub fn parse_text(kind: FieldType, s: &str) -> Result<Value, InputError> {
+        use FieldType as K;
         let invalid = |what: &str| InputError::Invalid(format!("`{s}` is not {what}"));
         if s.contains('\0') {
             return Err(InputError::Nul);
@@ -232,25 +232,25 @@ mod tests {
     fn decimals_keep_their_digits() {
         // Parsed from text: a Rust f64 literal would already have lost digits.
         let number: Json = serde_json::from_str("12345678901234.123456").unwrap();
-        let v = Value::from_json(FieldKind::Currency, &number).unwrap();
+        let v = Value::from_json(FieldType::Currency, &number).unwrap();
         assert_eq!(v.to_json().to_string(), "12345678901234.123456");
-        let v = Value::from_json(FieldKind::Currency, &json!("0.1")).unwrap();
+        let v = Value::from_json(FieldType::Currency, &json!("0.1")).unwrap();
         assert_eq!(serde_json::to_string(&v).unwrap(), "0.1");
     }
 
     #[test]
     fn wrong_json_types_are_reported() {
-        assert_eq!(Value::from_json(FieldKind::Int, &json!("3")), Err(InputError::WrongType("an integer")));
-        assert!(matches!(Value::from_json(FieldKind::Int, &json!(3_000_000_000i64)), Err(InputError::Invalid(_))));
-        assert_eq!(Value::from_json(FieldKind::Check, &json!(1)), Ok(Value::Bool(true)));
+        assert_eq!(Value::from_json(FieldType::Int, &json!("3")), Err(InputError::WrongType("an integer")));
+        assert!(matches!(Value::from_json(FieldType::Int, &json!(3_000_000_000i64)), Err(InputError::Invalid(_))));
+        assert_eq!(Value::from_json(FieldType::Check, &json!(1)), Ok(Value::Bool(true)));
     }
 
     #[test]
     fn datetimes_are_utc() {
-        let v = Value::parse_text(FieldKind::Datetime, "2026-11-26T10:30:00+01:00").unwrap();
+        let v = Value::parse_text(FieldType::Datetime, "2026-11-26T10:30:00+01:00").unwrap();
         assert_eq!(v.to_json(), json!("2026-11-26T09:30:00Z"));
         assert_eq!(serde_json::to_value(&v).unwrap(), v.to_json());
-        let v = Value::parse_text(FieldKind::Datetime, "2026-11-26T10:30:00.123456789Z").unwrap();
+        let v = Value::parse_text(FieldType::Datetime, "2026-11-26T10:30:00.123456789Z").unwrap();
         assert_eq!(serde_json::to_value(&v).unwrap(), json!("2026-11-26T10:30:00.123456Z"));
         assert_eq!(serde_json::to_value(&v).unwrap(), v.to_json());
     }
@@ -263,8 +263,8 @@ mod nul_tests {
     #[test]
     fn nul_characters_are_refused_in_any_text() {
         let j = serde_json::json!("G\u{0}1");
-        assert!(matches!(Value::from_json(FieldKind::Data, &j), Err(InputError::Nul)));
-        assert!(matches!(Value::from_json(FieldKind::Json, &serde_json::json!({"a\u{0}": 1})), Err(InputError::Nul)));
-        assert!(matches!(Value::parse_text(FieldKind::Data, "a\0b"), Err(InputError::Nul)));
+        assert!(matches!(Value::from_json(FieldType::Data, &j), Err(InputError::Nul)));
+        assert!(matches!(Value::from_json(FieldType::Json, &serde_json::json!({"a\u{0}": 1})), Err(InputError::Nul)));
+        assert!(matches!(Value::parse_text(FieldType::Data, "a\0b"), Err(InputError::Nul)));
     }
 }
