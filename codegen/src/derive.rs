@@ -245,7 +245,10 @@ pub fn meta_tokens(d: &DocType) -> TokenStream {
     let perms = d.permissions.iter().map(|(role, g)| {
         let (r, c, w, de, s, ca, o) = (g.read, g.create, g.write, g.delete, g.submit, g.cancel, g.if_owner);
         quote! {
-            ::m_runtime::meta::RoleGrant { role: #role, read: #r, create: #c, write: #w, delete: #de, submit: #s, cancel: #ca, if_owner: #o }
+            ::m_runtime::meta::RoleGrant {
+                role: #role,
+                grant: ::m_runtime::meta::Grant { read: #r, create: #c, write: #w, delete: #de, submit: #s, cancel: #ca, if_owner: #o },
+            }
         }
     });
     let ups = &d.user_permissions;

@@ -4,23 +4,11 @@
 /// A field's type: the one vocabulary of m-schema (the TOML type names).
 pub use m_schema::FieldType;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Naming {
-    Uuid,
-    Hash,
-    Field(&'static str),
-    Series(&'static str),
-}
+/// How a document's `name` is chosen (m-schema's vocabulary, with static text).
+pub type Naming = m_schema::ir::Naming<&'static str>;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum DefaultValue {
-    Today,
-    Now,
-    Str(&'static str),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-}
+/// A default applied by the application (m-schema's vocabulary, with static text).
+pub type DefaultValue = m_schema::ir::DefaultValue<&'static str>;
 
 /// One declared field (standard fields are not listed: the run-time layout adds them).
 #[derive(Debug, Clone, Copy)]
@@ -44,17 +32,14 @@ pub struct FieldMeta {
     pub description: Option<&'static str>,
 }
 
-/// The actions a role may perform on a DocType (`[permissions]`).
+/// Which actions a role may perform (m-schema's vocabulary).
+pub use m_schema::ir::Grant;
+
+/// One role's entry of `[permissions]`.
 #[derive(Debug, Clone, Copy)]
 pub struct RoleGrant {
     pub role: &'static str,
-    pub read: bool,
-    pub create: bool,
-    pub write: bool,
-    pub delete: bool,
-    pub submit: bool,
-    pub cancel: bool,
-    pub if_owner: bool,
+    pub grant: Grant,
 }
 
 /// Everything the runtime knows about one DocType.

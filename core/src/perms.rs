@@ -65,12 +65,12 @@ impl Action {
 
     fn granted_by(self, g: &RoleGrant) -> bool {
         match self {
-            Action::Read => g.read,
-            Action::Create => g.create,
-            Action::Write => g.write,
-            Action::Delete => g.delete,
-            Action::Submit => g.submit,
-            Action::Cancel => g.cancel,
+            Action::Read => g.grant.read,
+            Action::Create => g.grant.create,
+            Action::Write => g.grant.write,
+            Action::Delete => g.grant.delete,
+            Action::Submit => g.grant.submit,
+            Action::Cancel => g.grant.cancel,
         }
     }
 }
@@ -116,7 +116,7 @@ pub fn scope(meta: &DocMeta, who: &Principal, action: Action) -> Option<Scope> {
     for g in meta.permissions.iter().filter(|g| who.roles.iter().any(|r| r == g.role)) {
         if action.granted_by(g) {
             granted = true;
-            owner_only &= g.if_owner;
+            owner_only &= g.grant.if_owner;
         }
     }
     granted.then(|| Scope { owner: owner_only.then(|| who.user.clone()), user_permissions: restriction(meta, who) })

@@ -117,17 +117,18 @@ impl FieldType {
     }
 }
 
-/// How a document's `name` is chosen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Naming {
+/// How a document's `name` is chosen. The text is owned in the IR and static in the metadata the
+/// derive emits (`m_runtime::meta::Naming` is `Naming<&'static str>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming<S = String> {
     /// `name` = `id`.
     Uuid,
     /// A random 10-character hexadecimal string (Frappe's default).
     Hash,
     /// The value of a field.
-    Field(String),
+    Field(S),
     /// A pattern like `INV-.YYYY.-.####`, numbered by a concurrency-safe counter.
-    Series(String),
+    Series(S),
 }
 
 impl Naming {
@@ -141,12 +142,13 @@ impl Naming {
     }
 }
 
-/// A default applied by the application when the client leaves a field out.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DefaultValue {
+/// A default applied by the application when the client leaves a field out (owned text in the
+/// IR, static in the metadata: `m_runtime::meta::DefaultValue` is `DefaultValue<&'static str>`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DefaultValue<S = String> {
     Today,
     Now,
-    Str(String),
+    Str(S),
     Int(i64),
     Float(f64),
     Bool(bool),

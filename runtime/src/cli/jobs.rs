@@ -136,21 +136,24 @@ pub async fn run(cmd: JobCommand, setup: Setup, json: bool) -> anyhow::Result<()
             }
             Ok(())
         }
-        JobCommand::Delete { id } => {
-            if rt.repo.jobs().delete(&id).await? {
-                println!("{id} deleted");
-                Ok(())
-            } else {
-                bail!("no queued or failed job has the id {id}")
-            }
-        }
-        JobCommand::Retry { id } => {
-            if rt.repo.jobs().retry(&id).await? {
-                println!("{id} queued again");
-                Ok(())
-            } else {
-                bail!("no failed job has the id {id}")
-            }
-        }
+        JobCommand::Delete { id } => report(
+            rt.repo.jobs().delete(&id).await?,
+            || format!("{id} deleted"),
+            || format!("no queued or failed job has the id {id}"),
+        ),
+        JobCommand::Retry { id } => report(
+            rt.repo.jobs().retry(&id).await?,
+            || format!("{id} queued again"),
+            || format!("no failed job has the id {id}"),
+        ),
     }
+}
+
+/// Print what a change to one job did, or fail saying why nothing was changed.
+fn report(changed: bool, done: impl FnOnce() -> String, refused: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if !changed {
+        bail!("{}", refused());
+    }
+    println!("{}", done());
+    Ok(())
 }

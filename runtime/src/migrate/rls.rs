@@ -75,15 +75,15 @@ fn predicate(meta: &DocMeta, action: &str) -> String {
         .permissions
         .iter()
         .filter(|g| match action {
-            "read" => g.read,
-            "create" => g.create,
-            "write" => g.write,
-            "delete" => g.delete,
-            "submit" => g.submit,
-            _ => g.cancel,
+            "read" => g.grant.read,
+            "create" => g.grant.create,
+            "write" => g.grant.write,
+            "delete" => g.grant.delete,
+            "submit" => g.grant.submit,
+            _ => g.grant.cancel,
         })
         .map(|g| {
-            if g.if_owner {
+            if g.grant.if_owner {
                 format!("({} AND {} = {USER})", has_role(g.role), ident("owner"))
             } else {
                 has_role(g.role)

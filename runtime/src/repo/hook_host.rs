@@ -1,0 +1,77 @@
+//! Running a DocType's hooks inside the write's transaction, and what they reach through
+//! [`HookHost`]: other documents' fields and the job queue, in that same transaction.
+
+use super::{Repo, RepoError, Result};
+use crate::db::{Fetch, Tx};
+use crate::doc::Doc;
+use crate::hooks::{BoxFuture, HookCtx, HookError, HookEvent, HookHost};
+use crate::perms::{Principal, Scope};
+use crate::query::{self, DocRef};
+use crate::value::Value;
+
+impl Repo {
+    /// Run a hook; what it reads through [`HookCtx`] goes through this transaction, so a hook
+    /// never waits for a second connection while holding one.
+    pub(super) async fn run_hook(
+        &self,
+        event: HookEvent,
+        doc: &mut Doc,
+        tx: &mut Tx,
+        who: &Principal,
+        is_new: bool,
+    ) -> Result<()> {
+        if let Some(hook) = self.app().hooks(doc.schema.meta.name) {
+            let host = InTx { repo: self, user: &who.user, tx: tokio::sync::Mutex::new(tx) };
+            hook(event, doc, &HookCtx::new(&host, &who.user, is_new)).await?;
+        }
+        Ok(())
+    }
+
+    /// One field of a document by name inside a transaction, ignoring row scope (for hooks).
+    pub(crate) async fn get_value_in(&self, tx: &mut Tx, doctype: &str, name: &str, field: &str) -> Result<Value> {
+        let schema = self.inner.app.get(doctype).cloned().ok_or(RepoError::NotFound)?;
+        let col =
+            schema.column(field).ok_or_else(|| RepoError::Internal(format!("{doctype} has no field `{field}`")))?;
+        if name.contains('\0') {
+            // No stored name holds a NUL character.
+            return Ok(Value::Null);
+        }
+        let sql = query::select_one(&schema, self.dialect(), &DocRef::Name(name.to_string()), &Scope::all());
+        tx.bypass(true).await?;
+        let row = tx.fetch(&sql.text, sql.binds, &schema.all_kinds).await?.into_iter().next();
+        tx.bypass(false).await?;
+        Ok(row.and_then(|mut r| r.get_mut(col).map(std::mem::take)).unwrap_or(Value::Null))
+    }
+}
+
+/// What a hook reaches: this service, inside the write's transaction.
+struct InTx<'r, 't> {
+    repo: &'r Repo,
+    user: &'r str,
+    tx: tokio::sync::Mutex<&'t mut Tx>,
+}
+impl HookHost for InTx<'_, '_> {
+    fn get_value<'a>(
+        &'a self,
+        doctype: &'a str,
+        name: &'a str,
+        field: &'a str,
+    ) -> BoxFuture<'a, Result<Value, HookError>> {
+        Box::pin(async move {
+            let mut tx = self.tx.lock().await;
+            self.repo.get_value_in(&mut tx, doctype, name, field).await.map_err(|e| HookError::Internal(e.to_string()))
+        })
+    }
+
+    fn enqueue<'a>(&'a self, job: &'a str, args: serde_json::Value) -> BoxFuture<'a, Result<String, HookError>> {
+        Box::pin(async move {
+            let mut tx = self.tx.lock().await;
+            self.repo
+                .inner
+                .queue
+                .enqueue_in(&mut tx, job, &args, Some(self.user))
+                .await
+                .map_err(|e| HookError::Internal(e.to_string()))
+        })
+    }
+}

@@ -1,0 +1,431 @@
+//! Changes: create, update, delete, submit, cancel and amend, each in one transaction — the
+//! shared prologue (scope, lock in scope, `If-Match`, docstatus), hooks and value checks, the
+//! row and its child rows written through the query builder, constraint errors as statuses.
+
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+use super::body::{apply_body, apply_defaults, apply_defaults_to_children};
+use super::links::link_values;
+use super::{Expect, Repo, RepoError, Result, Target, ctx, docstatus, etag, if_match_ok, now, record_denial};
+use crate::checks::{FieldIssue, check_doc};
+use crate::db::{DbError, Tx};
+use crate::doc::{Doc, DocSchema, StandardColumn};
+use crate::hooks::HookEvent;
+use crate::meta::FieldType;
+use crate::perms::{Action, Principal, Scope};
+use crate::query::{self, DocRef, Sql};
+use crate::value::Value;
+
+impl Repo {
+    pub async fn create(&self, who: &Principal, doctype: &(impl Target + ?Sized), body: &Json) -> Result<Doc> {
+        let schema = doctype.resolve(&self.inner.app)?;
+        let scope = self.scope(&schema, who, Action::Create)?;
+        let mut doc = Doc::empty(schema.clone());
+        apply_body(&mut doc, body)?;
+        apply_defaults(&mut doc);
+        self.insert_new(who, &scope, doc, NewName::FromRule).await
+    }
+
+    /// In one transaction: stamp, resolve Links, run hooks, validate, name and insert a new
+    /// document with its child rows.
+    async fn insert_new(&self, who: &Principal, scope: &Scope, mut doc: Doc, name: NewName) -> Result<Doc> {
+        let schema = doc.schema.clone();
+        let t = now();
+        doc.set_std(StandardColumn::Id, Value::Uuid(Uuid::now_v7()));
+        doc.set_std(StandardColumn::Owner, Value::Str(who.user.clone()));
+        doc.set_std(StandardColumn::ModifiedBy, Value::Str(who.user.clone()));
+        doc.set_std(StandardColumn::Creation, Value::Datetime(t));
+        doc.set_std(StandardColumn::Modified, Value::Datetime(t));
+        doc.set_std(StandardColumn::Docstatus, Value::Int(0));
+        doc.set_std(StandardColumn::Version, Value::Int(1));
+
+        let operation = match name {
+            NewName::FromRule => "create",
+            NewName::AmendmentOf(_) => "amend",
+        };
+        let mut tx = self.inner.db.begin(&ctx(who, Action::Create, &schema, operation)).await?;
+        self.prepare(&mut tx, who, &mut doc, None).await?;
+        let name = match name {
+            NewName::FromRule => self.next_name(&mut tx, &doc).await?,
+            NewName::AmendmentOf(original) => self.next_amendment(&mut tx, &schema, &original).await?,
+        };
+        doc.set_std(StandardColumn::Name, Value::Str(name));
+        let sql = query::insert(&schema, self.dialect(), &doc.values);
+        self.write(&mut tx, &schema, sql, WriteKind::Insert).await?;
+        self.write_children(&mut tx, &mut doc, &[]).await?;
+        self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, true).await?;
+        self.check_within(&mut tx, who, &doc, scope, Action::Create).await?;
+        tx.commit().await?;
+        self.written(&doc);
+        Ok(doc)
+    }
+
+    /// A document written under User Permissions must stay visible to its writer: a Link moved
+    /// outside them is refused (403) rather than leaving a document the writer cannot see.
+    pub(super) async fn check_within(
+        &self,
+        tx: &mut Tx,
+        who: &Principal,
+        doc: &Doc,
+        scope: &Scope,
+        action: Action,
+    ) -> Result<()> {
+        if scope.user_permissions.is_none() {
+            return Ok(());
+        }
+        let id = doc.id().ok_or(RepoError::NotFound)?;
+        let sql = query::find_name(&doc.schema, self.dialect(), &DocRef::Id(id), scope);
+        if !tx.fetch(&sql.text, sql.binds, &[FieldType::Data]).await?.is_empty() {
+            return Ok(());
+        }
+        let reason = "a Link value is outside the user's User Permissions";
+        record_denial(who, &doc.schema, action, reason);
+        Err(RepoError::NotPermitted(format!(
+            "not permitted to {} {} {}: {reason}",
+            action.as_str(),
+            doc.schema.name(),
+            doc.name()
+        )))
+    }
+
+    /// Resolve Links, run `validate` and `before_save`, resolve Links a hook changed, and check
+    /// the value rules. `previous` is the stored document on an update (its Links are resolved).
+    pub(super) async fn prepare(
+        &self,
+        tx: &mut Tx,
+        who: &Principal,
+        doc: &mut Doc,
+        previous: Option<&Doc>,
+    ) -> Result<()> {
+        let is_new = previous.is_none();
+        self.resolve_links(tx, who, doc, previous).await?;
+        if self.app().hooks(doc.schema.meta.name).is_some() {
+            let before = link_values(doc);
+            self.run_hook(HookEvent::Validate, doc, tx, who, is_new).await?;
+            self.run_hook(HookEvent::BeforeSave, doc, tx, who, is_new).await?;
+            if link_values(doc) != before {
+                self.resolve_links(tx, who, doc, previous).await?;
+            }
+        }
+        crate::users::rules::check(self.app(), doc, previous)?;
+        validate(doc)
+    }
+
+    pub async fn update(
+        &self,
+        who: &Principal,
+        doctype: &(impl Target + ?Sized),
+        r: &str,
+        body: &Json,
+        expect: &Expect,
+    ) -> Result<Doc> {
+        let schema = doctype.resolve(&self.inner.app)?;
+        let change = Change { action: Action::Write, operation: "update", from: 0, rule: "only drafts can be changed" };
+        let (mut tx, scope, mut doc) = self.begin_change(who, &schema, r, expect, change).await?;
+        let old = doc.clone();
+        let body_version = apply_body(&mut doc, body)?;
+        let current_version = version(&doc);
+        if let (Some(expected), Some(current)) = (body_version, current_version)
+            && expected != current
+        {
+            return Err(RepoError::Conflict(format!(
+                "stale _version {expected}: the document is at version {current}"
+            )));
+        }
+        apply_defaults_to_children(&mut doc);
+        self.stamp_modified(&mut doc, who);
+        self.prepare(&mut tx, who, &mut doc, Some(&old)).await?;
+        self.save_existing(&mut tx, &mut doc, &scope, current_version, &old).await?;
+        self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, false).await?;
+        self.check_within(&mut tx, who, &doc, &scope, Action::Write).await?;
+        tx.commit().await?;
+        self.written(&doc);
+        Ok(doc)
+    }
+
+    pub async fn delete(
+        &self,
+        who: &Principal,
+        doctype: &(impl Target + ?Sized),
+        r: &str,
+        expect: &Expect,
+    ) -> Result<()> {
+        let schema = doctype.resolve(&self.inner.app)?;
+        let change =
+            Change { action: Action::Delete, operation: "delete", from: 0, rule: "only drafts can be deleted" };
+        let (mut tx, scope, mut doc) = self.begin_change(who, &schema, r, expect, change).await?;
+        self.run_hook(HookEvent::BeforeDelete, &mut doc, &mut tx, who, false).await?;
+        crate::users::rules::before_delete(&doc)?;
+        let id = doc.id().ok_or(RepoError::NotFound)?;
+        let sql = query::delete(&schema, self.dialect(), id, &scope);
+        if self.write(&mut tx, &schema, sql, WriteKind::Delete).await? == 0 {
+            return Err(RepoError::NotFound);
+        }
+        if schema.meta.table == crate::users::rules::USER_TABLE {
+            let sql = query::delete_password_hash(self.dialect(), doc.name());
+            tx.execute(&sql.text, sql.binds).await?;
+        }
+        tx.commit().await?;
+        self.written(&doc);
+        Ok(())
+    }
+
+    /// Submit (docstatus 0 -> 1) or cancel (1 -> 2).
+    pub async fn transition(
+        &self,
+        who: &Principal,
+        doctype: &(impl Target + ?Sized),
+        r: &str,
+        action: Action,
+        expect: &Expect,
+    ) -> Result<Doc> {
+        let schema = doctype.resolve(&self.inner.app)?;
+        if !schema.meta.submittable {
+            return Err(RepoError::NotFound);
+        }
+        let (from, to, event, rule) = match action {
+            Action::Submit => (0, 1, HookEvent::OnSubmit, "only drafts can be submitted"),
+            _ => (1, 2, HookEvent::OnCancel, "only submitted documents can be cancelled"),
+        };
+        let change = Change { action, operation: action.as_str(), from, rule };
+        let (mut tx, scope, mut doc) = self.begin_change(who, &schema, r, expect, change).await?;
+        let old = doc.clone();
+        let current_version = version(&doc);
+        if action == Action::Submit {
+            self.prepare(&mut tx, who, &mut doc, Some(&old)).await?;
+        }
+        doc.set_std(StandardColumn::Docstatus, Value::Int(to));
+        self.stamp_modified(&mut doc, who);
+        self.save_existing(&mut tx, &mut doc, &scope, current_version, &old).await?;
+        self.run_hook(event, &mut doc, &mut tx, who, false).await?;
+        // Hooks may have changed Links on the way.
+        self.check_within(&mut tx, who, &doc, &scope, action).await?;
+        tx.commit().await?;
+        Ok(doc)
+    }
+
+    /// A new draft copying a cancelled document, named `<name>-N`, with `amended_from`.
+    pub async fn amend(
+        &self,
+        who: &Principal,
+        doctype: &(impl Target + ?Sized),
+        r: &str,
+        expect: &Expect,
+    ) -> Result<Doc> {
+        let schema = doctype.resolve(&self.inner.app)?;
+        if !schema.meta.submittable {
+            return Err(RepoError::NotFound);
+        }
+        let scope = self.scope(&schema, who, Action::Create)?;
+        let source = self.get(who, doctype, r).await?;
+        check_if_match(&source, expect)?;
+        check_state(&source, 2, "only cancelled documents can be amended")?;
+        // `INV-0001-1` amends to `INV-0001-2`, not `INV-0001-1-1`.
+        let original = match (source.get_std(StandardColumn::AmendedFrom), source.name().rsplit_once('-')) {
+            (Value::Str(_), Some((base, n))) if n.chars().all(|c| c.is_ascii_digit()) => base.to_string(),
+            _ => source.name().to_string(),
+        };
+        let mut doc = Doc::empty(schema.clone());
+        for (i, c) in schema.columns.iter().enumerate() {
+            if c.standard.is_none() {
+                doc.values[i] = source.values[i].clone();
+            }
+        }
+        for (i, rows) in source.tables.iter().enumerate() {
+            doc.tables[i] = rows
+                .iter()
+                .map(|row| {
+                    let mut copy = row.clone();
+                    copy.set_std(StandardColumn::Id, Value::Null);
+                    copy
+                })
+                .collect();
+        }
+        doc.set_std(StandardColumn::AmendedFrom, Value::Str(source.name().to_string()));
+        self.insert_new(who, &scope, doc, NewName::AmendmentOf(original)).await
+    }
+
+    /// Load a document with its child rows inside a write transaction, locking it on PostgreSQL.
+    /// The start of every change to a stored document: the caller's scope for the action, a write
+    /// transaction acting for them, the document read in scope and locked, `If-Match`, and the
+    /// docstatus the change needs.
+    async fn begin_change(
+        &self,
+        who: &Principal,
+        schema: &Arc<DocSchema>,
+        r: &str,
+        expect: &Expect,
+        change: Change,
+    ) -> Result<(Tx, Scope, Doc)> {
+        let scope = self.scope(schema, who, change.action)?;
+        let mut tx = self.inner.db.begin(&ctx(who, change.action, schema, change.operation)).await?;
+        let doc = self.load_for_write(&mut tx, schema, r, &scope, (who, change.action)).await?;
+        check_if_match(&doc, expect)?;
+        check_state(&doc, change.from, change.rule)?;
+        Ok((tx, scope, doc))
+    }
+
+    pub(super) fn stamp_modified(&self, doc: &mut Doc, who: &Principal) {
+        doc.set_std(StandardColumn::Modified, Value::Datetime(now()));
+        doc.set_std(StandardColumn::ModifiedBy, Value::Str(who.user.clone()));
+        if let Value::Int(v) = doc.get_std(StandardColumn::Version) {
+            let next = v + 1;
+            doc.set_std(StandardColumn::Version, Value::Int(next));
+        }
+    }
+
+    /// Update the parent row (in scope, at the expected version) and sync its child rows.
+    pub(super) async fn save_existing(
+        &self,
+        tx: &mut Tx,
+        doc: &mut Doc,
+        scope: &Scope,
+        version: Option<i64>,
+        old: &Doc,
+    ) -> Result<()> {
+        let schema = doc.schema.clone();
+        let sql = query::update(&schema, self.dialect(), &doc.values, scope, version);
+        if self.write(tx, &schema, sql, WriteKind::Update).await? == 0 {
+            return Err(RepoError::Conflict("the document changed while it was being saved".into()));
+        }
+        self.write_children(tx, doc, &old.tables).await
+    }
+
+    /// Replace-the-set against the stored rows `old`: delete rows left out, update rows that
+    /// changed, insert new ones; unchanged rows cost nothing.
+    pub(super) async fn write_children(&self, tx: &mut Tx, doc: &mut Doc, old: &[Vec<Doc>]) -> Result<()> {
+        let parent_name = doc.name().to_string();
+        let schema = doc.schema.clone();
+        for (i, t) in schema.tables.iter().enumerate() {
+            let rows = &mut doc.tables[i];
+            let old_rows: &[Doc] = old.get(i).map_or(&[], Vec::as_slice);
+            let keep: Vec<Uuid> = rows.iter().filter_map(Doc::id).collect();
+            if old_rows.iter().any(|o| o.id().is_some_and(|id| !keep.contains(&id))) {
+                let sql = query::delete_children_except(&t.child, self.dialect(), &parent_name, t.name, &keep);
+                self.write(tx, &t.child, sql, WriteKind::Delete).await?;
+            }
+            for (idx, row) in rows.iter_mut().enumerate() {
+                row.set_std(StandardColumn::Idx, Value::Int(idx as i64));
+                row.set_std(StandardColumn::Parent, Value::Str(parent_name.clone()));
+                row.set_std(StandardColumn::Parentfield, Value::Str(t.name.to_string()));
+                let stored = old_rows.iter().find(|o| o.id().is_some() && o.id() == row.id());
+                // Child rows follow the parent, whose scope this transaction already checked.
+                let (sql, kind) = match stored {
+                    Some(o) if o.values == row.values => continue,
+                    Some(_) => {
+                        (query::update(&t.child, self.dialect(), &row.values, &Scope::all(), None), WriteKind::Update)
+                    }
+                    None => {
+                        if row.id().is_none() {
+                            row.set_std(StandardColumn::Id, Value::Uuid(Uuid::now_v7()));
+                        }
+                        (query::insert(&t.child, self.dialect(), &row.values), WriteKind::Insert)
+                    }
+                };
+                self.write(tx, &t.child, sql, kind).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Execute a write and turn constraint violations into the statuses of the README's HTTP API section.
+    async fn write(&self, tx: &mut Tx, schema: &DocSchema, sql: Sql, kind: WriteKind) -> Result<u64> {
+        match tx.execute(&sql.text, sql.binds).await {
+            Ok(n) => Ok(n),
+            Err(DbError::Unique { constraint }) => {
+                let field = unique_field(schema, &constraint);
+                let message = match &field {
+                    Some(f) if f == "name" => format!("{} with this name already exists", schema.name()),
+                    Some(f) => format!("another {} has the same {f}", schema.name()),
+                    None => format!("a unique constraint of {} was violated", schema.name()),
+                };
+                Err(RepoError::Duplicate { message, field })
+            }
+            Err(DbError::ForeignKey) => match kind {
+                WriteKind::Delete => Err(RepoError::LinkExists(format!(
+                    "other documents link to this {}; delete or change them first",
+                    schema.name()
+                ))),
+                _ => Err(RepoError::Validation(vec![FieldIssue::new("", "link", "a linked document does not exist")])),
+            },
+            Err(DbError::TooLong) => Err(RepoError::Validation(vec![FieldIssue::new(
+                "",
+                "max_length",
+                "a value (a name, or the acting user's name) is longer than 140 characters",
+            )])),
+            Err(DbError::NotNull { .. }) => {
+                Err(RepoError::Validation(vec![FieldIssue::new("", "required", "a required value is missing")]))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// How a new document gets its name.
+enum NewName {
+    FromRule,
+    /// `<original>-N`, the next free N.
+    AmendmentOf(String),
+}
+
+fn version(doc: &Doc) -> Option<i64> {
+    match doc.get_std(StandardColumn::Version) {
+        Value::Int(v) => Some(*v),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum WriteKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// The field a unique-constraint violation is about: PostgreSQL names the constraint
+/// (`<table>__<column>_key`), SQLite the columns (`UNIQUE constraint failed: t.c`).
+fn unique_field(schema: &DocSchema, constraint: &str) -> Option<String> {
+    let table = schema.meta.table;
+    if let Some(cols) = constraint.strip_prefix("UNIQUE constraint failed: ") {
+        let first = cols.split(',').next()?.trim();
+        return first.split_once('.').map(|(_, c)| c.to_string());
+    }
+    let inner = constraint.strip_prefix(table)?.strip_prefix("__")?.strip_suffix("_key")?;
+    schema.column(inner).map(|_| inner.to_string())
+}
+
+/// A change to a stored document: the action it needs, its operation (for the metrics), and the
+/// docstatus the document must have, with the rule a refusal states.
+struct Change {
+    action: Action,
+    operation: &'static str,
+    from: i64,
+    rule: &'static str,
+}
+
+/// The document has docstatus `required`, or the change is a 409 `invalid_state` saying `rule`.
+fn check_state(doc: &Doc, required: i64, rule: &str) -> Result<()> {
+    let state = match docstatus(doc) {
+        s if s == required => return Ok(()),
+        0 => "is a draft",
+        1 => "is submitted",
+        _ => "is cancelled",
+    };
+    Err(RepoError::InvalidState(format!("{} {} {state}; {rule}", doc.schema.name(), doc.name())))
+}
+
+fn check_if_match(doc: &Doc, expect: &Expect) -> Result<()> {
+    match &expect.if_match {
+        Some(h) if !if_match_ok(h, &etag(doc)) => Err(RepoError::PreconditionFailed),
+        _ => Ok(()),
+    }
+}
+
+fn validate(doc: &Doc) -> Result<()> {
+    let mut issues = Vec::new();
+    check_doc(doc, "", &mut issues);
+    if issues.is_empty() { Ok(()) } else { Err(RepoError::Validation(issues)) }
+}
