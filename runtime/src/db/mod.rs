@@ -8,6 +8,8 @@ mod sqlite;
 
 use std::time::Duration;
 
+use deadpool::managed::{RecycleError, RecycleResult};
+
 use crate::meta::FieldType;
 use crate::value::Value;
 
@@ -106,6 +108,22 @@ tokio::task_local! {
     /// Set for the runtime's periodic housekeeping (the job queue's poll): its statements are
     /// measured but not logged at debug level, so a development log is not a line a second.
     static QUIET: ();
+}
+
+/// A pooled connection coming back: one whose statement was cancelled mid-flight (`busy`) is
+/// discarded, an open transaction is rolled back, anything else is reused as it is.
+async fn reset_for_reuse<T, F>(busy: bool, in_tx: &mut bool, rollback: impl FnOnce() -> F) -> RecycleResult<sqlx::Error>
+where
+    F: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    if busy {
+        return Err(RecycleError::message("a statement was cancelled mid-flight"));
+    }
+    if *in_tx {
+        rollback().await.map_err(RecycleError::Backend)?;
+        *in_tx = false;
+    }
+    Ok(())
 }
 
 /// Run `fut` with its statements left out of the debug log (slow ones are still warnings).

@@ -50,20 +50,13 @@ impl managed::Manager for PgManager {
     }
 
     async fn recycle(&self, c: &mut PgConn, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
-        if c.busy {
-            return Err(RecycleError::message("a statement was cancelled mid-flight"));
-        }
         if c.broken {
             return Err(RecycleError::message("the connection failed"));
         }
         if metrics.age() > self.max_lifetime {
             return Err(RecycleError::message("connection reached its lifetime"));
         }
-        if c.in_tx {
-            sqlx::query("ROLLBACK").execute(&mut c.conn).await.map_err(RecycleError::Backend)?;
-            c.in_tx = false;
-        }
-        Ok(())
+        super::reset_for_reuse(c.busy, &mut c.in_tx, || sqlx::query("ROLLBACK").execute(&mut c.conn)).await
     }
 }
 

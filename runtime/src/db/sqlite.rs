@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use deadpool::managed::{self, Metrics, Object, Pool, RecycleError, RecycleResult};
+use deadpool::managed::{self, Metrics, Object, Pool, RecycleResult};
 use rust_decimal::Decimal;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
@@ -126,14 +126,7 @@ impl managed::Manager for ReaderManager {
     }
 
     async fn recycle(&self, c: &mut LiteConn, _: &Metrics) -> RecycleResult<sqlx::Error> {
-        if c.busy {
-            return Err(RecycleError::message("a statement was cancelled mid-flight"));
-        }
-        if c.in_tx {
-            sqlx::query("ROLLBACK").execute(&mut c.conn).await.map_err(RecycleError::Backend)?;
-            c.in_tx = false;
-        }
-        Ok(())
+        super::reset_for_reuse(c.busy, &mut c.in_tx, || sqlx::query("ROLLBACK").execute(&mut c.conn)).await
     }
 }
 
