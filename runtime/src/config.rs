@@ -184,8 +184,8 @@ pub struct Config {
     pub redis_url: Option<Secret>,
     /// HS256 key for bearer tokens (`M_JWT_SECRET`).
     pub jwt_secret: Option<Secret>,
-    /// JWKS with RS256 / ES256 / EdDSA public keys (`M_JWT_JWKS_URL`: `http://…`, `file://…` or a
-    /// path); used instead of `M_JWT_SECRET` when set.
+    /// JWKS with RS256 / ES256 / EdDSA public keys (`M_JWT_JWKS_URL`: `https://…`, `file://…` or
+    /// a path; `http://…` in development only); used instead of `M_JWT_SECRET` when set.
     pub jwt_jwks_url: Option<String>,
     /// Required `iss` and `aud` of tokens, when set (`M_JWT_ISSUER`, `M_JWT_AUDIENCE`).
     pub jwt_issuer: Option<String>,

@@ -17,7 +17,9 @@ use crate::migrate;
 use crate::repo::Repo;
 use crate::users::{Directory, Users};
 
-/// A checked configuration and the application it serves.
+/// A checked configuration and the application it serves. Only [`Setup::new`] makes one, so
+/// nothing opens without the checks.
+#[non_exhaustive]
 pub struct Setup {
     pub config: Config,
     pub app: App,
@@ -37,8 +39,10 @@ pub enum Schema {
     AsIs,
 }
 
-/// The services of one application over one database.
+/// The services of one application over one database. Only [`Setup::open`] makes one, so a
+/// server built from it has passed the checks.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Runtime {
     pub config: Arc<Config>,
     pub repo: Repo,
