@@ -58,6 +58,16 @@ fn safe(code: &'static str, reason: String) -> Verdict {
     (Class::Safe, code, reason, None)
 }
 
+/// A REVIEW verdict with what to check before applying.
+fn review(code: &'static str, reason: String, recommendation: impl Into<String>) -> Verdict {
+    (Class::Review, code, reason, Some(recommendation.into()))
+}
+
+/// A DANGEROUS verdict with what to do instead (or before).
+fn dangerous(code: &'static str, reason: String, recommendation: impl Into<String>) -> Verdict {
+    (Class::Dangerous, code, reason, Some(recommendation.into()))
+}
+
 /// What earlier operations of the revision did, for the rules that depend on it.
 struct Seen<'a> {
     /// Tables created in this revision.
@@ -101,14 +111,11 @@ fn classify_one(
         Op::AddForeignKey { table, column, references } => add_foreign_key(table, column, references, &seen),
         Op::DropForeignKey { table, column, references } => drop_foreign_key(table, column, references),
         Op::CheckValues { table, column, allowed } => check_values(table, column, allowed),
-        Op::Sql { .. } => (
-            Class::Review,
+        Op::Sql { .. } => review(
             "M080",
             "hand-written SQL step".to_string(),
-            Some(
-                "it cannot be analysed: review it for locking and data loss, and test it on a copy of production"
-                    .to_string(),
-            ),
+            "it cannot be analysed: review it for locking and data loss, and test it on a copy of production"
+                .to_string(),
         ),
     }
 }
@@ -118,25 +125,23 @@ fn drop_table(table: &str, seen: &Seen) -> Verdict {
     if seen.is_new_table(table) {
         return safe("M002", format!("drop table `{table}` created in this revision"));
     }
-    (
-        Class::Dangerous,
+    dangerous(
         "M002",
         format!("drop table `{table}` and every row in it"),
-        Some(format!(
+        format!(
             "dropping `{table}` loses its data: stop using it for one release, back it up, then drop it; acknowledge M002 in the revision to apply"
-        )),
+        ),
     )
 }
 
 /// M003.
 fn rename_table(table: &str, to: &str) -> Verdict {
-    (
-        Class::Dangerous,
+    dangerous(
         "M003",
         format!("rename table `{table}` to `{to}`"),
-        Some(format!(
+        format!(
             "renaming `{table}` to `{to}` breaks code still running against the old name: keep the physical name, or create `{to}`, write both, backfill, switch readers, then drop `{table}`"
-        )),
+        ),
     )
 }
 
@@ -148,37 +153,34 @@ fn add_column(table: &str, column: &Column, backfill: Option<Backfill>, seen: &S
         return safe("M010", format!("add column `{c}` {desc} to the new table `{table}`"));
     }
     if let Some(b) = backfill {
-        return (
-            Class::Review,
+        return review(
             "M012",
             format!("add NOT NULL column `{table}.{c}` {desc}, existing rows filled with `{}`", backfill_word(b)),
-            Some(format!(
+            format!(
                 "`{c}` is computed per row for existing rows of `{table}`: check the backfill value suits them, or add it nullable, backfill with a data step, then make it required"
-            )),
+            ),
         );
     }
     if column.not_null && column.default.is_none() {
-        return (
-            Class::Review,
+        return review(
             "M013",
             format!("add NOT NULL column `{table}.{c}` {desc} without a default"),
-            Some(format!(
+            format!(
                 "`{c}` is NOT NULL without a default and `{table}` may already have rows: add it with a default -> backfill -> remove the default, or make it optional"
-            )),
+            ),
         );
     }
     if let (Some(r), Some(_)) = (&column.references, &column.default) {
-        return (
-            Class::Review,
+        return review(
             "M051",
             format!(
                 "add Link column `{table}.{c}` {desc}: existing rows get the default, checked against `{}`",
                 r.table
             ),
-            Some(format!(
+            format!(
                 "every existing row of `{table}` gets the default, which must be the name of a `{}` row: make sure it exists, or add `{c}` without a default",
                 r.table
-            )),
+            ),
         );
     }
     if column.default.is_some() {
@@ -191,34 +193,31 @@ fn add_column(table: &str, column: &Column, backfill: Option<Backfill>, seen: &S
 /// M014, or M016 when an added column has the same definition.
 fn drop_column(table: &str, column: &str, seen: &Seen) -> Verdict {
     if let Some((_, _, to)) = seen.hints.possible_renames.iter().find(|(t, from, _)| t == table && from == column) {
-        return (
-            Class::Dangerous,
+        return dangerous(
             "M016",
             format!("drop column `{table}.{column}` (possible rename to `{to}`)"),
-            Some(format!(
+            format!(
                 "`{to}` was added and `{column}` dropped with the same definition: if this is a rename, set `renamed_from = \"{column}\"` on `{to}`; otherwise dropping `{column}` loses its data"
-            )),
+            ),
         );
     }
-    (
-        Class::Dangerous,
+    dangerous(
         "M014",
         format!("drop column `{table}.{column}` and its data"),
-        Some(format!(
+        format!(
             "dropping `{column}` loses its data: stop reading and writing it for one release, back it up, then drop it; acknowledge M014 in the revision to apply"
-        )),
+        ),
     )
 }
 
 /// M015.
 fn rename_column(table: &str, column: &str, to: &str) -> Verdict {
-    (
-        Class::Dangerous,
+    dangerous(
         "M015",
         format!("rename column `{table}.{column}` to `{to}`"),
-        Some(format!(
+        format!(
             "renaming `{column}` to `{to}` breaks code still running against the old name: add `{to}`, write both, backfill, switch readers, then drop `{column}`"
-        )),
+        ),
     )
 }
 
@@ -233,12 +232,7 @@ fn add_index(table: &str, index: &Index, seen: &Seen) -> Verdict {
         );
     }
     if seen.is_index_swap(table, &index.name) {
-        return (
-            Class::Review,
-            "M044",
-            format!("{kind} `{}` on `{table}` ({cols}) replaces an index on changed columns", index.name),
-            Some("queries run without the old index between the two steps: create the new index first (this revision does), then drop the old one".to_string()),
-        );
+        return review("M044", format!("{kind} `{}` on `{table}` ({cols}) replaces an index on changed columns", index.name), "queries run without the old index between the two steps: create the new index first (this revision does), then drop the old one".to_string());
     }
     if index.unique {
         // Columns added in this revision as nullable without default hold only NULLs.
@@ -251,13 +245,12 @@ fn add_index(table: &str, index: &Index, seen: &Seen) -> Verdict {
                 format!("unique index `{}` on `{table}` ({cols}): the new column(s) hold only NULLs", index.name),
             );
         }
-        return (
-            Class::Review,
+        return review(
             "M041",
             format!("make `{table}` ({cols}) unique with index `{}`", index.name),
-            Some(format!(
+            format!(
                 "the index fails while `{table}` has duplicate ({cols}) values: find and fix duplicates first (SELECT {cols}, count(*) FROM {table} GROUP BY {cols} HAVING count(*) > 1)"
-            )),
+            ),
         );
     }
     safe("M040", format!("add index `{}` on `{table}` ({cols}) (PostgreSQL: CONCURRENTLY)", index.name))
@@ -267,23 +260,19 @@ fn add_index(table: &str, index: &Index, seen: &Seen) -> Verdict {
 fn drop_index(table: &str, index: &Index, seen: &Seen) -> Verdict {
     let cols = index.columns.join(", ");
     if seen.is_index_swap(table, &index.name) {
-        return (
-            Class::Review,
+        return review(
             "M044",
             format!("drop index `{}` on `{table}` ({cols}), replaced by an index on changed columns", index.name),
-            Some(
-                "the replacement index is created first; check queries that relied on the old column list".to_string(),
-            ),
+            "the replacement index is created first; check queries that relied on the old column list".to_string(),
         );
     }
     if index.unique {
-        return (
-            Class::Review,
+        return review(
             "M043",
             format!("drop unique index `{}` on `{table}` ({cols})", index.name),
-            Some(format!(
+            format!(
                 "`{table}` ({cols}) stops being unique: duplicates can appear, and rolling back (recreating the index) then fails"
-            )),
+            ),
         );
     }
     safe("M042", format!("drop index `{}` on `{table}` ({cols})", index.name))
@@ -294,39 +283,36 @@ fn add_foreign_key(table: &str, column: &str, references: &Reference, seen: &See
     if seen.is_new_table(table) || seen.is_new_column(table, column) {
         return safe("M050", format!("foreign key `{table}.{column}` -> `{}`.name on a new column", references.table));
     }
-    (
-        Class::Review,
+    review(
         "M051",
         format!("add foreign key `{table}.{column}` -> `{}`.name on an existing column", references.table),
-        Some(format!(
+        format!(
             "rows of `{table}` whose `{column}` matches no `{}`.name make it fail: find them first (PostgreSQL adds it NOT VALID, then validates)",
             references.table
-        )),
+        ),
     )
 }
 
 /// M052.
 fn drop_foreign_key(table: &str, column: &str, references: &Reference) -> Verdict {
-    (
-        Class::Review,
+    review(
         "M052",
         format!("drop foreign key `{table}.{column}` -> `{}`.name", references.table),
-        Some(format!(
+        format!(
             "`{table}.{column}` is no longer checked against `{}`: rows can point at missing documents, and rolling back then fails",
             references.table
-        )),
+        ),
     )
 }
 
 /// M061.
 fn check_values(table: &str, column: &str, allowed: &[String]) -> Verdict {
-    (
-        Class::Review,
+    review(
         "M061",
         format!("check that `{table}.{column}` holds only {}", allowed.join(" / ")),
-        Some(format!(
+        format!(
             "the migration fails while rows of `{table}` hold a removed option of `{column}`: update them to a remaining option first"
-        )),
+        ),
     )
 }
 
