@@ -1,9 +1,13 @@
 //! m-runtime: everything an M application runs on. The application crate hands over its
 //! generated DocType table ([`cli::AppInfo`]); this crate serves it.
 //!
-//! Layers, from the edge inward: [`cli`] and [`http`] (the only module that knows axum) ->
-//! [`repo`] (document operations, hooks, validation) -> [`query`] (the one SQL builder, scope
-//! always applied) -> [`db`] (connections, binds, row decoding).
+//! Layers, from the edge inward (ARCHITECTURE.md; checked by `tests/layers.rs`): the edge —
+//! [`cli`] (every command), [`http`] and [`server`] (the only axum code); the services —
+//! [`services`] (`Setup` / `Runtime`, the one way commands start), [`repo`] (documents),
+//! [`users`], [`jobs`], [`migrate`], [`auth`], [`ratelimit`]; storage — [`query`] (the one SQL
+//! builder, scope always applied) and [`db`]; the leaves — [`config`], [`metrics`], [`breaker`],
+//! [`telemetry`]. Below them all, m-core (no I/O), re-exported here: [`meta`], [`value`],
+//! [`doc`], [`hooks`], [`checks`], [`perms`], [`naming`], [`list_query`], [`app`], [`types`].
 
 pub mod auth;
 pub mod breaker;

@@ -3,8 +3,8 @@
 //!
 //! - `m_http_requests_total{method,route,status}`, `m_http_request_duration_seconds{method,route}`
 //! - `m_http_requests_shed_total` (load shedding), `m_permission_denials_total{doctype,action}`
-//! - `m_db_query_duration_seconds{doctype,operation}` (every statement, labelled by the API
-//!   operation it serves), `m_db_pool_connections{state="in_use"|"idle"}`
+//! - `m_db_query_duration_seconds{doctype,operation}` (every statement, labelled by the document
+//!   operation it serves, or `internal`), `m_db_pool_connections{state="in_use"|"idle"}`
 //! - `m_cache_requests_total{cache,result}` (the verified-token cache)
 //! - `m_rate_limit_rejections_total{policy}`
 //! - `m_circuit_breaker_state{breaker,state}` (1 for the breaker's current state, 0 for the others)

@@ -48,7 +48,10 @@ impl Server {
     /// Bind the listeners for `rt` (opened with [`Schema::Prepare`](crate::services::Schema)).
     /// `openapi` is the application's generated OpenAPI document.
     pub async fn build(rt: Runtime, openapi: &str) -> anyhow::Result<Server> {
-        let config = rt.config.clone();
+        if rt.schema() != crate::services::Schema::Prepare {
+            anyhow::bail!("a server needs its schema prepared or checked: open it with Schema::Prepare");
+        }
+        let config = rt.config().clone();
         if config.db_rls {
             tracing::info!("M_DB_RLS=on: PostgreSQL row security policies enforce the row scope as well");
         }
@@ -57,6 +60,9 @@ impl Server {
         let auth = match (&config.jwt_jwks_url, &config.jwt_secret) {
             (Some(jwks), _) => Authenticator::jwks(jwks, expected).await.context("cannot load M_JWT_JWKS_URL")?,
             (None, Some(secret)) => Authenticator::hs256_with(secret.expose().as_bytes(), expected),
+            (None, None) if config.env == Mode::Production => {
+                anyhow::bail!("production needs M_JWT_SECRET of at least 32 bytes, or M_JWT_JWKS_URL")
+            }
             (None, None) => {
                 tracing::warn!(
                     "M_JWT_SECRET is not set: DEVELOPMENT MODE, every request without a token acts as Administrator (System Manager)"
@@ -72,7 +78,7 @@ impl Server {
             max_body_bytes: config.max_body_bytes,
             token_ttl_secs: config.jwt_ttl_secs,
             ready: Arc::new(Readiness {
-                revisions: rt.revisions.to_vec(),
+                revisions: rt.revisions().to_vec(),
                 redis_url: config.redis_url.as_ref().map(|u| u.expose().to_string()),
             }),
             limits: Limits::new(config.max_concurrent_requests, Duration::from_secs(config.request_timeout_secs)),

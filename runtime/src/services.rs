@@ -1,5 +1,5 @@
 //! One way in for every command. [`Setup`] checks the configuration (production's rules
-//! included) and the application's tables — `m migrate*` needs no more; [`Setup::open`] then
+//! included) and the application's job table — `m migrate*` needs no more; [`Setup::open`] then
 //! prepares or checks the schema as the command asks, connects, and builds the services the same
 //! way for `m start`, `m worker`, `m user:*`, `m job:*` and tests: the document service, the
 //! user service and the job queue.
@@ -17,13 +17,12 @@ use crate::migrate;
 use crate::repo::Repo;
 use crate::users::{Directory, Users};
 
-/// A checked configuration and the application it serves. Only [`Setup::new`] makes one, so
-/// nothing opens without the checks.
-#[non_exhaustive]
+/// A checked configuration and the application it serves. Only [`Setup::new`] makes one, and
+/// nothing in it changes afterwards, so nothing opens without the checks.
 pub struct Setup {
-    pub config: Config,
-    pub app: App,
-    pub jobs: &'static [Job],
+    config: Config,
+    app: App,
+    jobs: &'static [Job],
 }
 
 /// What a command does with the schema before it starts.
@@ -39,17 +38,16 @@ pub enum Schema {
     AsIs,
 }
 
-/// The services of one application over one database. Only [`Setup::open`] makes one, so a
-/// server built from it has passed the checks.
+/// The services of one application over one database. Only [`Setup::open`] makes one.
 #[derive(Clone)]
-#[non_exhaustive]
 pub struct Runtime {
-    pub config: Arc<Config>,
+    config: Arc<Config>,
     pub repo: Repo,
     pub users: Users,
-    pub jobs: &'static [Job],
+    jobs: &'static [Job],
     /// The revisions the database had applied when it was opened (readiness).
-    pub revisions: Arc<[String]>,
+    revisions: Arc<[String]>,
+    schema: Schema,
 }
 
 impl Setup {
@@ -60,6 +58,14 @@ impl Setup {
         Ok(Setup { config, app, jobs })
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn jobs(&self) -> &'static [Job] {
+        self.jobs
+    }
+
     /// The migration commands' context: revisions (embedded, or `migrations/` in development),
     /// the desired schema, the migrator's own connection settings.
     pub fn migrations(&self) -> Result<migrate::commands::Ctx, migrate::MigrateError> {
@@ -68,18 +74,15 @@ impl Setup {
 
     /// Prepare or check the schema, connect, and build the services.
     pub async fn open(self, schema: Schema) -> anyhow::Result<Runtime> {
-        let Setup { config, app, jobs } = self;
         // Installed before anything records.
         crate::metrics::handle();
-        let revisions = {
-            let ctx = migrate::commands::Ctx::new(&config, &app)?;
-            match (schema, config.env) {
-                (Schema::Prepare, Mode::Development) => migrate::commands::development_start(&ctx).await?,
-                (Schema::Prepare | Schema::Check, _) => migrate::commands::production_check(&ctx).await?,
-                (Schema::AsIs, _) => Vec::new(),
-            }
+        let revisions = match (schema, self.config.env) {
+            (Schema::Prepare, Mode::Development) => migrate::commands::development_start(&self.migrations()?).await?,
+            (Schema::Prepare | Schema::Check, _) => migrate::commands::production_check(&self.migrations()?).await?,
+            (Schema::AsIs, _) => Vec::new(),
         };
-        if config.db_rls && schema != Schema::AsIs {
+        let Setup { config, app, jobs } = self;
+        if config.db_rls && schema == Schema::Prepare {
             migrate::rls::check_server_role(config.database_url.expose()).await?;
         }
         let db = Db::connect(config.database_url.expose(), &PoolConfig::from(&config))
@@ -90,12 +93,16 @@ impl Setup {
         let observers = vec![Directory::forget_written(directory.clone())];
         let repo = Repo::new(app, db, list_limits(&config), queue, observers);
         let users = Users::new(repo.clone(), directory);
-        users.ensure_administrator().await.map_err(|e| {
-            anyhow::anyhow!(
-                "the database has no users table yet ({e}): run `m migrate`, or start the server once in development"
-            )
-        })?;
-        Ok(Runtime { config: Arc::new(config), repo, users, jobs, revisions: revisions.into() })
+        let administrator = users.ensure_administrator().await;
+        match schema {
+            Schema::AsIs => administrator.map_err(|e| {
+                anyhow::anyhow!(
+                    "the database has no users table yet ({e}): run `m migrate`, or start the server once in development"
+                )
+            })?,
+            _ => administrator.context("cannot create the built-in Administrator user")?,
+        }
+        Ok(Runtime { config: Arc::new(config), repo, users, jobs, revisions: revisions.into(), schema })
     }
 }
 
@@ -111,6 +118,26 @@ pub fn list_limits(config: &Config) -> ListLimits {
 }
 
 impl Runtime {
+    /// The configuration it was opened with (checked).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The application's background jobs.
+    pub fn jobs(&self) -> &'static [Job] {
+        self.jobs
+    }
+
+    /// The revisions the database had applied when it was opened.
+    pub fn revisions(&self) -> &[String] {
+        &self.revisions
+    }
+
+    /// How the schema was treated when it was opened.
+    pub fn schema(&self) -> Schema {
+        self.schema
+    }
+
     /// A job worker over these services.
     pub fn worker(&self, config: crate::jobs::WorkerConfig) -> crate::jobs::Worker {
         crate::jobs::Worker::new(self.repo.clone(), self.users.clone(), self.jobs, config)

@@ -16,8 +16,7 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 /// m-runtime's layers, from the bottom up. A module may import its own layer and those below;
 /// the leaves import only leaves.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("leaf", &["config", "metrics", "breaker", "telemetry", "types"]),
-    ("core (no I/O)", &["meta", "value", "hooks", "doc", "checks", "perms", "naming", "list_query", "app"]),
+    ("leaf", &["config", "metrics", "breaker", "telemetry"]),
     ("storage", &["db", "query"]),
     ("services", &["repo", "users", "jobs", "migrate", "auth", "ratelimit", "retry", "services"]),
     ("edge", &["http", "server", "cli", ""]),

@@ -59,7 +59,7 @@ impl FieldType {
         Self::ALL.iter().find(|(_, t)| *t == self).map_or("?", |(n, _)| n)
     }
 
-    /// The identifier of the runtime's `FieldKind` variant (same spelling as this enum).
+    /// The variant's identifier (what the derive emits as `meta::FieldType::<variant>`).
     pub fn variant(self) -> &'static str {
         match self {
             FieldType::Data => "Data",
@@ -319,7 +319,7 @@ impl StandardColumn {
         }
     }
 
-    /// The runtime `FieldKind` variant used to store and serialize this column.
+    /// The type used to store and serialize this column.
     pub fn ty(self) -> FieldType {
         match self {
             StandardColumn::Id => FieldType::Uuid,

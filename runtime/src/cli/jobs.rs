@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-use crate::jobs::{JobCtx, JobState, WorkerConfig};
+use crate::jobs::{self, JobCtx, JobState, WorkerConfig};
 use crate::services::Setup;
 
 /// `m worker` and the job commands.
@@ -46,17 +46,19 @@ pub enum JobCommand {
 }
 
 pub async fn run(cmd: JobCommand, setup: Setup, json: bool) -> anyhow::Result<()> {
-    if let JobCommand::Run { name, .. } = &cmd
-        && !setup.jobs.iter().any(|j| j.name == name)
-    {
-        let known: Vec<&str> = setup.jobs.iter().map(|j| j.name).collect();
-        bail!(
-            "no job named `{name}`; this application defines: {}",
-            if known.is_empty() { "none".into() } else { known.join(", ") }
-        );
-    }
+    // The job to run, known before anything is opened.
+    let job = match &cmd {
+        JobCommand::Run { name, .. } => Some(jobs::find(setup.jobs(), name).copied().ok_or_else(|| {
+            let known: Vec<&str> = setup.jobs().iter().map(|j| j.name).collect();
+            anyhow::anyhow!(
+                "no job named `{name}`; this application defines: {}",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            )
+        })?),
+        _ => None,
+    };
     let rt = setup.open(crate::services::Schema::Check).await?;
-    let config = rt.config.clone();
+    let config = rt.config().clone();
     match cmd {
         JobCommand::Worker { concurrency } => {
             let mut wc = WorkerConfig::from_config(&config);
@@ -86,7 +88,7 @@ pub async fn run(cmd: JobCommand, setup: Setup, json: bool) -> anyhow::Result<()
                 println!("{id}");
                 return Ok(());
             }
-            let Some(def) = rt.jobs.iter().find(|j| j.name == name).copied() else { bail!("no job named `{name}`") };
+            let Some(def) = job else { bail!("no job named `{name}`") };
             let ctx = JobCtx {
                 repo: rt.repo.clone(),
                 users: rt.users.clone(),

@@ -58,13 +58,12 @@ fn print_json(v: &serde_json::Value) {
 
 /// Run one command; errors are printed by the caller.
 pub async fn run(cmd: MigrateCommand, ctx: Ctx, json: bool) -> Result<ExitCode, MigrateError> {
-    let json_out = json;
     if let Some(w) = ctx.disk_warning()
-        && !json_out
+        && !json
     {
         eprintln!("warning: {w}");
     }
-    let color = use_color() && !json_out;
+    let color = use_color() && !json;
     match cmd {
         MigrateCommand::Migrate => {
             let mut m = ctx.migrator().await?;

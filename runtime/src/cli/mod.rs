@@ -124,13 +124,13 @@ fn run(cli: Cli, info: AppInfo) -> anyhow::Result<ExitCode> {
     }
     let setup = Setup::new(config, app, info.jobs)?;
     if let Command::Token { user, ttl } = &cli.command {
-        println!("{}", token(&setup.config, user, *ttl).map_err(anyhow::Error::msg)?);
+        println!("{}", token(setup.config(), user, *ttl).map_err(anyhow::Error::msg)?);
         return Ok(ExitCode::SUCCESS);
     }
     // One TLS crypto provider for the process: the listener, the JWKS and trace exporters.
     crate::auth::install_crypto_provider();
     let serving = matches!(cli.command, Command::Start { .. } | Command::Job(JobCommand::Worker { .. }));
-    let telemetry = crate::telemetry::init(&setup.config, info.name, serving);
+    let telemetry = crate::telemetry::init(setup.config(), info.name, serving);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -173,7 +173,7 @@ fn token(config: &Config, user: &str, ttl: u64) -> Result<String, String> {
 }
 
 async fn start(setup: Setup, openapi: &str) -> anyhow::Result<()> {
-    let mode = setup.config.env;
+    let mode = setup.config().env;
     let server = Server::build(setup.open(Schema::Prepare).await?, openapi).await?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, ?mode, "listening on http://{addr} (API docs at /docs)");

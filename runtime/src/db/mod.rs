@@ -133,7 +133,8 @@ pub(crate) async fn quietly<F: std::future::Future>(fut: F) -> F::Output {
 
 /// Log a statement (its text has placeholders only; values are never logged): at debug level
 /// under the target `m::sql`, or as a warning when it took `slow` or longer.
-pub(crate) fn log_statement(sql: &str, elapsed: Duration, slow: Duration) {
+pub(crate) fn log_statement(sql: &str, elapsed: Duration, slow: Duration, labels: Labels) {
+    crate::metrics::db_statement(labels.doctype, labels.operation, elapsed);
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     if elapsed >= slow {
         tracing::warn!(target: "m::sql", duration_ms, sql, "slow statement");
@@ -217,6 +218,18 @@ impl Labels {
 }
 
 impl DbCtx {
+    /// Whether `other` acts for the same caller and action (the row security settings a
+    /// connection needs are the same; what its statements are counted under may differ).
+    pub fn same_settings(&self, other: &DbCtx) -> bool {
+        match (self, other) {
+            (DbCtx::Caller { user, roles, action, .. }, DbCtx::Caller { user: u2, roles: r2, action: a2, .. }) => {
+                user == u2 && roles == r2 && action == a2
+            }
+            (DbCtx::System, DbCtx::System) => true,
+            _ => false,
+        }
+    }
+
     /// What its statements are counted under.
     pub fn labels(&self) -> Labels {
         match self {
@@ -289,8 +302,8 @@ impl Db {
     /// A connection for reads, acting for `ctx`.
     pub async fn reader(&self, ctx: &DbCtx) -> Result<Conn, DbError> {
         match self {
-            Db::Postgres(p) => Ok(Conn { link: Link::Pg(p.get_as(ctx).await?), labels: ctx.labels() }),
-            Db::Sqlite(s) => Ok(Conn { link: Link::SqliteRead(s.reader().await?), labels: ctx.labels() }),
+            Db::Postgres(p) => Ok(Conn { link: Link::Pg(p.get_as(ctx).await?) }),
+            Db::Sqlite(s) => Ok(Conn { link: Link::SqliteRead(s.reader(ctx.labels()).await?) }),
         }
     }
 
@@ -300,9 +313,9 @@ impl Db {
         loop {
             let link = match self {
                 Db::Postgres(p) => Link::Pg(p.get_as(ctx).await?),
-                Db::Sqlite(s) => Link::SqliteWrite(s.writer().await?),
+                Db::Sqlite(s) => Link::SqliteWrite(s.writer(ctx.labels()).await?),
             };
-            let mut conn = Conn { link, labels: ctx.labels() };
+            let mut conn = Conn { link };
             match conn.begin().await {
                 Ok(()) => return Ok(Tx { conn: Some(conn), wake: None }),
                 // A pooled connection that died while idle fails on BEGIN, before anything was
@@ -371,8 +384,6 @@ impl Fetch for Tx {
 /// One connection, for reads or inside a transaction.
 pub struct Conn {
     link: Link,
-    /// What its statements are counted under in the metrics.
-    labels: Labels,
 }
 
 enum Link {
@@ -383,25 +394,19 @@ enum Link {
 
 impl Conn {
     pub async fn fetch(&mut self, sql: &str, binds: Binds, kinds: &[FieldType]) -> Result<Vec<Row>, DbError> {
-        let started = std::time::Instant::now();
-        let rows = match &mut self.link {
+        match &mut self.link {
             Link::Pg(c) => c.fetch(sql, binds, kinds).await,
             Link::SqliteRead(c) => c.fetch(sql, binds, kinds).await,
             Link::SqliteWrite(c) => c.fetch(sql, binds, kinds).await,
-        };
-        crate::metrics::db_statement(self.labels.doctype, self.labels.operation, started.elapsed());
-        rows
+        }
     }
 
     pub async fn execute(&mut self, sql: &str, binds: Binds) -> Result<u64, DbError> {
-        let started = std::time::Instant::now();
-        let done = match &mut self.link {
+        match &mut self.link {
             Link::Pg(c) => c.execute(sql, binds).await,
             Link::SqliteRead(c) => c.execute(sql, binds).await,
             Link::SqliteWrite(c) => c.execute(sql, binds).await,
-        };
-        crate::metrics::db_statement(self.labels.doctype, self.labels.operation, started.elapsed());
-        done
+        }
     }
 
     /// Under PostgreSQL row security, let the next statements see every row (`on`: the runtime's

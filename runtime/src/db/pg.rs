@@ -23,6 +23,8 @@ pub struct PgConn {
     in_tx: bool,
     /// Under row security: the caller the connection's settings name (None: unknown, set them).
     acting_for: Option<super::DbCtx>,
+    /// What the current checkout's statements are counted under.
+    labels: super::Labels,
     /// The connection failed at the transport level (the server went away): never reuse it.
     broken: bool,
     slow: Duration,
@@ -46,7 +48,15 @@ impl managed::Manager for PgManager {
 
     async fn create(&self) -> Result<PgConn, sqlx::Error> {
         let conn = self.options.connect().await?;
-        Ok(PgConn { conn, busy: false, in_tx: false, acting_for: None, broken: false, slow: self.slow })
+        Ok(PgConn {
+            conn,
+            busy: false,
+            in_tx: false,
+            acting_for: None,
+            labels: super::Labels::INTERNAL,
+            broken: false,
+            slow: self.slow,
+        })
     }
 
     async fn recycle(&self, c: &mut PgConn, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
@@ -128,9 +138,10 @@ impl PgDb {
     /// setting, every time, so nothing of a previous checkout's caller remains).
     pub async fn get_as(&self, ctx: &super::DbCtx) -> Result<PgConnGuard, DbError> {
         let mut conn = self.get().await?;
+        conn.0.labels = ctx.labels();
         // A connection already acting for this caller (the usual case: one user's requests in
         // a row) keeps its settings: one round trip less.
-        if self.rls && conn.0.acting_for.as_ref() != Some(ctx) {
+        if self.rls && !conn.0.acting_for.as_ref().is_some_and(|a| a.same_settings(ctx)) {
             conn.0.acting_for = None;
             let (sql, binds) = ctx.settings();
             conn.fetch(sql, binds, &[]).await?;
@@ -142,12 +153,19 @@ impl PgDb {
     pub async fn get(&self) -> Result<PgConnGuard, DbError> {
         let flushed = self.flushed.clone();
         let rls = self.rls;
-        self.pool.get().await.map(|c| PgConnGuard(c, flushed, rls)).map_err(|e| match e {
-            managed::PoolError::Backend(b) => DbError::from(b),
-            // Every connection stayed busy for the whole acquire timeout.
-            managed::PoolError::Timeout(managed::TimeoutType::Wait) => DbError::Saturated,
-            other => DbError::Unavailable(other.to_string()),
-        })
+        self.pool
+            .get()
+            .await
+            .map(|mut c| {
+                c.labels = super::Labels::INTERNAL;
+                PgConnGuard(c, flushed, rls)
+            })
+            .map_err(|e| match e {
+                managed::PoolError::Backend(b) => DbError::from(b),
+                // Every connection stayed busy for the whole acquire timeout.
+                managed::PoolError::Timeout(managed::TimeoutType::Wait) => DbError::Saturated,
+                other => DbError::Unavailable(other.to_string()),
+            })
     }
 }
 
@@ -203,7 +221,7 @@ impl PgConnGuard {
             None => query.execute(&mut c.conn).instrument(span).await.map(|d| (Vec::new(), d.rows_affected())),
         };
         c.busy = false;
-        super::log_statement(sql, started.elapsed(), c.slow);
+        super::log_statement(sql, started.elapsed(), c.slow, c.labels);
         if let Err(e) = &done {
             self.note_failure(e);
         }

@@ -31,6 +31,8 @@ pub struct LiteConn {
     deadline: Arc<AtomicU64>,
     timeout: Duration,
     slow: Duration,
+    /// What the current checkout's statements are counted under.
+    labels: super::Labels,
 }
 
 /// The reference point of statement deadlines.
@@ -50,7 +52,7 @@ impl LiteConn {
             let d = watch.load(Ordering::Relaxed);
             d == 0 || now_ms() < d
         });
-        Ok(LiteConn { conn, busy: false, in_tx: false, deadline, timeout, slow })
+        Ok(LiteConn { conn, busy: false, in_tx: false, deadline, timeout, slow, labels: super::Labels::INTERNAL })
     }
 
     /// Start the statement's clock — unless a statement abandoned mid-flight (its caller gone)
@@ -93,7 +95,7 @@ impl LiteConn {
         };
         self.disarm();
         self.busy = false;
-        super::log_statement(sql, started.elapsed(), self.slow);
+        super::log_statement(sql, started.elapsed(), self.slow, self.labels);
         let (rows, changed) = done?;
         let kinds = kinds.unwrap_or_default();
         Ok((rows.iter().map(|r| decode_row(r, kinds)).collect::<Result<_, _>>()?, changed))
@@ -174,19 +176,24 @@ impl SqliteDb {
         (st.size.saturating_sub(st.available) + writer_busy, st.available + 1 - writer_busy)
     }
 
-    pub async fn reader(&self) -> Result<ReaderGuard, DbError> {
-        self.readers.get().await.map(ReaderGuard).map_err(|e| match e {
+    /// A reader whose statements are counted under `labels`.
+    pub async fn reader(&self, labels: super::Labels) -> Result<ReaderGuard, DbError> {
+        let mut reader = self.readers.get().await.map(ReaderGuard).map_err(|e| match e {
             managed::PoolError::Backend(b) => DbError::from(b),
             managed::PoolError::Timeout(managed::TimeoutType::Wait) => DbError::Saturated,
             other => DbError::Unavailable(other.to_string()),
-        })
+        })?;
+        reader.0.labels = labels;
+        Ok(reader)
     }
 
-    pub async fn writer(&self) -> Result<WriterGuard, DbError> {
+    /// The writer, whose statements are counted under `labels`.
+    pub async fn writer(&self, labels: super::Labels) -> Result<WriterGuard, DbError> {
         let guard = tokio::time::timeout(self.acquire_timeout, self.writer.clone().lock_owned())
             .await
             .map_err(|_| DbError::Saturated)?;
         let mut w = WriterGuard(guard);
+        w.0.labels = labels;
         w.0.reset().await?;
         Ok(w)
     }

@@ -120,32 +120,28 @@ pub fn router(state: ApiState, with_metrics: bool) -> Router {
         .with_state(state)
 }
 
-/// `m routes`: the route table with each DocType's paths spelled out (method, path, permission).
+/// `m routes`: the route table with each DocType's paths spelled out (method, path, permission):
+/// the fixed routes first, then every DocType's routes together.
 pub fn route_table(app: &App) -> String {
     let mut out = String::new();
-    let doctypes: Vec<_> = app.schemas().iter().filter(|s| !s.meta.child).collect();
-    for (template, _, methods) in routes() {
-        let mut paths = Vec::new();
-        if template.contains("{doctype}") {
-            for s in &doctypes {
-                let path = template.replace("{doctype}", s.meta.name).replace("{docref}", "{ref}");
-                if path.contains("{action}") {
-                    if s.meta.submittable {
-                        for (action, perm) in [("submit", "submit"), ("cancel", "cancel"), ("amend", "create")] {
-                            paths.push((path.replace("{action}", action), Some(perm)));
-                        }
-                    }
-                } else {
-                    paths.push((path, None));
-                }
-            }
-        } else {
-            paths.push((template.to_string(), None));
+    let mut line = |method: &str, path: &str, perm: &str| out.push_str(&format!("{method:<7} {path:<48} {perm}\n"));
+    let table = routes();
+    for (path, _, methods) in table.iter().filter(|(p, _, _)| !p.contains("{doctype}")) {
+        for (method, perm) in *methods {
+            line(method, path, perm);
         }
-        for (path, action_perm) in paths {
-            for (method, perm) in methods {
-                let perm = action_perm.unwrap_or(perm);
-                out.push_str(&format!("{method:<7} {path:<48} {perm}\n"));
+    }
+    for s in app.schemas().iter().filter(|s| !s.meta.child) {
+        for (template, _, methods) in table.iter().filter(|(p, _, _)| p.contains("{doctype}")) {
+            let path = template.replace("{doctype}", s.meta.name).replace("{docref}", "{ref}");
+            for (method, perm) in *methods {
+                if !path.contains("{action}") {
+                    line(method, &path, perm);
+                } else if s.meta.submittable {
+                    for (action, perm) in [("submit", "submit"), ("cancel", "cancel"), ("amend", "create")] {
+                        line(method, &path.replace("{action}", action), perm);
+                    }
+                }
             }
         }
     }

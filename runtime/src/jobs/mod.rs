@@ -143,6 +143,11 @@ impl JobCtx {
     }
 }
 
+/// The job named `name` in a job table.
+pub fn find<'j>(jobs: &'j [Job], name: &str) -> Option<&'j Job> {
+    jobs.iter().find(|j| j.name == name)
+}
+
 /// A job table an application hands over is well formed: names of 1–140 of `a-z 0-9 _ . : -`,
 /// none defined twice.
 pub fn check_table(jobs: &[Job]) -> Result<(), String> {

@@ -41,11 +41,6 @@ impl JobQueue {
         JobQueue { db, names: names.into(), attempts: attempts.max(1), wake: Arc::new(Notify::new()) }
     }
 
-    /// The job names this build defines (workers claim only these).
-    pub fn names(&self) -> &[&'static str] {
-        &self.names
-    }
-
     pub(crate) fn wake(&self) -> &Arc<Notify> {
         &self.wake
     }
@@ -64,7 +59,7 @@ impl JobQueue {
     }
 
     /// Queue `job` inside the transaction `tx` (a hook's write): it exists only if `tx` commits.
-    pub async fn enqueue_in(
+    pub(crate) async fn enqueue_in(
         &self,
         tx: &mut Tx,
         job: &str,

@@ -197,7 +197,7 @@ async fn run_one(services: &Services, config: &WorkerConfig, job: &Claimed) {
     let repo = &services.repo;
     use futures_util::FutureExt as _;
     let started = Instant::now();
-    let def = services.jobs.iter().find(|j| j.name == job.job).copied();
+    let def = super::find(services.jobs, &job.job).copied();
     let label = def.map_or("unknown", |d| d.name);
     let span = job_span(job, label);
     let outcome = match def {

@@ -1,5 +1,5 @@
 //! Applying the revision chain to a database: history, integrity checks, locking, apply,
-//! resume, rollback and repair. What to run comes from m-codegen (`m_schema::migrate`); this
+//! resume, rollback and repair. What to run comes from m-schema (`m_schema::migrate`); this
 //! module only executes it and records what happened.
 
 mod apply;

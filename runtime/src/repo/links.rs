@@ -35,7 +35,7 @@ impl Repo {
         if issues.is_empty() { Ok(()) } else { Err(RepoError::Validation(issues)) }
     }
 
-    pub(super) async fn resolve_links_in(
+    async fn resolve_links_in(
         &self,
         tx: &mut Tx,
         who: &Principal,

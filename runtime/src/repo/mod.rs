@@ -82,8 +82,9 @@ impl Target for String {
 }
 
 impl Target for Arc<DocSchema> {
+    /// A child DocType is reached only through its parent, whichever way it is named.
     fn resolve(&self, _: &App) -> Result<Arc<DocSchema>> {
-        Ok(self.clone())
+        if self.meta.child { Err(RepoError::NotFound) } else { Ok(self.clone()) }
     }
 }
 

@@ -58,12 +58,7 @@ impl Repo {
     }
 
     /// The names `<original>-…`, after locking the original on PostgreSQL.
-    pub(super) async fn amendment_names(
-        &self,
-        tx: &mut Tx,
-        schema: &DocSchema,
-        original: &str,
-    ) -> Result<Vec<Vec<Value>>> {
+    async fn amendment_names(&self, tx: &mut Tx, schema: &DocSchema, original: &str) -> Result<Vec<Vec<Value>>> {
         if self.dialect() == Dialect::Postgres {
             // Concurrent amendments of one document queue on its row, so each sees the names
             // the others committed (SQLite's single writer already serializes them).

@@ -67,9 +67,20 @@ impl Repo {
     }
 
     pub async fn get(&self, who: &Principal, doctype: &(impl Target + ?Sized), r: &str) -> Result<Doc> {
+        self.read_one(who, doctype, r, "get").await
+    }
+
+    /// One document in the caller's read scope, its statements counted under `operation`.
+    pub(super) async fn read_one(
+        &self,
+        who: &Principal,
+        doctype: &(impl Target + ?Sized),
+        r: &str,
+        operation: &'static str,
+    ) -> Result<Doc> {
         let schema = doctype.resolve(&self.inner.app)?;
         let scope = self.scope(&schema, who, Action::Read)?;
-        let mut conn = self.inner.db.reader(&ctx(who, Action::Read, &schema, "get")).await?;
+        let mut conn = self.inner.db.reader(&ctx(who, Action::Read, &schema, operation)).await?;
         // A document with child rows is read in one snapshot, so the rows match the ETag.
         let snapshot = !schema.tables.is_empty();
         if snapshot {
@@ -82,6 +93,7 @@ impl Repo {
         Ok(doc)
     }
 
+    /// Load a document with its child rows inside a write transaction, locking it on PostgreSQL.
     pub(super) async fn load_for_write(
         &self,
         tx: &mut Tx,
@@ -96,7 +108,7 @@ impl Repo {
     /// One document in scope by `{ref}` (an `id` first when it looks like one, then a `name`), with
     /// its child rows. A document that exists outside the caller's row scope is the same 404 as a
     /// missing one, and is recorded as a denial for `caller`.
-    pub(super) async fn load<C: Fetch>(
+    async fn load<C: Fetch>(
         &self,
         c: &mut C,
         schema: &Arc<DocSchema>,
@@ -133,7 +145,7 @@ impl Repo {
 
     /// Whether `{ref}` exists outside the caller's scope: an audit probe only (its row is never
     /// returned), so that such a 404 is logged and counted as the denial it is.
-    pub(super) async fn audit_out_of_scope<C: Fetch>(
+    async fn audit_out_of_scope<C: Fetch>(
         &self,
         c: &mut C,
         schema: &Arc<DocSchema>,

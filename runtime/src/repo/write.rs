@@ -65,14 +65,7 @@ impl Repo {
 
     /// A document written under User Permissions must stay visible to its writer: a Link moved
     /// outside them is refused (403) rather than leaving a document the writer cannot see.
-    pub(super) async fn check_within(
-        &self,
-        tx: &mut Tx,
-        who: &Principal,
-        doc: &Doc,
-        scope: &Scope,
-        action: Action,
-    ) -> Result<()> {
+    async fn check_within(&self, tx: &mut Tx, who: &Principal, doc: &Doc, scope: &Scope, action: Action) -> Result<()> {
         if scope.user_permissions.is_none() {
             return Ok(());
         }
@@ -93,13 +86,7 @@ impl Repo {
 
     /// Resolve Links, run `validate` and `before_save`, resolve Links a hook changed, and check
     /// the value rules. `previous` is the stored document on an update (its Links are resolved).
-    pub(super) async fn prepare(
-        &self,
-        tx: &mut Tx,
-        who: &Principal,
-        doc: &mut Doc,
-        previous: Option<&Doc>,
-    ) -> Result<()> {
+    async fn prepare(&self, tx: &mut Tx, who: &Principal, doc: &mut Doc, previous: Option<&Doc>) -> Result<()> {
         let is_new = previous.is_none();
         self.resolve_links(tx, who, doc, previous).await?;
         if self.app().hooks(doc.schema.meta.name).is_some() {
@@ -123,7 +110,12 @@ impl Repo {
         expect: &Expect,
     ) -> Result<Doc> {
         let schema = doctype.resolve(&self.inner.app)?;
-        let change = Change { action: Action::Write, operation: "update", from: 0, rule: "only drafts can be changed" };
+        let change = Change {
+            action: Action::Write,
+            operation: "update",
+            from: 0,
+            refusal: |doc| not_a_draft(doc, "only drafts can be changed"),
+        };
         let (mut tx, scope, mut doc) = self.begin_change(who, &schema, r, expect, change).await?;
         let old = doc.clone();
         let body_version = apply_body(&mut doc, body)?;
@@ -154,8 +146,12 @@ impl Repo {
         expect: &Expect,
     ) -> Result<()> {
         let schema = doctype.resolve(&self.inner.app)?;
-        let change =
-            Change { action: Action::Delete, operation: "delete", from: 0, rule: "only drafts can be deleted" };
+        let change = Change {
+            action: Action::Delete,
+            operation: "delete",
+            from: 0,
+            refusal: |doc| not_a_draft(doc, "only drafts can be deleted"),
+        };
         let (mut tx, scope, mut doc) = self.begin_change(who, &schema, r, expect, change).await?;
         self.run_hook(HookEvent::BeforeDelete, &mut doc, &mut tx, who, false).await?;
         crate::users::rules::before_delete(&doc)?;
@@ -186,11 +182,11 @@ impl Repo {
         if !schema.meta.submittable {
             return Err(RepoError::NotFound);
         }
-        let (from, to, event, rule) = match action {
-            Action::Submit => (0, 1, HookEvent::OnSubmit, "only drafts can be submitted"),
-            _ => (1, 2, HookEvent::OnCancel, "only submitted documents can be cancelled"),
+        let (from, to, event, refusal): (i64, i64, HookEvent, fn(&Doc) -> String) = match action {
+            Action::Submit => (0, 1, HookEvent::OnSubmit, |doc| has_docstatus(doc, "only drafts can be submitted")),
+            _ => (1, 2, HookEvent::OnCancel, |doc| has_docstatus(doc, "only submitted documents can be cancelled")),
         };
-        let change = Change { action, operation: action.as_str(), from, rule };
+        let change = Change { action, operation: action.as_str(), from, refusal };
         let (mut tx, scope, mut doc) = self.begin_change(who, &schema, r, expect, change).await?;
         let old = doc.clone();
         let current_version = version(&doc);
@@ -220,9 +216,11 @@ impl Repo {
             return Err(RepoError::NotFound);
         }
         let scope = self.scope(&schema, who, Action::Create)?;
-        let source = self.get(who, doctype, r).await?;
+        let source = self.read_one(who, doctype, r, "amend").await?;
         check_if_match(&source, expect)?;
-        check_state(&source, 2, "only cancelled documents can be amended")?;
+        check_state(&source, 2, |doc| {
+            format!("{} {} is not cancelled; only cancelled documents can be amended", doc.schema.name(), doc.name())
+        })?;
         // `INV-0001-1` amends to `INV-0001-2`, not `INV-0001-1-1`.
         let original = match (source.get_std(StandardColumn::AmendedFrom), source.name().rsplit_once('-')) {
             (Value::Str(_), Some((base, n))) if n.chars().all(|c| c.is_ascii_digit()) => base.to_string(),
@@ -248,7 +246,6 @@ impl Repo {
         self.insert_new(who, &scope, doc, NewName::AmendmentOf(original)).await
     }
 
-    /// Load a document with its child rows inside a write transaction, locking it on PostgreSQL.
     /// The start of every change to a stored document: the caller's scope for the action, a write
     /// transaction acting for them, the document read in scope and locked, `If-Match`, and the
     /// docstatus the change needs.
@@ -264,11 +261,11 @@ impl Repo {
         let mut tx = self.inner.db.begin(&ctx(who, change.action, schema, change.operation)).await?;
         let doc = self.load_for_write(&mut tx, schema, r, &scope, (who, change.action)).await?;
         check_if_match(&doc, expect)?;
-        check_state(&doc, change.from, change.rule)?;
+        check_state(&doc, change.from, change.refusal)?;
         Ok((tx, scope, doc))
     }
 
-    pub(super) fn stamp_modified(&self, doc: &mut Doc, who: &Principal) {
+    fn stamp_modified(&self, doc: &mut Doc, who: &Principal) {
         doc.set_std(StandardColumn::Modified, Value::Datetime(now()));
         doc.set_std(StandardColumn::ModifiedBy, Value::Str(who.user.clone()));
         if let Value::Int(v) = doc.get_std(StandardColumn::Version) {
@@ -278,7 +275,7 @@ impl Repo {
     }
 
     /// Update the parent row (in scope, at the expected version) and sync its child rows.
-    pub(super) async fn save_existing(
+    async fn save_existing(
         &self,
         tx: &mut Tx,
         doc: &mut Doc,
@@ -296,7 +293,7 @@ impl Repo {
 
     /// Replace-the-set against the stored rows `old`: delete rows left out, update rows that
     /// changed, insert new ones; unchanged rows cost nothing.
-    pub(super) async fn write_children(&self, tx: &mut Tx, doc: &mut Doc, old: &[Vec<Doc>]) -> Result<()> {
+    async fn write_children(&self, tx: &mut Tx, doc: &mut Doc, old: &[Vec<Doc>]) -> Result<()> {
         let parent_name = doc.name().to_string();
         let schema = doc.schema.clone();
         for (i, t) in schema.tables.iter().enumerate() {
@@ -397,24 +394,28 @@ fn unique_field(schema: &DocSchema, constraint: &str) -> Option<String> {
     schema.column(inner).map(|_| inner.to_string())
 }
 
-/// A change to a stored document: the action it needs, its operation (for the metrics), and the
-/// docstatus the document must have, with the rule a refusal states.
+/// A change to a stored document: the action it needs, its operation (for the metrics), the
+/// docstatus the document must have, and what a refusal says (a 409 `invalid_state`).
 struct Change {
     action: Action,
     operation: &'static str,
     from: i64,
-    rule: &'static str,
+    refusal: fn(&Doc) -> String,
 }
 
-/// The document has docstatus `required`, or the change is a 409 `invalid_state` saying `rule`.
-fn check_state(doc: &Doc, required: i64, rule: &str) -> Result<()> {
-    let state = match docstatus(doc) {
-        s if s == required => return Ok(()),
-        0 => "is a draft",
-        1 => "is submitted",
-        _ => "is cancelled",
-    };
-    Err(RepoError::InvalidState(format!("{} {} {state}; {rule}", doc.schema.name(), doc.name())))
+/// "Invoice INV-1 is not a draft; only drafts can be changed".
+fn not_a_draft(doc: &Doc, rule: &str) -> String {
+    format!("{} {} is not a draft; {rule}", doc.schema.name(), doc.name())
+}
+
+/// "Invoice INV-1 has docstatus 2; only drafts can be submitted".
+fn has_docstatus(doc: &Doc, rule: &str) -> String {
+    format!("{} {} has docstatus {}; {rule}", doc.schema.name(), doc.name(), docstatus(doc))
+}
+
+/// The document has docstatus `required`, or the change is a 409 `invalid_state`.
+fn check_state(doc: &Doc, required: i64, refusal: fn(&Doc) -> String) -> Result<()> {
+    if docstatus(doc) == required { Ok(()) } else { Err(RepoError::InvalidState(refusal(doc))) }
 }
 
 fn check_if_match(doc: &Doc, expect: &Expect) -> Result<()> {
