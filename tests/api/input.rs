@@ -158,3 +158,30 @@ fn routes_are_the_routers_own() {
     assert!(!has("POST", "/api/v1/Customer/{ref}/submit"), "{text}");
     assert!(!text.contains("/api/v1/Invoice Item"), "{text}");
 }
+
+both!(a_child_doctype_is_reached_only_through_its_parent, |app| {
+    use m_runtime::repo::RepoError;
+    let admin = m_runtime::perms::Principal::administrator();
+    let repo = app.repo();
+    let child = repo.app().get("Invoice Item").unwrap().clone();
+    // By name or by its resolved schema, a child DocType is the same 404 as an unknown one.
+    let by_name = repo.list_all(&admin, "Invoice Item", &[]).await;
+    assert!(matches!(by_name, Err(RepoError::NotFound)), "{by_name:?}");
+    let by_schema = repo.create(&admin, &child, &json!({"item_code": "A"})).await;
+    assert!(matches!(by_schema, Err(RepoError::NotFound)), "{by_schema:?}");
+    assert!(matches!(repo.get(&admin, &child, "x").await, Err(RepoError::NotFound)));
+    app.get("/api/v1/Invoice%20Item").send().await.expect_error(404, "not_found");
+});
+
+crate::both_backends!(a_server_is_built_only_from_a_prepared_runtime, |backend| {
+    use m_runtime::services::{Schema, Setup};
+    let Some(scratch) = Scratch::new(backend).await else { return };
+    let config = crate::support::test_config(&scratch.url, &scratch);
+    // The schema is prepared by a first start; a runtime opened as it is cannot serve.
+    drop(Server::open(config.clone(), application(), jobs(), m::doctypes::OPENAPI).await.expect("first start"));
+    let as_is = Setup::new(config.clone(), application(), jobs()).unwrap().open(Schema::AsIs).await.unwrap();
+    let e = Server::build(as_is, m::doctypes::OPENAPI).await.err().expect("refused");
+    assert!(format!("{e:#}").contains("Schema::Prepare"), "{e:#}");
+    let prepared = Setup::new(config, application(), jobs()).unwrap().open(Schema::Prepare).await.unwrap();
+    assert!(Server::build(prepared, m::doctypes::OPENAPI).await.is_ok());
+});
