@@ -22,6 +22,8 @@ fn field_schema(ty: FieldType, f: Option<&Field>) -> Value {
         T::Time => json!({"type": "string", "format": "time"}),
         T::Json => json!({}),
         T::Uuid => json!({"type": "string", "format": "uuid"}),
+        // Accepted in requests, never in a response.
+        T::Password => json!({"type": "string", "format": "password", "writeOnly": true}),
         T::Table => {
             let child = f.and_then(|f| f.to.as_deref()).map(crate::names::struct_name).unwrap_or_default();
             json!({"type": "array", "items": {"$ref": format!("#/components/schemas/{child}")}})

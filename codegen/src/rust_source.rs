@@ -31,6 +31,7 @@ fn rust_type(ty: FieldType, project: &Project, to: Option<&str>) -> String {
         T::Time => "Option<::m_runtime::types::NaiveTime>".into(),
         T::Json => "Option<::m_runtime::types::JsonValue>".into(),
         T::Uuid => "Option<::m_runtime::types::Uuid>".into(),
+        T::Password => "Option<::m_runtime::types::Password>".into(),
         T::Table => {
             let child = to.and_then(|t| project.get(t)).map_or_else(|| "()".to_string(), DocType::struct_name);
             format!("Vec<{child}>")

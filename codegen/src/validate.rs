@@ -127,6 +127,12 @@ impl Cx<'_> {
                     None => "title_field must name one of this DocType's fields".into(),
                 };
                 self.error(title.span(), format!("title_field `{t}` is not a field of {name}"), hint);
+            } else if fields.iter().any(|f| &f.name == t && f.ty.is_secret()) {
+                self.error(
+                    title.span(),
+                    format!("title_field `{t}` is a Password field"),
+                    "a title is shown; a secret never is",
+                );
             }
         }
 
@@ -144,12 +150,12 @@ impl Cx<'_> {
                 // Standard columns are checked against this DocType's own in project.rs, once it
                 // is known whether the DocType is a child.
                 let ok = StandardColumn::RESERVED.contains(&fname.as_str())
-                    || fields.iter().any(|x| &x.name == fname && x.ty != FieldType::Table);
+                    || fields.iter().any(|x| &x.name == fname && x.ty != FieldType::Table && !x.ty.is_secret());
                 if !ok {
                     self.error(
                         f.span(),
                         format!("index field `{fname}` is not a column of {name}"),
-                        "index fields must be declared fields (not Table) or standard columns such as `modified`",
+                        "index fields must be declared fields (not Table or Password) or standard columns such as `modified`",
                     );
                 }
                 cols.push(fname.clone());
@@ -414,6 +420,13 @@ impl Cx<'_> {
             }
         }
 
+        if ty.is_secret() && (raw.unique || raw.index) {
+            self.error(
+                kspan.clone(),
+                "a Password field cannot be unique or indexed",
+                "its stored value is ciphertext, never looked up",
+            );
+        }
         if ty == FieldType::Table && (raw.unique || raw.index || raw.default.is_some()) {
             self.error(
                 kspan.clone(),

@@ -210,6 +210,7 @@ impl Doc {
 }
 
 /// Serializes a document as its JSON object (in the forms of the README's DocType reference).
+/// Password fields are never written: their values are for the server.
 pub struct DocJson<'a> {
     doc: &'a Doc,
     projection: Option<&'a [usize]>,
@@ -220,15 +221,15 @@ impl Serialize for DocJson<'_> {
         let schema = &self.doc.schema;
         match self.projection {
             Some(cols) => {
-                let mut map = s.serialize_map(Some(cols.len()))?;
-                for &i in cols {
+                let mut map = s.serialize_map(None)?;
+                for &i in cols.iter().filter(|&&i| !schema.columns[i].kind.is_secret()) {
                     map.serialize_entry(schema.columns[i].name, &self.doc.values[i])?;
                 }
                 map.end()
             }
             None => {
-                let mut map = s.serialize_map(Some(schema.columns.len() + schema.tables.len()))?;
-                for (c, v) in schema.columns.iter().zip(&self.doc.values) {
+                let mut map = s.serialize_map(None)?;
+                for (c, v) in schema.columns.iter().zip(&self.doc.values).filter(|(c, _)| !c.kind.is_secret()) {
                     map.serialize_entry(c.name, v)?;
                 }
                 for (t, rows) in schema.tables.iter().zip(&self.doc.tables) {
@@ -293,6 +294,9 @@ option_field!(DateTime<Utc>, Datetime, |d: &DateTime<Utc>| Some(*d), Value::Date
 option_field!(NaiveTime, Time, |t: &NaiveTime| Some(*t), Value::Time);
 option_field!(serde_json::Value, Json, |j: &serde_json::Value| Some(j.clone()), Value::Json);
 option_field!(Uuid, Uuid, |u: &Uuid| Some(*u), Value::Uuid);
+option_field!(crate::types::Password, Str, |s: &String| Some(crate::types::Password::new(s.clone())), |p| {
+    Value::Str(p.into_inner())
+});
 
 impl FieldValue for bool {
     fn from_value(value: &Value, field: &str) -> Result<Self, HookError> {

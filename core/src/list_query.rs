@@ -212,6 +212,9 @@ fn parse_offset(value: &str) -> Result<u32, ParamError> {
 
 fn column(schema: &DocSchema, name: &str) -> Result<usize, ParamError> {
     match schema.lookup(name.trim()) {
+        Some(FieldRef::Column(i)) if schema.columns[i].kind.is_secret() => {
+            Err(bad(format!("`{name}` is a Password field: it is never listed, filtered on or sorted by")))
+        }
         Some(FieldRef::Column(i)) => Ok(i),
         Some(FieldRef::Table(_)) => Err(bad(format!("`{name}` is a Table field; lists never include child rows"))),
         None => Err(unknown_field(name.trim(), schema.name())),

@@ -71,7 +71,7 @@ impl Value {
             return Err(InputError::Nul);
         }
         match kind {
-            K::Data | K::Email | K::Phone | K::Url | K::Text | K::Select | K::Link => match json {
+            K::Data | K::Email | K::Phone | K::Url | K::Text | K::Select | K::Link | K::Password => match json {
                 Json::String(s) => Ok(Value::Str(s.clone())),
                 _ => Err(InputError::WrongType("a string")),
             },
@@ -119,7 +119,9 @@ impl Value {
             return Err(InputError::Nul);
         }
         match kind {
-            K::Data | K::Email | K::Phone | K::Url | K::Text | K::Select | K::Link => Ok(Value::Str(s.to_string())),
+            K::Data | K::Email | K::Phone | K::Url | K::Text | K::Select | K::Link | K::Password => {
+                Ok(Value::Str(s.to_string()))
+            }
             K::Int => s.trim().parse::<i32>().map(|i| Value::Int(i.into())).map_err(|_| invalid("an Int")),
             K::BigInt => s.trim().parse::<i64>().map(Value::Int).map_err(|_| invalid("a BigInt")),
             K::Float => match s.trim().parse::<f64>() {

@@ -184,6 +184,9 @@ pub struct Config {
     pub redis_url: Option<Secret>,
     /// HS256 key for bearer tokens (`M_JWT_SECRET`).
     pub jwt_secret: Option<Secret>,
+    /// Encrypts Password fields at rest (`M_ENCRYPTION_KEY`; production needs it, at least 32
+    /// bytes, when a DocType has a Password field).
+    pub encryption_key: Option<Secret>,
     /// JWKS with RS256 / ES256 / EdDSA public keys (`M_JWT_JWKS_URL`: `https://…`, `file://…` or
     /// a path; `http://…` in development only); used instead of `M_JWT_SECRET` when set.
     pub jwt_jwks_url: Option<String>,
@@ -273,6 +276,7 @@ impl Default for Config {
             database_url: Secret::new("sqlite://data/m.db"),
             redis_url: None,
             jwt_secret: None,
+            encryption_key: None,
             jwt_jwks_url: None,
             jwt_issuer: None,
             jwt_audience: None,
@@ -324,6 +328,7 @@ const ENV_KEYS: &[&str] = &[
     "host",
     "port",
     "jwt_secret",
+    "encryption_key",
     "jwt_jwks_url",
     "jwt_issuer",
     "jwt_audience",
@@ -413,6 +418,9 @@ impl Config {
                 (_, Some(_)) => {}
                 (Some(s), None) if s.expose().len() >= 32 => {}
                 _ => return Err("production needs M_JWT_SECRET of at least 32 bytes, or M_JWT_JWKS_URL".into()),
+            }
+            if self.encryption_key.as_ref().is_some_and(|k| k.expose().len() < 32) {
+                return Err("M_ENCRYPTION_KEY must be at least 32 bytes in production".into());
             }
             // Keys fetched over plain HTTP could be swapped by anyone on the path.
             if let Some(url) = &self.jwt_jwks_url

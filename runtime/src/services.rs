@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use crate::app::App;
 use crate::config::{Config, Mode};
-use crate::db::{Db, PoolConfig};
+use crate::db::{Db, PoolConfig, Sealer};
 use crate::jobs::{Job, JobQueue};
 use crate::list_query::ListLimits;
 use crate::migrate;
@@ -55,6 +55,9 @@ impl Setup {
     pub fn new(config: Config, app: App, jobs: &'static [Job]) -> anyhow::Result<Setup> {
         config.check().map_err(anyhow::Error::msg)?;
         crate::jobs::check_table(jobs).map_err(anyhow::Error::msg)?;
+        if config.env == Mode::Production && config.encryption_key.is_none() && has_passwords(&app) {
+            anyhow::bail!("production needs M_ENCRYPTION_KEY (at least 32 bytes): a DocType has a Password field");
+        }
         Ok(Setup { config, app, jobs })
     }
 
@@ -91,7 +94,11 @@ impl Setup {
         let queue = JobQueue::new(db.clone(), jobs.iter().map(|j| j.name).collect(), config.job_attempts);
         let directory = Arc::new(Directory::default());
         let observers = vec![Directory::forget_written(directory.clone())];
-        let repo = Repo::new(app, db, list_limits(&config), queue, observers);
+        if config.encryption_key.is_none() && has_passwords(&app) {
+            tracing::warn!("M_ENCRYPTION_KEY is not set: Password fields are stored unencrypted (development only)");
+        }
+        let sealer = Sealer::new(config.encryption_key.as_ref().map(|k| k.expose()));
+        let repo = Repo::new(app, db, list_limits(&config), queue, observers, sealer);
         let users = Users::new(repo.clone(), directory);
         let administrator = users.ensure_administrator().await;
         match schema {
@@ -104,6 +111,11 @@ impl Setup {
         }
         Ok(Runtime { config: Arc::new(config), repo, users, jobs, revisions: revisions.into(), schema })
     }
+}
+
+/// Whether any DocType has a Password field (its values need `M_ENCRYPTION_KEY` at rest).
+fn has_passwords(app: &App) -> bool {
+    app.schemas().iter().any(|s| s.columns.iter().any(|c| c.kind.is_secret()))
 }
 
 /// The list caps of the configuration (`M_MAX_PAGE_SIZE`, `M_MAX_FIELDS`, …).

@@ -25,6 +25,9 @@ pub enum FieldType {
     Table,
     Json,
     Uuid,
+    /// A secret the server uses but never returns (a webhook's or an integration's key): accepted
+    /// on write, never in a response, a list, a filter or the log; encrypted at rest.
+    Password,
 }
 
 impl FieldType {
@@ -49,6 +52,7 @@ impl FieldType {
         ("Table", FieldType::Table),
         ("JSON", FieldType::Json),
         ("UUID", FieldType::Uuid),
+        ("Password", FieldType::Password),
     ];
 
     pub fn parse(s: &str) -> Option<FieldType> {
@@ -81,6 +85,7 @@ impl FieldType {
             FieldType::Table => "Table",
             FieldType::Json => "Json",
             FieldType::Uuid => "Uuid",
+            FieldType::Password => "Password",
         }
     }
 
@@ -113,7 +118,12 @@ impl FieldType {
 
     /// Can be compared with `<`/`>` and sorted meaningfully.
     pub fn is_ordered(self) -> bool {
-        !matches!(self, FieldType::Json | FieldType::Table)
+        !matches!(self, FieldType::Json | FieldType::Table | FieldType::Password)
+    }
+
+    /// Never returned, listed, filtered on or sorted by (its value is for the server).
+    pub fn is_secret(self) -> bool {
+        self == FieldType::Password
     }
 }
 

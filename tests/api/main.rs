@@ -11,6 +11,7 @@ mod keywords;
 mod lifecycle;
 mod list;
 mod migrate;
+mod password;
 mod permissions;
 mod regenerate;
 mod rls;

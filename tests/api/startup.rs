@@ -13,6 +13,8 @@ fn config(scratch: &Scratch, env: Mode) -> Config {
         env,
         database_url: Secret::new(scratch.url.clone()),
         jwt_secret: Some(Secret::new(crate::support::SECRET)),
+        // The test DocType Gadget has a Password field: production needs the key.
+        encryption_key: Some(Secret::new(crate::support::SECRET)),
         port: 0,
         db_max_connections: 4,
         db_min_connections: 1,

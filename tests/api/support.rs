@@ -83,6 +83,9 @@ type = "UUID"
 type = "Link"
 to = "Territory"
 
+[fields.api_key]
+type = "Password"
+
 [permissions]
 "Gadget User" = { read = true, create = true, write = true, delete = true, if_owner = true }
 "Gadget Reader" = { read = true }
@@ -106,6 +109,7 @@ pub struct Gadget {
     pub extra: Option<m_runtime::types::JsonValue>,
     pub token: Option<m_runtime::types::Uuid>,
     pub territory: Option<String>,
+    pub api_key: Option<m_runtime::types::Password>,
 }
 
 /// A hook that panics on request, to test that a panic is contained, and that queues a job

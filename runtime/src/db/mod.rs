@@ -4,6 +4,7 @@
 //! decoded by the columns' [`FieldType`]s.
 
 mod pg;
+mod sealing;
 mod sqlite;
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::meta::FieldType;
 use crate::value::Value;
 
 pub use pg::PgDb;
+pub use sealing::Sealer;
 pub use sqlite::SqliteDb;
 
 /// SQL dialect (the one vocabulary of m-schema).

@@ -296,8 +296,8 @@ fn bind(args: &mut PgArguments, kind: FieldType, v: Value) -> Result<(), DbError
         (K::Json, Value::Null) => args.add(None::<sqlx::types::Json<serde_json::Value>>),
         (K::Uuid, Value::Uuid(u)) => args.add(u),
         (K::Uuid, Value::Null) => args.add(None::<uuid::Uuid>),
-        (k, Value::Str(s)) if k.is_text() => args.add(s),
-        (k, Value::Null) if k.is_text() => args.add(None::<String>),
+        (k, Value::Str(s)) if k.is_text() || k.is_secret() => args.add(s),
+        (k, Value::Null) if k.is_text() || k.is_secret() => args.add(None::<String>),
         (k, v) => return Err(mismatch(k, &v)),
     };
     r.map_err(|e| DbError::Other(e.to_string()))

@@ -45,6 +45,13 @@ pub(super) fn apply_body(doc: &mut Doc, body: &Json) -> Result<Option<i64>> {
                     (Some(_), _) => {}
                     (None, Some(f)) if f.read_only => {}
                     (None, _) => match Value::from_json(col.kind, value) {
+                        Ok(Value::Str(s)) if col.kind.is_secret() && crate::db::Sealer::is_stored_form(&s) => {
+                            issues.push(FieldIssue::new(
+                                key.clone(),
+                                "reserved",
+                                format!("`{key}` may not start with `m0:` or `m1:` (how stored values are marked)"),
+                            ));
+                        }
                         Ok(v) => doc.values[i] = v,
                         Err(InputError::WrongType(t)) => return Err(bad_field(key, format!("`{key}` must be {t}"))),
                         Err(InputError::Invalid(m)) => issues.push(FieldIssue::new(key.clone(), "invalid", m)),

@@ -7,12 +7,13 @@
 //! names of new documents in `names.rs`, hooks and what they reach in `hook_host.rs`, errors in
 //! `error.rs`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::app::App;
-use crate::db::{Db, DbCtx, Dialect, Labels};
+use crate::db::{Db, DbCtx, Dialect, Labels, Sealer};
 use crate::doc::{Doc, DocSchema, StandardColumn};
 use crate::jobs::queue::{EnqueueError, JobQueue};
 use crate::list_query::ListLimits;
@@ -109,6 +110,8 @@ struct Inner {
     queue: JobQueue,
     /// Told about every committed write (the user directory forgets changed users).
     observers: Vec<WriteObserver>,
+    /// Password values at rest.
+    sealer: Sealer,
 }
 
 /// Called with each document a committed write changed or deleted.
@@ -147,8 +150,15 @@ fn docstatus(doc: &Doc) -> i64 {
 impl Repo {
     /// The document service over `app` and `db`; `queue` takes the jobs hooks queue, and every
     /// committed write is shown to `observers`.
-    pub fn new(app: App, db: Db, limits: ListLimits, queue: JobQueue, observers: Vec<WriteObserver>) -> Repo {
-        Repo { inner: Arc::new(Inner { app, db, limits, queue, observers }) }
+    pub fn new(
+        app: App,
+        db: Db,
+        limits: ListLimits,
+        queue: JobQueue,
+        observers: Vec<WriteObserver>,
+        sealer: Sealer,
+    ) -> Repo {
+        Repo { inner: Arc::new(Inner { app, db, limits, queue, observers, sealer }) }
     }
 
     pub fn app(&self) -> &App {
@@ -244,15 +254,42 @@ impl Repo {
         })
     }
 
-    fn row_to_doc(schema: &Arc<DocSchema>, cols: &[usize], row: Vec<Value>) -> Doc {
-        if cols.len() == schema.columns.len() && cols.iter().enumerate().all(|(n, &i)| n == i) {
+    /// A document from a row of the columns `cols`, its Password values opened.
+    fn row_to_doc(&self, schema: &Arc<DocSchema>, cols: &[usize], row: Vec<Value>) -> Doc {
+        let mut doc = if cols.len() == schema.columns.len() && cols.iter().enumerate().all(|(n, &i)| n == i) {
             // A full row is already in column order.
-            return Doc { schema: schema.clone(), values: row, tables: vec![Vec::new(); schema.tables.len()] };
-        }
-        let mut doc = Doc::empty(schema.clone());
-        for (&i, v) in cols.iter().zip(row) {
-            doc.values[i] = v;
+            Doc { schema: schema.clone(), values: row, tables: vec![Vec::new(); schema.tables.len()] }
+        } else {
+            let mut doc = Doc::empty(schema.clone());
+            for (&i, v) in cols.iter().zip(row) {
+                doc.values[i] = v;
+            }
+            doc
+        };
+        for (c, v) in schema.columns.iter().zip(&mut doc.values) {
+            if let (true, Value::Str(stored)) = (c.kind.is_secret(), &*v) {
+                match self.inner.sealer.open(stored) {
+                    Ok(opened) => *v = Value::Str(opened),
+                    // Kept in its stored form (a save keeps it as it is): the document stays
+                    // readable, and the secret is there again once the right key is set.
+                    Err(e) => tracing::warn!(doctype = schema.name(), field = c.name, "{e}"),
+                }
+            }
         }
         doc
+    }
+
+    /// The values to store for a document's columns: Password values sealed.
+    fn stored<'v>(&self, schema: &DocSchema, values: &'v [Value]) -> Result<Cow<'v, [Value]>> {
+        if !schema.columns.iter().any(|c| c.kind.is_secret()) {
+            return Ok(Cow::Borrowed(values));
+        }
+        let mut sealed = values.to_vec();
+        for (c, v) in schema.columns.iter().zip(&mut sealed) {
+            if let (true, Value::Str(plain)) = (c.kind.is_secret(), &*v) {
+                *v = Value::Str(self.inner.sealer.seal(plain)?);
+            }
+        }
+        Ok(Cow::Owned(sealed))
     }
 }

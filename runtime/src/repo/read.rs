@@ -62,7 +62,7 @@ impl Repo {
         } else {
             None
         };
-        let rows = rows.into_iter().map(|r| Self::row_to_doc(&schema, cols, r)).collect();
+        let rows = rows.into_iter().map(|r| self.row_to_doc(&schema, cols, r)).collect();
         Ok(Page { rows, projection: q.fields.clone(), total, has_more, limit: q.limit, offset: q.offset })
     }
 
@@ -124,7 +124,7 @@ impl Repo {
                 sql.push(" FOR UPDATE");
             }
             if let Some(row) = c.fetch(&sql.text, sql.binds, &schema.all_kinds).await?.into_iter().next() {
-                doc = Some(Self::row_to_doc(schema, &schema.all_columns, row));
+                doc = Some(self.row_to_doc(schema, &schema.all_columns, row));
                 break;
             }
         }
@@ -138,7 +138,7 @@ impl Repo {
             let sql = query::select_children(&t.child, schema, self.dialect(), doc.name(), t.name, scope);
             let rows = c.fetch(&sql.text, sql.binds, &t.child.all_kinds).await?;
             let cols = &t.child.all_columns;
-            doc.tables[i] = rows.into_iter().map(|r| Self::row_to_doc(&t.child, cols, r)).collect();
+            doc.tables[i] = rows.into_iter().map(|r| self.row_to_doc(&t.child, cols, r)).collect();
         }
         Ok(doc)
     }

@@ -53,7 +53,7 @@ impl Repo {
             NewName::AmendmentOf(original) => self.next_amendment(&mut tx, &schema, &original).await?,
         };
         doc.set_std(StandardColumn::Name, Value::Str(name));
-        let sql = query::insert(&schema, self.dialect(), &doc.values);
+        let sql = query::insert(&schema, self.dialect(), &self.stored(&schema, &doc.values)?);
         self.write(&mut tx, &schema, sql, WriteKind::Insert).await?;
         self.write_children(&mut tx, &mut doc, &[]).await?;
         self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, true).await?;
@@ -284,7 +284,7 @@ impl Repo {
         old: &Doc,
     ) -> Result<()> {
         let schema = doc.schema.clone();
-        let sql = query::update(&schema, self.dialect(), &doc.values, scope, version);
+        let sql = query::update(&schema, self.dialect(), &self.stored(&schema, &doc.values)?, scope, version);
         if self.write(tx, &schema, sql, WriteKind::Update).await? == 0 {
             return Err(RepoError::Conflict("the document changed while it was being saved".into()));
         }
@@ -313,13 +313,15 @@ impl Repo {
                 let (sql, kind) = match stored {
                     Some(o) if o.values == row.values => continue,
                     Some(_) => {
-                        (query::update(&t.child, self.dialect(), &row.values, &Scope::all(), None), WriteKind::Update)
+                        let values = self.stored(&t.child, &row.values)?;
+                        (query::update(&t.child, self.dialect(), &values, &Scope::all(), None), WriteKind::Update)
                     }
                     None => {
                         if row.id().is_none() {
                             row.set_std(StandardColumn::Id, Value::Uuid(Uuid::now_v7()));
                         }
-                        (query::insert(&t.child, self.dialect(), &row.values), WriteKind::Insert)
+                        let values = self.stored(&t.child, &row.values)?;
+                        (query::insert(&t.child, self.dialect(), &values), WriteKind::Insert)
                     }
                 };
                 self.write(tx, &t.child, sql, kind).await?;

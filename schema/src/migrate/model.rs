@@ -288,7 +288,8 @@ pub fn field_type(
         T::Data | T::Email | T::Phone | T::Url => ColumnType::Varchar(Some(max_length.unwrap_or(140))),
         T::Link => ColumnType::Varchar(Some(140)),
         T::Select => ColumnType::Varchar(None),
-        T::Text => ColumnType::Text,
+        // Ciphertext (or, without a key, the value as it was sent): unbounded text.
+        T::Text | T::Password => ColumnType::Text,
         T::Int => ColumnType::Integer,
         T::BigInt => ColumnType::BigInt,
         T::Float => ColumnType::Double,
