@@ -261,7 +261,9 @@ impl PgConnGuard {
 }
 
 fn mismatch(kind: FieldType, v: &Value) -> DbError {
-    DbError::Other(format!("cannot bind {v:?} to a {} column", kind.as_str()))
+    // The message is logged: a secret's value never is.
+    let shown = if kind.is_secret() { "a value".to_string() } else { format!("{v:?}") };
+    DbError::Other(format!("cannot bind {shown} to a {} column", kind.as_str()))
 }
 
 fn bind_all(binds: Binds) -> Result<PgArguments, DbError> {
