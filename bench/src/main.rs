@@ -39,9 +39,8 @@ async fn main() -> anyhow::Result<()> {
         Some("seed") if args.len() == 5 => seed(&args[2], args[3].parse()?, &args[4]).await,
         Some("baseline") if args.len() == 4 => baseline(&args[2], args[3].parse()?).await,
         Some("token") if args.len() == 4 => {
-            let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 86_400;
-            let claims =
-                m_runtime::auth::Claims { sub: args[3].clone(), exp, iat: None, nbf: None, iss: None, aud: None };
+            // A day long, issued now (`iat` is required).
+            let claims = m_runtime::auth::Claims::issued_now(args[3].clone(), 86_400, None, None);
             println!("{}", m_runtime::auth::sign_hs256(args[2].as_bytes(), &claims)?);
             Ok(())
         }
