@@ -14,7 +14,7 @@ use crate::db::{Db, PoolConfig, Sealer};
 use crate::jobs::{Job, JobQueue};
 use crate::list_query::ListLimits;
 use crate::migrate;
-use crate::repo::Repo;
+use crate::repo::{Parts, Repo};
 use crate::users::{Directory, Users};
 
 /// A checked configuration and the application it serves. Only [`Setup::new`] makes one, and
@@ -98,7 +98,7 @@ impl Setup {
             tracing::warn!("M_ENCRYPTION_KEY is not set: Password fields are stored unencrypted (development only)");
         }
         let sealer = Sealer::new(config.encryption_key.as_ref().map(|k| k.expose()));
-        let repo = Repo::new(app, db, list_limits(&config), queue, observers, sealer);
+        let repo = Repo::new(Parts { app, db, limits: list_limits(&config), queue, observers, sealer });
         let users = Users::new(repo.clone(), directory);
         let administrator = users.ensure_administrator().await;
         match schema {

@@ -99,19 +99,20 @@ pub struct Expect {
 /// Document operations over one application and one database.
 #[derive(Clone)]
 pub struct Repo {
-    inner: Arc<Inner>,
+    inner: Arc<Parts>,
 }
 
-struct Inner {
-    app: App,
-    db: Db,
-    limits: ListLimits,
+/// What the document service is made of.
+pub struct Parts {
+    pub app: App,
+    pub db: Db,
+    pub limits: ListLimits,
     /// Where hooks queue jobs.
-    queue: JobQueue,
+    pub queue: JobQueue,
     /// Told about every committed write (the user directory forgets changed users).
-    observers: Vec<WriteObserver>,
+    pub observers: Vec<WriteObserver>,
     /// Password values at rest.
-    sealer: Sealer,
+    pub sealer: Sealer,
 }
 
 /// Called with each document a committed write changed or deleted.
@@ -148,17 +149,9 @@ fn docstatus(doc: &Doc) -> i64 {
 }
 
 impl Repo {
-    /// The document service over `app` and `db`; `queue` takes the jobs hooks queue, and every
-    /// committed write is shown to `observers`.
-    pub fn new(
-        app: App,
-        db: Db,
-        limits: ListLimits,
-        queue: JobQueue,
-        observers: Vec<WriteObserver>,
-        sealer: Sealer,
-    ) -> Repo {
-        Repo { inner: Arc::new(Inner { app, db, limits, queue, observers, sealer }) }
+    /// The document service over its parts.
+    pub fn new(parts: Parts) -> Repo {
+        Repo { inner: Arc::new(parts) }
     }
 
     pub fn app(&self) -> &App {
