@@ -6,6 +6,15 @@ CREATE TABLE "m_auth" (
     "changed" bigint
 );
 
+CREATE TABLE "m_doc_event" (
+    "id" varchar(36) PRIMARY KEY,
+    "doctype" varchar(140) NOT NULL,
+    "name" varchar(140) NOT NULL,
+    "event" varchar(16) NOT NULL,
+    "doc" text NOT NULL,
+    "created" bigint NOT NULL
+);
+
 CREATE TABLE "m_job" (
     "id" varchar(36) PRIMARY KEY,
     "job" varchar(140) NOT NULL,

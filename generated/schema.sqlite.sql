@@ -6,6 +6,15 @@ CREATE TABLE "m_auth" (
     "changed" INTEGER
 );
 
+CREATE TABLE "m_doc_event" (
+    "id" TEXT PRIMARY KEY,
+    "doctype" TEXT NOT NULL,
+    "name" TEXT NOT NULL,
+    "event" TEXT NOT NULL,
+    "doc" TEXT NOT NULL,
+    "created" INTEGER NOT NULL
+);
+
 CREATE TABLE "m_job" (
     "id" TEXT PRIMARY KEY,
     "job" TEXT NOT NULL,

@@ -132,10 +132,13 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                     })
                 }
 
-                /// The hook entry point the application's DocType table registers.
+                /// The hooks the application's DocType table registers.
                 #[doc(hidden)]
-                pub const __M_HOOKS: ::core::option::Option<::m_runtime::hooks::HookFn> =
-                    ::core::option::Option::Some(Self::__m_hooks);
+                pub const __M_HOOKS: ::core::option::Option<::m_runtime::hooks::HookEntry> =
+                    ::core::option::Option::Some(::m_runtime::hooks::HookEntry {
+                        run: Self::__m_hooks,
+                        after_commit: <Self as ::m_runtime::hooks::Hooks>::AFTER_COMMIT,
+                    });
             }
         }
     } else {
@@ -143,7 +146,7 @@ fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             impl #ident {
                 /// No hooks: the application's DocType table registers none.
                 #[doc(hidden)]
-                pub const __M_HOOKS: ::core::option::Option<::m_runtime::hooks::HookFn> = ::core::option::Option::None;
+                pub const __M_HOOKS: ::core::option::Option<::m_runtime::hooks::HookEntry> = ::core::option::Option::None;
             }
         }
     };

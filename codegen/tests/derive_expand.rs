@@ -124,7 +124,7 @@ fn valid_struct_expands_to_the_doctype_impl() {
     assert!(out.contains(&proc_macro2::Literal::string(&table).to_string()), "expansion lacks the table model");
     assert_contains(
         &out,
-        "pub const __M_HOOKS: ::core::option::Option<::m_runtime::hooks::HookFn> = ::core::option::Option::None;",
+        "pub const __M_HOOKS: ::core::option::Option<::m_runtime::hooks::HookEntry> = ::core::option::Option::None;",
     );
     assert!(!out.contains("__m_hooks"), "no hooks requested:\n{out}");
 }
@@ -146,7 +146,7 @@ struct NoteLine { id: Option<Uuid>, idx: Option<i32>, parent: Option<String>, te
     assert_contains(&out, r#"child: true, parent: ::core::option::Option::Some("Note")"#);
     assert_contains(&out, "naming: ::m_runtime::meta::Naming::Uuid");
     assert_contains(&out, "fn __m_hooks<'a, 't>(");
-    assert_contains(&out, "::core::option::Option::Some(Self::__m_hooks)");
+    assert_contains(&out, "run: Self::__m_hooks");
     assert_contains(&out, r#"\"references\":{\"table\":\"note\",\"on_delete\":\"CASCADE\"}"#);
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::doc::DocSchema;
-use crate::hooks::HookFn;
+use crate::hooks::{HookEntry, HookFn};
 use crate::meta::DocMeta;
 
 /// One DocType as the application registers it: its static metadata and, when it has hooks,
@@ -13,11 +13,11 @@ use crate::meta::DocMeta;
 #[derive(Clone, Copy)]
 pub struct Registered {
     pub meta: &'static DocMeta,
-    pub hooks: Option<HookFn>,
+    pub hooks: Option<HookEntry>,
 }
 
 impl Registered {
-    pub fn new(meta: &'static DocMeta, hooks: Option<HookFn>) -> Registered {
+    pub fn new(meta: &'static DocMeta, hooks: Option<HookEntry>) -> Registered {
         Registered { meta, hooks }
     }
 }
@@ -35,7 +35,7 @@ pub struct App {
     pub version: String,
     schemas: Vec<Arc<DocSchema>>,
     by_name: HashMap<&'static str, Arc<DocSchema>>,
-    hooks: HashMap<&'static str, HookFn>,
+    hooks: HashMap<&'static str, HookEntry>,
     /// Revisions embedded at build time: `(file name, content)`.
     pub migrations: &'static [(&'static str, &'static str)],
     /// The application's `migrations/` folder in its source tree (development).
@@ -85,7 +85,12 @@ impl App {
 
     /// The hooks of a DocType, when it has any.
     pub fn hooks(&self, doctype: &str) -> Option<HookFn> {
-        self.hooks.get(doctype).copied()
+        self.hooks.get(doctype).map(|h| h.run)
+    }
+
+    /// Whether a DocType's committed changes are recorded for its hooks' `after_commit`.
+    pub fn after_commit(&self, doctype: &str) -> bool {
+        self.hooks.get(doctype).is_some_and(|h| h.after_commit)
     }
 
     /// A DocType by name (children included).

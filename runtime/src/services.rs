@@ -91,6 +91,9 @@ impl Setup {
         let db = Db::connect(config.database_url.expose(), &PoolConfig::from(&config))
             .await
             .context("cannot connect to the database")?;
+        // The application's jobs and the runtime's own, in one table for the queue and workers.
+        let jobs: &'static [Job] =
+            Box::leak(jobs.iter().chain(crate::jobs::BUILT_IN).copied().collect::<Vec<_>>().into_boxed_slice());
         let queue = JobQueue::new(db.clone(), jobs.iter().map(|j| j.name).collect(), config.job_attempts);
         let directory = Arc::new(Directory::default());
         let observers = vec![Directory::forget_written(directory.clone())];

@@ -5,6 +5,7 @@ mod support;
 
 mod artifacts;
 mod crud;
+mod events;
 mod input;
 mod jobs;
 mod keywords;

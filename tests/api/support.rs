@@ -468,7 +468,70 @@ fn with_database(url: &str, db: &str) -> String {
 pub fn doctypes() -> Vec<m_runtime::app::Registered> {
     let mut all = m::doctypes::doctypes();
     all.push(m_runtime::app::Registered::new(<Gadget as m_runtime::DocType>::meta(), Gadget::__M_HOOKS));
+    all.push(m_runtime::app::Registered::new(<Gizmo as m_runtime::DocType>::meta(), Gizmo::__M_HOOKS));
     all
+}
+
+/// A submittable DocType whose hooks are told about committed changes.
+#[derive(Debug, Clone, Default, m_runtime::DocType)]
+#[doctype(
+    source = "tests/api/support.rs",
+    hooks,
+    toml = r#"
+name = "Gizmo"
+naming = "field:code"
+submittable = true
+
+[fields.code]
+type = "Data"
+required = true
+
+[fields.label]
+type = "Text"
+
+[fields.secret]
+type = "Password"
+
+[permissions]
+"Gizmo User" = { read = true, create = true, write = true, delete = true, submit = true, cancel = true }
+"#
+)]
+pub struct Gizmo {
+    pub code: Option<String>,
+    pub label: Option<String>,
+    pub secret: Option<m_runtime::types::Password>,
+}
+
+/// A committed change to a Gizmo as `after_commit` saw it: (code, event, label, its docstatus
+/// read through the context).
+pub type GizmoEvent = (String, &'static str, Option<String>, String);
+
+/// Every committed change to a Gizmo.
+pub static GIZMO_EVENTS: std::sync::Mutex<Vec<GizmoEvent>> = std::sync::Mutex::new(Vec::new());
+
+impl m_runtime::hooks::Hooks for Gizmo {
+    const AFTER_COMMIT: bool = true;
+
+    async fn validate(&mut self, _ctx: &m_runtime::hooks::HookCtx<'_>) -> Result<(), m_runtime::hooks::HookError> {
+        if self.label.as_deref() == Some("refuse") {
+            return Err(m_runtime::hooks::HookError::invalid("refused"));
+        }
+        Ok(())
+    }
+
+    async fn after_commit(
+        &mut self,
+        event: m_runtime::hooks::DocEvent,
+        ctx: &m_runtime::hooks::HookCtx<'_>,
+    ) -> Result<(), m_runtime::hooks::HookError> {
+        let code = self.code.clone().unwrap_or_default();
+        // What the database says now (the change is committed, so it is visible to a new read).
+        let now = ctx.get_value("Gizmo", &code, "docstatus").await?;
+        if let Ok(mut events) = GIZMO_EVENTS.lock() {
+            events.push((code, event.as_str(), self.label.clone(), format!("{now:?}")));
+        }
+        Ok(())
+    }
 }
 
 /// The configuration tests start servers with: the test secret, a small pool, the scratch

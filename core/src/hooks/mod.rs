@@ -25,6 +25,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// application's DocType table registers it with the DocType's metadata.
 pub type HookFn = for<'a, 't> fn(HookEvent, &'a mut Doc, &'a HookCtx<'t>) -> BoxFuture<'a, Result<(), HookError>>;
 
+/// A DocType's hooks as the application registers them: the entry point, and whether they want
+/// to be told about committed changes ([`Hooks::AFTER_COMMIT`]).
+#[derive(Clone, Copy)]
+pub struct HookEntry {
+    pub run: HookFn,
+    pub after_commit: bool,
+}
+
 /// When a hook runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookEvent {
@@ -34,6 +42,41 @@ pub enum HookEvent {
     BeforeDelete,
     OnSubmit,
     OnCancel,
+    /// After the change that caused it committed (run by a job; see [`Hooks::after_commit`]).
+    Committed(DocEvent),
+}
+
+/// An event after a change committed (Frappe's names): what webhooks and
+/// [`Hooks::after_commit`] are told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocEvent {
+    /// A document was created (followed by `OnUpdate`, as in Frappe).
+    AfterInsert,
+    /// A document was saved: created or changed.
+    OnUpdate,
+    OnSubmit,
+    OnCancel,
+    /// A document was deleted.
+    OnTrash,
+}
+
+impl DocEvent {
+    pub const ALL: [DocEvent; 5] =
+        [DocEvent::AfterInsert, DocEvent::OnUpdate, DocEvent::OnSubmit, DocEvent::OnCancel, DocEvent::OnTrash];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocEvent::AfterInsert => "after_insert",
+            DocEvent::OnUpdate => "on_update",
+            DocEvent::OnSubmit => "on_submit",
+            DocEvent::OnCancel => "on_cancel",
+            DocEvent::OnTrash => "on_trash",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DocEvent> {
+        DocEvent::ALL.into_iter().find(|e| e.as_str() == s)
+    }
 }
 
 /// What hooks reach the runtime through: reads of other documents and the job queue, inside the
@@ -108,6 +151,22 @@ pub trait Hooks: Send {
     fn on_cancel(&mut self, _ctx: &HookCtx<'_>) -> impl Future<Output = Result<(), HookError>> + Send {
         async { Ok(()) }
     }
+
+    /// Set to `true` to be told about committed changes through [`Hooks::after_commit`]: the
+    /// runtime then records each event in the change's transaction (so it exists exactly when the
+    /// change commits) and a job delivers it, at least once.
+    const AFTER_COMMIT: bool = false;
+
+    /// After a change committed, outside its transaction: `self` is the document as it was
+    /// committed (Password fields empty), `ctx` reads and queues with committed effect, and what
+    /// the hook changes in `self` is not saved. An error is retried like a job's.
+    fn after_commit(
+        &mut self,
+        _event: DocEvent,
+        _ctx: &HookCtx<'_>,
+    ) -> impl Future<Output = Result<(), HookError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Call the hook for `event`; used by the derive macro's generated hook function.
@@ -119,5 +178,6 @@ pub async fn dispatch<T: Hooks>(this: &mut T, event: HookEvent, ctx: &HookCtx<'_
         HookEvent::BeforeDelete => this.before_delete(ctx).await,
         HookEvent::OnSubmit => this.on_submit(ctx).await,
         HookEvent::OnCancel => this.on_cancel(ctx).await,
+        HookEvent::Committed(e) => this.after_commit(e, ctx).await,
     }
 }

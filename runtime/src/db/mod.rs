@@ -465,6 +465,13 @@ pub struct Tx {
 }
 
 impl Tx {
+    pub fn dialect(&self) -> Dialect {
+        match self.conn.as_ref().map(|c| &c.link) {
+            Some(Link::Pg(_)) => Dialect::Postgres,
+            _ => Dialect::Sqlite,
+        }
+    }
+
     fn conn(&mut self) -> Result<&mut Conn, DbError> {
         self.conn.as_mut().ok_or_else(|| DbError::Other("transaction already finished".into()))
     }

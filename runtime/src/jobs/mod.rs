@@ -17,6 +17,7 @@
 //! pub static JOBS: &[Job] = &[Job { name: "sync_customer_name", run: |ctx, args| Box::pin(sync(ctx, args)) }];
 //! ```
 
+pub mod doc_events;
 pub mod queue;
 pub(crate) mod store;
 mod worker;
@@ -158,9 +159,33 @@ pub fn check_table(jobs: &[Job]) -> Result<(), String> {
         if !well_formed {
             return Err(format!("job name `{}`: use 1–140 of a-z 0-9 _ . : -", job.name));
         }
+        if job.name.starts_with("m:") {
+            return Err(format!("job name `{}`: names starting with `m:` are the runtime's", job.name));
+        }
         if jobs[..n].iter().any(|j| j.name == job.name) {
             return Err(format!("job `{}` is defined twice", job.name));
         }
+    }
+    Ok(())
+}
+
+/// The runtime's own jobs, run beside the application's (their names start with `m:`).
+pub static BUILT_IN: &[Job] =
+    &[Job { name: doc_events::JOB_NAME, run: |ctx, args| Box::pin(deliver_doc_event(ctx, args)) }];
+
+/// Deliver the after-commit events of one change to its DocType's hooks, in order, forgetting
+/// each once delivered (an event already delivered is skipped when the job runs again).
+async fn deliver_doc_event(ctx: &JobCtx, args: serde_json::Value) -> Result<(), JobError> {
+    let ids = args
+        .get("ids")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| JobError::fatal("args.ids must list event ids"))?;
+    let db = ctx.repo.db();
+    let user = ctx.enqueued_by().unwrap_or(crate::perms::ADMINISTRATOR);
+    for id in ids.iter().filter_map(serde_json::Value::as_str) {
+        let Some(event) = doc_events::load(db, id).await.map_err(RepoError::from)? else { continue };
+        ctx.repo.after_commit(&event, user).await?;
+        doc_events::delete(db, id).await.map_err(RepoError::from)?;
     }
     Ok(())
 }

@@ -176,3 +176,20 @@ fn default_value(kind: FieldType, d: DefaultValue) -> Value {
         },
     }
 }
+
+/// A document from its stored API form (an after-commit event's snapshot): every column from its
+/// JSON value, child rows included; what is absent (Password fields) is Null.
+pub(super) fn doc_from_stored(schema: &std::sync::Arc<crate::doc::DocSchema>, json: &Json) -> Result<Doc> {
+    let broken = |what: String| RepoError::Internal(format!("a stored {} document: {what}", schema.name()));
+    let mut doc = Doc::empty(schema.clone());
+    for (i, c) in schema.columns.iter().enumerate() {
+        let v = json.get(c.name).unwrap_or(&Json::Null);
+        doc.values[i] =
+            Value::from_json(c.kind, v).map_err(|_| broken(format!("`{}` does not fit its type", c.name)))?;
+    }
+    for (i, t) in schema.tables.iter().enumerate() {
+        let rows = json.get(t.name).and_then(Json::as_array).map(Vec::as_slice).unwrap_or_default();
+        doc.tables[i] = rows.iter().map(|row| doc_from_stored(&t.child, row)).collect::<Result<_>>()?;
+    }
+    Ok(doc)
+}

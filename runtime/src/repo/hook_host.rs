@@ -1,10 +1,12 @@
-//! Running a DocType's hooks inside the write's transaction, and what they reach through
-//! [`HookHost`]: other documents' fields and the job queue, in that same transaction.
+//! Running a DocType's hooks — inside the write's transaction, or after it committed — and what
+//! they reach through [`HookHost`]: other documents' fields and the job queue, in that same
+//! transaction, or (after the commit) each with effect at once.
 
 use super::{Repo, RepoError, Result};
-use crate::db::{Fetch, Tx};
+use crate::db::{DbCtx, Fetch, Tx};
 use crate::doc::Doc;
 use crate::hooks::{BoxFuture, HookCtx, HookError, HookEvent, HookHost};
+use crate::jobs::doc_events::Recorded;
 use crate::perms::{Principal, Scope};
 use crate::query::{self, DocRef};
 use crate::value::Value;
@@ -27,8 +29,26 @@ impl Repo {
         Ok(())
     }
 
-    /// One field of a document by name inside a transaction, ignoring row scope (for hooks).
-    pub(crate) async fn get_value_in(&self, tx: &mut Tx, doctype: &str, name: &str, field: &str) -> Result<Value> {
+    /// Deliver a committed change to its DocType's `after_commit` hook: the document as it was
+    /// committed, a context whose reads and queued jobs take effect at once.
+    pub async fn after_commit(&self, event: &Recorded, user: &str) -> Result<()> {
+        let Some(hook) = self.app().hooks(&event.doctype) else { return Ok(()) };
+        let schema = self.inner.app.get(&event.doctype).cloned().ok_or(RepoError::NotFound)?;
+        let mut doc = super::body::doc_from_stored(&schema, &event.doc)?;
+        let host = Committed { repo: self, user };
+        hook(HookEvent::Committed(event.event), &mut doc, &HookCtx::new(&host, user, false)).await?;
+        Ok(())
+    }
+
+    /// One field of a document by name, ignoring row scope (for hooks), through `c` (the write's
+    /// transaction, or a reader after a commit).
+    pub(crate) async fn get_value_in<C: Fetch>(
+        &self,
+        c: &mut C,
+        doctype: &str,
+        name: &str,
+        field: &str,
+    ) -> Result<Value> {
         let schema = self.inner.app.get(doctype).cloned().ok_or(RepoError::NotFound)?;
         let col =
             schema.column(field).ok_or_else(|| RepoError::Internal(format!("{doctype} has no field `{field}`")))?;
@@ -37,10 +57,16 @@ impl Repo {
             return Ok(Value::Null);
         }
         let sql = query::select_one(&schema, self.dialect(), &DocRef::Name(name.to_string()), &Scope::all());
-        tx.bypass(true).await?;
-        let row = tx.fetch(&sql.text, sql.binds, &schema.all_kinds).await?.into_iter().next();
-        tx.bypass(false).await?;
-        Ok(row.and_then(|mut r| r.get_mut(col).map(std::mem::take)).unwrap_or(Value::Null))
+        c.bypass(true).await?;
+        let row = c.fetch(&sql.text, sql.binds, &schema.all_kinds).await?.into_iter().next();
+        c.bypass(false).await?;
+        let value = row.and_then(|mut r| r.get_mut(col).map(std::mem::take)).unwrap_or(Value::Null);
+        match value {
+            Value::Str(stored) if schema.columns[col].kind.is_secret() => {
+                Ok(Value::Str(self.inner.sealer.open(&stored).unwrap_or(stored)))
+            }
+            other => Ok(other),
+        }
     }
 }
 
@@ -59,7 +85,10 @@ impl HookHost for InTx<'_, '_> {
     ) -> BoxFuture<'a, Result<Value, HookError>> {
         Box::pin(async move {
             let mut tx = self.tx.lock().await;
-            self.repo.get_value_in(&mut tx, doctype, name, field).await.map_err(|e| HookError::Internal(e.to_string()))
+            self.repo
+                .get_value_in(&mut **tx, doctype, name, field)
+                .await
+                .map_err(|e| HookError::Internal(e.to_string()))
         })
     }
 
@@ -72,6 +101,33 @@ impl HookHost for InTx<'_, '_> {
                 .enqueue_in(&mut tx, job, &args, Some(self.user))
                 .await
                 .map_err(|e| HookError::Internal(e.to_string()))
+        })
+    }
+}
+
+/// What an `after_commit` hook reaches: reads on a reader connection, jobs queued at once.
+struct Committed<'r> {
+    repo: &'r Repo,
+    user: &'r str,
+}
+
+impl HookHost for Committed<'_> {
+    fn get_value<'a>(
+        &'a self,
+        doctype: &'a str,
+        name: &'a str,
+        field: &'a str,
+    ) -> BoxFuture<'a, Result<Value, HookError>> {
+        Box::pin(async move {
+            let fail = |e: RepoError| HookError::Internal(e.to_string());
+            let mut conn = self.repo.db().reader(&DbCtx::System).await.map_err(|e| fail(e.into()))?;
+            self.repo.get_value_in(&mut conn, doctype, name, field).await.map_err(fail)
+        })
+    }
+
+    fn enqueue<'a>(&'a self, job: &'a str, args: serde_json::Value) -> BoxFuture<'a, Result<String, HookError>> {
+        Box::pin(async move {
+            self.repo.enqueue(job, &args, Some(self.user)).await.map_err(|e| HookError::Internal(e.to_string()))
         })
     }
 }

@@ -13,7 +13,7 @@ use super::{Expect, Repo, RepoError, Result, Target, ctx, docstatus, etag, if_ma
 use crate::checks::{FieldIssue, check_doc};
 use crate::db::{DbError, Tx};
 use crate::doc::{Doc, DocSchema, StandardColumn};
-use crate::hooks::HookEvent;
+use crate::hooks::{DocEvent, HookEvent};
 use crate::meta::FieldType;
 use crate::perms::{Action, Principal, Scope};
 use crate::query::{self, DocRef, Sql};
@@ -58,6 +58,7 @@ impl Repo {
         self.write_children(&mut tx, &mut doc, &[]).await?;
         self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, true).await?;
         self.check_within(&mut tx, who, &doc, scope, Action::Create).await?;
+        self.record_events(&mut tx, &doc, &[DocEvent::AfterInsert, DocEvent::OnUpdate], who).await?;
         tx.commit().await?;
         self.written(&doc);
         Ok(doc)
@@ -133,6 +134,7 @@ impl Repo {
         self.save_existing(&mut tx, &mut doc, &scope, current_version, &old).await?;
         self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, false).await?;
         self.check_within(&mut tx, who, &doc, &scope, Action::Write).await?;
+        self.record_events(&mut tx, &doc, &[DocEvent::OnUpdate], who).await?;
         tx.commit().await?;
         self.written(&doc);
         Ok(doc)
@@ -164,6 +166,7 @@ impl Repo {
             let sql = query::delete_password_hash(self.dialect(), doc.name());
             tx.execute(&sql.text, sql.binds).await?;
         }
+        self.record_events(&mut tx, &doc, &[DocEvent::OnTrash], who).await?;
         tx.commit().await?;
         self.written(&doc);
         Ok(())
@@ -199,6 +202,8 @@ impl Repo {
         self.run_hook(event, &mut doc, &mut tx, who, false).await?;
         // Hooks may have changed Links on the way.
         self.check_within(&mut tx, who, &doc, &scope, action).await?;
+        let committed = if action == Action::Submit { DocEvent::OnSubmit } else { DocEvent::OnCancel };
+        self.record_events(&mut tx, &doc, &[committed], who).await?;
         tx.commit().await?;
         Ok(doc)
     }
@@ -244,6 +249,18 @@ impl Repo {
         }
         doc.set_std(StandardColumn::AmendedFrom, Value::Str(source.name().to_string()));
         self.insert_new(who, &scope, doc, NewName::AmendmentOf(original)).await
+    }
+
+    /// Record the after-commit events of a change in its transaction, when its DocType's hooks
+    /// want them.
+    async fn record_events(&self, tx: &mut Tx, doc: &Doc, events: &[DocEvent], who: &Principal) -> Result<()> {
+        if !self.app().after_commit(doc.schema.name()) {
+            return Ok(());
+        }
+        crate::jobs::doc_events::record(tx, &self.inner.queue, doc, events, &who.user).await.map_err(|e| match e {
+            crate::jobs::EnqueueError::Db(e) => RepoError::from(e),
+            other => RepoError::Internal(other.to_string()),
+        })
     }
 
     /// The start of every change to a stored document: the caller's scope for the action, a write

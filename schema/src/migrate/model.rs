@@ -441,7 +441,34 @@ pub fn runtime_tables() -> Vec<Table> {
         renamed_from: None,
         source: None,
     };
-    vec![series, auth, job_table()]
+    vec![series, auth, job_table(), doc_event_table()]
+}
+
+/// After-commit document events (`m_doc_event`): written in the transaction of the change that
+/// caused them, with the document as it was committed (JSON), and delivered by a job.
+fn doc_event_table() -> Table {
+    let column = |name: &str, ty: ColumnType| {
+        let mut c = Column::new(name, ty);
+        c.not_null = true;
+        c
+    };
+    let mut id = column("id", ColumnType::Varchar(Some(36)));
+    id.primary_key = true;
+    Table {
+        name: "m_doc_event".into(),
+        columns: vec![
+            id,
+            column("doctype", ColumnType::Varchar(Some(140))),
+            column("name", ColumnType::Varchar(Some(140))),
+            // after_insert | on_update | on_submit | on_cancel | on_trash
+            column("event", ColumnType::Varchar(Some(16))),
+            column("doc", ColumnType::Text),
+            column("created", ColumnType::BigInt),
+        ],
+        indexes: Vec::new(),
+        renamed_from: None,
+        source: None,
+    }
 }
 
 /// The background job queue (`m_job`): one row per job, claimed by workers; times are Unix
