@@ -76,6 +76,7 @@ struct InTx<'r, 't> {
     user: &'r str,
     tx: tokio::sync::Mutex<&'t mut Tx>,
 }
+
 impl HookHost for InTx<'_, '_> {
     fn get_value<'a>(
         &'a self,
