@@ -62,6 +62,8 @@ pub struct DocSchema {
     /// Every column's index and kind, in order (a full select's projection and row decoding).
     pub all_columns: Vec<usize>,
     pub all_kinds: Vec<FieldType>,
+    /// The Password columns (sealed at rest, never serialized), usually none.
+    pub secrets: Vec<usize>,
     by_name: HashMap<&'static str, FieldRef>,
 }
 
@@ -110,7 +112,8 @@ impl DocSchema {
         }
         let all_columns = (0..columns.len()).collect();
         let all_kinds = columns.iter().map(|c| c.kind).collect();
-        Ok(DocSchema { meta, columns, tables, all_columns, all_kinds, by_name })
+        let secrets = (0..columns.len()).filter(|&i| columns[i].kind.is_secret()).collect();
+        Ok(DocSchema { meta, columns, tables, all_columns, all_kinds, secrets, by_name })
     }
 
     pub fn name(&self) -> &'static str {

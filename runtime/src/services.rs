@@ -44,7 +44,7 @@ pub struct Runtime {
     config: Arc<Config>,
     pub repo: Repo,
     pub users: Users,
-    jobs: &'static [Job],
+    jobs: Arc<[Job]>,
     /// The revisions the database had applied when it was opened (readiness).
     revisions: Arc<[String]>,
     schema: Schema,
@@ -92,8 +92,7 @@ impl Setup {
             .await
             .context("cannot connect to the database")?;
         // The application's jobs and the runtime's own, in one table for the queue and workers.
-        let jobs: &'static [Job] =
-            Box::leak(jobs.iter().chain(crate::jobs::BUILT_IN).copied().collect::<Vec<_>>().into_boxed_slice());
+        let jobs: Arc<[Job]> = jobs.iter().chain(crate::jobs::BUILT_IN).copied().collect();
         let queue = JobQueue::new(db.clone(), jobs.iter().map(|j| j.name).collect(), config.job_attempts);
         let directory = Arc::new(Directory::default());
         let observers = vec![Directory::forget_written(directory.clone())];
@@ -118,7 +117,7 @@ impl Setup {
 
 /// Whether any DocType has a Password field (its values need `M_ENCRYPTION_KEY` at rest).
 fn has_passwords(app: &App) -> bool {
-    app.schemas().iter().any(|s| s.columns.iter().any(|c| c.kind.is_secret()))
+    app.schemas().iter().any(|s| !s.secrets.is_empty())
 }
 
 /// The list caps of the configuration (`M_MAX_PAGE_SIZE`, `M_MAX_FIELDS`, …).
@@ -138,9 +137,9 @@ impl Runtime {
         &self.config
     }
 
-    /// The application's background jobs.
-    pub fn jobs(&self) -> &'static [Job] {
-        self.jobs
+    /// The background jobs: the application's and the runtime's own.
+    pub fn jobs(&self) -> &[Job] {
+        &self.jobs
     }
 
     /// The revisions the database had applied when it was opened.
@@ -155,6 +154,6 @@ impl Runtime {
 
     /// A job worker over these services.
     pub fn worker(&self, config: crate::jobs::WorkerConfig) -> crate::jobs::Worker {
-        crate::jobs::Worker::new(self.repo.clone(), self.users.clone(), self.jobs, config)
+        crate::jobs::Worker::new(self.repo.clone(), self.users.clone(), self.jobs.clone(), config)
     }
 }

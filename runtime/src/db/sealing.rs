@@ -38,11 +38,6 @@ impl Sealer {
         Sealer { cipher }
     }
 
-    /// Whether values are encrypted.
-    pub fn encrypts(&self) -> bool {
-        self.cipher.is_some()
-    }
-
     /// Whether `value` is already a stored form (one that could not be opened is kept as it is;
     /// clients may not send a value that looks like one).
     pub fn is_stored_form(value: &str) -> bool {

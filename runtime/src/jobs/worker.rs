@@ -74,14 +74,14 @@ pub struct Worker {
 struct Services {
     repo: Repo,
     users: Users,
-    jobs: &'static [Job],
+    jobs: Arc<[Job]>,
 }
 
 /// Jobs this worker is running, by id (released when the worker stops before they finish).
 type Running = Arc<Mutex<HashMap<String, Claimed>>>;
 
 impl Worker {
-    pub fn new(repo: Repo, users: Users, jobs: &'static [Job], config: WorkerConfig) -> Worker {
+    pub fn new(repo: Repo, users: Users, jobs: Arc<[Job]>, config: WorkerConfig) -> Worker {
         Worker { ctx: Services { repo, users, jobs }, config }
     }
 
@@ -197,7 +197,7 @@ async fn run_one(services: &Services, config: &WorkerConfig, job: &Claimed) {
     let repo = &services.repo;
     use futures_util::FutureExt as _;
     let started = Instant::now();
-    let def = super::find(services.jobs, &job.job).copied();
+    let def = super::find(&services.jobs, &job.job).copied();
     let label = def.map_or("unknown", |d| d.name);
     let span = job_span(job, label);
     let outcome = match def {

@@ -70,6 +70,11 @@ impl Repo {
     }
 }
 
+/// What a hook sees of a failure of the runtime: a 500 whose message is logged.
+fn internal(e: impl std::fmt::Display) -> HookError {
+    HookError::Internal(e.to_string())
+}
+
 /// What a hook reaches: this service, inside the write's transaction.
 struct InTx<'r, 't> {
     repo: &'r Repo,
@@ -86,22 +91,14 @@ impl HookHost for InTx<'_, '_> {
     ) -> BoxFuture<'a, Result<Value, HookError>> {
         Box::pin(async move {
             let mut tx = self.tx.lock().await;
-            self.repo
-                .get_value_in(&mut **tx, doctype, name, field)
-                .await
-                .map_err(|e| HookError::Internal(e.to_string()))
+            self.repo.get_value_in(&mut **tx, doctype, name, field).await.map_err(internal)
         })
     }
 
     fn enqueue<'a>(&'a self, job: &'a str, args: serde_json::Value) -> BoxFuture<'a, Result<String, HookError>> {
         Box::pin(async move {
             let mut tx = self.tx.lock().await;
-            self.repo
-                .inner
-                .queue
-                .enqueue_in(&mut tx, job, &args, Some(self.user))
-                .await
-                .map_err(|e| HookError::Internal(e.to_string()))
+            self.repo.inner.queue.enqueue_in(&mut tx, job, &args, Some(self.user)).await.map_err(internal)
         })
     }
 }
@@ -120,15 +117,12 @@ impl HookHost for Committed<'_> {
         field: &'a str,
     ) -> BoxFuture<'a, Result<Value, HookError>> {
         Box::pin(async move {
-            let fail = |e: RepoError| HookError::Internal(e.to_string());
-            let mut conn = self.repo.db().reader(&DbCtx::System).await.map_err(|e| fail(e.into()))?;
-            self.repo.get_value_in(&mut conn, doctype, name, field).await.map_err(fail)
+            let mut conn = self.repo.db().reader(&DbCtx::System).await.map_err(internal)?;
+            self.repo.get_value_in(&mut conn, doctype, name, field).await.map_err(internal)
         })
     }
 
     fn enqueue<'a>(&'a self, job: &'a str, args: serde_json::Value) -> BoxFuture<'a, Result<String, HookError>> {
-        Box::pin(async move {
-            self.repo.enqueue(job, &args, Some(self.user)).await.map_err(|e| HookError::Internal(e.to_string()))
-        })
+        Box::pin(async move { self.repo.enqueue(job, &args, Some(self.user)).await.map_err(internal) })
     }
 }

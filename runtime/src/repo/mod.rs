@@ -259,13 +259,13 @@ impl Repo {
             }
             doc
         };
-        for (c, v) in schema.columns.iter().zip(&mut doc.values) {
-            if let (true, Value::Str(stored)) = (c.kind.is_secret(), &*v) {
+        for &i in &schema.secrets {
+            if let Value::Str(stored) = &doc.values[i] {
                 match self.inner.sealer.open(stored) {
-                    Ok(opened) => *v = Value::Str(opened),
+                    Ok(opened) => doc.values[i] = Value::Str(opened),
                     // Kept in its stored form (a save keeps it as it is): the document stays
                     // readable, and the secret is there again once the right key is set.
-                    Err(e) => tracing::warn!(doctype = schema.name(), field = c.name, "{e}"),
+                    Err(e) => tracing::warn!(doctype = schema.name(), field = schema.columns[i].name, "{e}"),
                 }
             }
         }
@@ -274,13 +274,13 @@ impl Repo {
 
     /// The values to store for a document's columns: Password values sealed.
     fn stored<'v>(&self, schema: &DocSchema, values: &'v [Value]) -> Result<Cow<'v, [Value]>> {
-        if !schema.columns.iter().any(|c| c.kind.is_secret()) {
+        if schema.secrets.is_empty() {
             return Ok(Cow::Borrowed(values));
         }
         let mut sealed = values.to_vec();
-        for (c, v) in schema.columns.iter().zip(&mut sealed) {
-            if let (true, Value::Str(plain)) = (c.kind.is_secret(), &*v) {
-                *v = Value::Str(self.inner.sealer.seal(plain)?);
+        for &i in &schema.secrets {
+            if let Value::Str(plain) = &sealed[i] {
+                sealed[i] = Value::Str(self.inner.sealer.seal(plain)?);
             }
         }
         Ok(Cow::Owned(sealed))
