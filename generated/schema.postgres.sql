@@ -148,9 +148,65 @@ CREATE INDEX "user_permission__modified_idx" ON "user_permission" ("modified");
 CREATE INDEX "user_permission__owner__modified_idx" ON "user_permission" ("owner", "modified");
 CREATE INDEX "user_permission__user_idx" ON "user_permission" ("user");
 CREATE UNIQUE INDEX "user_permission__user__allow__for_value_key" ON "user_permission" ("user", "allow", "for_value");
+
+CREATE TABLE "webhook" (
+    "id" uuid PRIMARY KEY,
+    "name" varchar(140) NOT NULL,
+    "owner" varchar(140) NOT NULL,
+    "modified_by" varchar(140) NOT NULL,
+    "creation" timestamptz NOT NULL,
+    "modified" timestamptz NOT NULL,
+    "webhook_doctype" varchar(140) NOT NULL,
+    "webhook_docevent" varchar NOT NULL,
+    "request_url" varchar(1000) NOT NULL,
+    "enabled" boolean DEFAULT TRUE,
+    "webhook_secret" text
+);
+CREATE UNIQUE INDEX "webhook__name_key" ON "webhook" ("name");
+CREATE INDEX "webhook__owner_idx" ON "webhook" ("owner");
+CREATE INDEX "webhook__modified_idx" ON "webhook" ("modified");
+CREATE INDEX "webhook__owner__modified_idx" ON "webhook" ("owner", "modified");
+
+CREATE TABLE "webhook_data" (
+    "id" uuid PRIMARY KEY,
+    "idx" integer NOT NULL,
+    "parent" varchar(140) NOT NULL,
+    "parentfield" varchar(140) NOT NULL,
+    "fieldname" varchar(140) NOT NULL,
+    "key" varchar(140)
+);
+CREATE INDEX "webhook_data__parent__idx_idx" ON "webhook_data" ("parent", "idx");
+
+CREATE TABLE "webhook_request_log" (
+    "id" uuid PRIMARY KEY,
+    "name" varchar(140) NOT NULL,
+    "owner" varchar(140) NOT NULL,
+    "modified_by" varchar(140) NOT NULL,
+    "creation" timestamptz NOT NULL,
+    "modified" timestamptz NOT NULL,
+    "webhook" varchar(140) NOT NULL,
+    "reference_doctype" varchar(140),
+    "reference_document" varchar(140),
+    "event" varchar(140),
+    "user" varchar(140),
+    "url" varchar(1000),
+    "status" varchar DEFAULT 'Queued',
+    "attempts" integer DEFAULT 0,
+    "response_code" integer,
+    "error" text,
+    "data" text,
+    "response" text
+);
+CREATE UNIQUE INDEX "webhook_request_log__name_key" ON "webhook_request_log" ("name");
+CREATE INDEX "webhook_request_log__owner_idx" ON "webhook_request_log" ("owner");
+CREATE INDEX "webhook_request_log__modified_idx" ON "webhook_request_log" ("modified");
+CREATE INDEX "webhook_request_log__owner__modified_idx" ON "webhook_request_log" ("owner", "modified");
+CREATE INDEX "webhook_request_log__reference_doctype__reference_document_idx" ON "webhook_request_log" ("reference_doctype" NULLS FIRST, "reference_document" NULLS FIRST);
+CREATE INDEX "webhook_request_log__status_idx" ON "webhook_request_log" ("status" NULLS FIRST);
 ALTER TABLE "customer" ADD CONSTRAINT "customer__territory_fkey" FOREIGN KEY ("territory") REFERENCES "territory" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
 ALTER TABLE "invoice" ADD CONSTRAINT "invoice__amended_from_fkey" FOREIGN KEY ("amended_from") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
 ALTER TABLE "invoice" ADD CONSTRAINT "invoice__customer_fkey" FOREIGN KEY ("customer") REFERENCES "customer" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
 ALTER TABLE "invoice_item" ADD CONSTRAINT "invoice_item__parent_fkey" FOREIGN KEY ("parent") REFERENCES "invoice" ("name") ON UPDATE CASCADE ON DELETE CASCADE;
 ALTER TABLE "has_role" ADD CONSTRAINT "has_role__parent_fkey" FOREIGN KEY ("parent") REFERENCES "user" ("name") ON UPDATE CASCADE ON DELETE CASCADE;
 ALTER TABLE "user_permission" ADD CONSTRAINT "user_permission__user_fkey" FOREIGN KEY ("user") REFERENCES "user" ("name") ON UPDATE CASCADE ON DELETE RESTRICT;
+ALTER TABLE "webhook_data" ADD CONSTRAINT "webhook_data__parent_fkey" FOREIGN KEY ("parent") REFERENCES "webhook" ("name") ON UPDATE CASCADE ON DELETE CASCADE;

@@ -154,3 +154,59 @@ CREATE INDEX "user_permission__modified_idx" ON "user_permission" ("modified");
 CREATE INDEX "user_permission__owner__modified_idx" ON "user_permission" ("owner", "modified");
 CREATE INDEX "user_permission__user_idx" ON "user_permission" ("user");
 CREATE UNIQUE INDEX "user_permission__user__allow__for_value_key" ON "user_permission" ("user", "allow", "for_value");
+
+CREATE TABLE "webhook" (
+    "id" TEXT PRIMARY KEY,
+    "name" TEXT NOT NULL,
+    "owner" TEXT NOT NULL,
+    "modified_by" TEXT NOT NULL,
+    "creation" TEXT NOT NULL,
+    "modified" TEXT NOT NULL,
+    "webhook_doctype" TEXT NOT NULL,
+    "webhook_docevent" TEXT NOT NULL,
+    "request_url" TEXT NOT NULL,
+    "enabled" INTEGER DEFAULT 1 CHECK ("enabled" IN (0, 1)),
+    "webhook_secret" TEXT
+);
+CREATE UNIQUE INDEX "webhook__name_key" ON "webhook" ("name");
+CREATE INDEX "webhook__owner_idx" ON "webhook" ("owner");
+CREATE INDEX "webhook__modified_idx" ON "webhook" ("modified");
+CREATE INDEX "webhook__owner__modified_idx" ON "webhook" ("owner", "modified");
+
+CREATE TABLE "webhook_data" (
+    "id" TEXT PRIMARY KEY,
+    "idx" INTEGER NOT NULL,
+    "parent" TEXT NOT NULL,
+    "parentfield" TEXT NOT NULL,
+    "fieldname" TEXT NOT NULL,
+    "key" TEXT,
+    CONSTRAINT "webhook_data__parent_fkey" FOREIGN KEY ("parent") REFERENCES "webhook" ("name") ON UPDATE CASCADE ON DELETE CASCADE
+);
+CREATE INDEX "webhook_data__parent__idx_idx" ON "webhook_data" ("parent", "idx");
+
+CREATE TABLE "webhook_request_log" (
+    "id" TEXT PRIMARY KEY,
+    "name" TEXT NOT NULL,
+    "owner" TEXT NOT NULL,
+    "modified_by" TEXT NOT NULL,
+    "creation" TEXT NOT NULL,
+    "modified" TEXT NOT NULL,
+    "webhook" TEXT NOT NULL,
+    "reference_doctype" TEXT,
+    "reference_document" TEXT,
+    "event" TEXT,
+    "user" TEXT,
+    "url" TEXT,
+    "status" TEXT DEFAULT 'Queued',
+    "attempts" INTEGER DEFAULT 0,
+    "response_code" INTEGER,
+    "error" TEXT,
+    "data" TEXT,
+    "response" TEXT
+);
+CREATE UNIQUE INDEX "webhook_request_log__name_key" ON "webhook_request_log" ("name");
+CREATE INDEX "webhook_request_log__owner_idx" ON "webhook_request_log" ("owner");
+CREATE INDEX "webhook_request_log__modified_idx" ON "webhook_request_log" ("modified");
+CREATE INDEX "webhook_request_log__owner__modified_idx" ON "webhook_request_log" ("owner", "modified");
+CREATE INDEX "webhook_request_log__reference_doctype__reference_document_idx" ON "webhook_request_log" ("reference_doctype", "reference_document");
+CREATE INDEX "webhook_request_log__status_idx" ON "webhook_request_log" ("status");

@@ -1,13 +1,17 @@
-//! The built-in DocTypes every application has (DESIGN §4): `User`, its child `Has Role`, and
-//! `User Permission`. They are ordinary DocTypes — tables, routes, OpenAPI, migrations — whose
-//! TOML ships with this crate; only System Managers are granted anything on them (no
-//! `[permissions]`), and the runtime adds their rules (known roles, the password kept apart).
+//! The built-in DocTypes every application has (DESIGN §4): `User`, its child `Has Role`,
+//! `User Permission`, and the webhooks' `Webhook` (child `Webhook Data`) and `Webhook Request
+//! Log`. They are ordinary DocTypes — tables, routes, OpenAPI, migrations — whose TOML ships
+//! with this crate; only System Managers are granted anything on them (no `[permissions]`), and
+//! the runtime adds their rules (known roles, the password kept apart, webhook targets).
 
 /// `(file name as diagnostics show it, TOML text)` of each built-in DocType.
 pub const SOURCES: &[(&str, &str)] = &[
     ("builtin/has_role.toml", include_str!("../builtin/has_role.toml")),
     ("builtin/user.toml", include_str!("../builtin/user.toml")),
     ("builtin/user_permission.toml", include_str!("../builtin/user_permission.toml")),
+    ("builtin/webhook.toml", include_str!("../builtin/webhook.toml")),
+    ("builtin/webhook_data.toml", include_str!("../builtin/webhook_data.toml")),
+    ("builtin/webhook_request_log.toml", include_str!("../builtin/webhook_request_log.toml")),
 ];
 
 /// Whether a diagnostics file name is one of the built-ins (which may use reserved names).

@@ -1,5 +1,6 @@
-//! Circuit breakers around dependencies the server can do without for a while (Redis for the
-//! shared rate limits). After a few consecutive failures a breaker opens: calls are not made at
+//! Circuit breakers around dependencies the server can do without for a while: Redis for the
+//! shared rate limits, and each outside target of the integrations (a webhook's host, SMTP,
+//! Gotenberg), kept by name in [`Breakers`]. After a few consecutive failures a breaker opens: calls are not made at
 //! all — the caller takes its fallback at once instead of waiting for a timeout on every request —
 //! until a delay passes (1 s, doubling up to 15 s while the dependency stays down); then one
 //! call at a time is let through as a probe (half-open) while the others keep taking the
@@ -8,9 +9,10 @@
 //! The state machine is `failsafe`'s; this module names each breaker, exposes its state and
 //! reports it in `m_circuit_breaker_state{breaker,state}` and the log.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use failsafe::StateMachine;
 use failsafe::backoff::{self, Exponential};
@@ -53,22 +55,47 @@ const FAILURES_TO_OPEN: u32 = 3;
 const FIRST_OPEN: Duration = Duration::from_secs(1);
 const MAX_OPEN: Duration = Duration::from_secs(15);
 
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// What the observer records for the breaker's owner to read.
+#[derive(Default)]
+struct Shared {
+    state: AtomicU8,
+    /// Times it opened since it was last closed (the open period doubles with each).
+    opens: AtomicU32,
+    /// When the current open period ends (Unix milliseconds).
+    open_until: AtomicU64,
+}
+
 /// Records transitions: the state for [`Breaker::state`], the gauge and a log line.
 struct Observer {
-    name: &'static str,
-    state: Arc<AtomicU8>,
+    name: Arc<str>,
+    shared: Arc<Shared>,
 }
 
 impl Observer {
     fn set(&self, state: BreakerState) {
-        let before = BreakerState::from_u8(self.state.swap(state as u8, Ordering::Relaxed));
-        crate::metrics::breaker_state(self.name, state.as_str(), &BreakerState::ALL.map(BreakerState::as_str));
+        let before = BreakerState::from_u8(self.shared.state.swap(state as u8, Ordering::Relaxed));
+        crate::metrics::breaker_state(&self.name, state.as_str(), &BreakerState::ALL.map(BreakerState::as_str));
+        match state {
+            BreakerState::Open => {
+                // The same schedule as the state machine's backoff: 1 s, doubling up to 15 s.
+                let n = self.shared.opens.fetch_add(1, Ordering::Relaxed).min(10);
+                let period = FIRST_OPEN.saturating_mul(1 << n).min(MAX_OPEN);
+                let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+                self.shared.open_until.store(unix_ms().saturating_add(period_ms), Ordering::Relaxed);
+            }
+            BreakerState::Closed => self.shared.opens.store(0, Ordering::Relaxed),
+            BreakerState::HalfOpen => {}
+        }
         match (before, state) {
             (_, BreakerState::Open) if before != BreakerState::Open => {
-                tracing::warn!(breaker = self.name, "circuit breaker open: calls are skipped for a while");
+                tracing::warn!(breaker = %self.name, "circuit breaker open: calls are skipped for a while");
             }
             (BreakerState::Open | BreakerState::HalfOpen, BreakerState::Closed) => {
-                tracing::info!(breaker = self.name, "circuit breaker closed: the dependency answers again");
+                tracing::info!(breaker = %self.name, "circuit breaker closed: the dependency answers again");
             }
             _ => {}
         }
@@ -93,11 +120,12 @@ impl failsafe::Instrument for Observer {
 
 /// One named circuit breaker.
 pub struct Breaker {
+    name: Arc<str>,
     machine: StateMachine<ConsecutiveFailures<Exponential>, Observer>,
     /// Held around every step of the state machine, so the state the observer records (which
     /// failsafe reports after releasing its own lock) is never stale or out of order.
-    step: std::sync::Mutex<()>,
-    state: Arc<AtomicU8>,
+    step: Mutex<()>,
+    shared: Arc<Shared>,
     /// A half-open probe is in flight: other calls take the fallback.
     probing: AtomicBool,
 }
@@ -130,16 +158,36 @@ impl Drop for Call<'_> {
 }
 
 impl Breaker {
-    /// A closed breaker. `name` labels its metric and log lines (a fixed, small set).
-    pub fn new(name: &'static str) -> Breaker {
-        let state = Arc::new(AtomicU8::new(BreakerState::Closed as u8));
-        let observer = Observer { name, state: state.clone() };
+    /// A closed breaker. `name` labels its metric and log lines (a small set: one per
+    /// dependency or outside host).
+    pub fn new(name: impl Into<Arc<str>>) -> Breaker {
+        let name = name.into();
+        let shared = Arc::new(Shared::default());
+        let observer = Observer { name: name.clone(), shared: shared.clone() };
         let policy = consecutive_failures(FAILURES_TO_OPEN, backoff::exponential(FIRST_OPEN, MAX_OPEN));
         Breaker {
+            name,
             machine: failsafe::Config::new().failure_policy(policy).instrument(observer).build(),
-            step: std::sync::Mutex::new(()),
-            state,
+            step: Mutex::new(()),
+            shared,
             probing: AtomicBool::new(false),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long until a call may be let through again: what is left of the open period (a
+    /// second while another call probes a half-open breaker; nothing when closed).
+    pub fn retry_after(&self) -> Duration {
+        match self.state() {
+            BreakerState::Closed => Duration::ZERO,
+            BreakerState::HalfOpen => FIRST_OPEN,
+            BreakerState::Open => {
+                let left = self.shared.open_until.load(Ordering::Relaxed).saturating_sub(unix_ms());
+                Duration::from_millis(left).max(Duration::from_millis(100))
+            }
         }
     }
 
@@ -162,7 +210,27 @@ impl Breaker {
     }
 
     pub fn state(&self) -> BreakerState {
-        BreakerState::from_u8(self.state.load(Ordering::Relaxed))
+        BreakerState::from_u8(self.shared.state.load(Ordering::Relaxed))
+    }
+}
+
+/// The breakers of one runtime's outside targets, made on first use and kept by name.
+#[derive(Clone, Default)]
+pub struct Breakers {
+    by_name: Arc<Mutex<BTreeMap<String, Arc<Breaker>>>>,
+}
+
+impl Breakers {
+    /// The breaker named `name` (a new, closed one the first time).
+    pub fn get(&self, name: &str) -> Arc<Breaker> {
+        let mut map = self.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(name.to_string()).or_insert_with(|| Arc::new(Breaker::new(name))).clone()
+    }
+
+    /// Breakers that are not closed, by name.
+    pub fn not_closed(&self) -> Vec<(String, BreakerState)> {
+        let map = self.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.iter().map(|(n, b)| (n.clone(), b.state())).filter(|(_, s)| *s != BreakerState::Closed).collect()
     }
 }
 

@@ -265,6 +265,13 @@ pub struct Config {
     pub job_backoff_secs: u64,
     /// Done jobs are deleted after this many seconds (`M_JOB_KEEP_SECS`); failed ones stay.
     pub job_keep_secs: u64,
+    /// A webhook request answering later than this fails its attempt (`M_WEBHOOK_TIMEOUT_SECS`).
+    pub webhook_timeout_secs: u64,
+    /// Hosts webhooks may reach whatever they resolve to — loopback, private and link-local
+    /// addresses are refused otherwise (`M_WEBHOOK_ALLOW_HOSTS`, comma-separated, as written
+    /// in URLs).
+    #[serde(deserialize_with = "list_items")]
+    pub webhook_allow_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -318,6 +325,8 @@ impl Default for Config {
             job_attempts: 3,
             job_backoff_secs: 10,
             job_keep_secs: 7 * 24 * 3600,
+            webhook_timeout_secs: 10,
+            webhook_allow_hosts: Vec::new(),
         }
     }
 }
@@ -370,6 +379,8 @@ const ENV_KEYS: &[&str] = &[
     "job_attempts",
     "job_backoff_secs",
     "job_keep_secs",
+    "webhook_timeout_secs",
+    "webhook_allow_hosts",
 ];
 
 impl Config {
@@ -409,6 +420,9 @@ impl Config {
         }
         if self.request_timeout_secs == 0 || self.max_concurrent_requests == 0 {
             return Err("M_REQUEST_TIMEOUT_SECS and M_MAX_CONCURRENT_REQUESTS must be at least 1".into());
+        }
+        if self.webhook_timeout_secs == 0 {
+            return Err("M_WEBHOOK_TIMEOUT_SECS must be at least 1".into());
         }
         if self.db_max_connections == 0 {
             return Err("M_DB_MAX_CONNECTIONS must be at least 1".into());

@@ -18,6 +18,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod migrate;
+pub mod outbound;
 pub mod query;
 pub mod ratelimit;
 pub mod repo;
@@ -26,6 +27,7 @@ pub mod server;
 pub mod services;
 pub mod telemetry;
 pub mod users;
+pub mod webhooks;
 
 pub use m_core::{Doc, DocType, Value, app, checks, doc, hooks, list_query, meta, naming, perms, types, value};
 /// `#[derive(DocType)]`.

@@ -10,6 +10,8 @@
 //! - `m_circuit_breaker_state{breaker,state}` (1 for the breaker's current state, 0 for the others)
 //! - `m_jobs_queued{state}` (background jobs queued, running or failed, counted at each scrape),
 //!   `m_jobs_total{job,outcome}`, `m_job_duration_seconds{job}`
+//! - `m_webhook_deliveries_total{outcome="delivered"|"failed"|"retry"|"refused"|"deferred"}`,
+//!   `m_webhook_delivery_duration_seconds` (each request made)
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -171,9 +173,9 @@ pub fn pool_connections(in_use: usize, idle: usize) {
 }
 
 /// A circuit breaker is now in `state`, one of `states` (each gets 1 for the current one, 0 else).
-pub fn breaker_state(breaker: &'static str, state: &'static str, states: &[&'static str]) {
+pub fn breaker_state(breaker: &str, state: &'static str, states: &[&'static str]) {
     for &s in states {
-        metrics::gauge!("m_circuit_breaker_state", "breaker" => breaker, "state" => s).set(if s == state {
+        metrics::gauge!("m_circuit_breaker_state", "breaker" => breaker.to_string(), "state" => s).set(if s == state {
             1.0
         } else {
             0.0
@@ -181,7 +183,8 @@ pub fn breaker_state(breaker: &'static str, state: &'static str, states: &[&'sta
     }
 }
 
-/// A job run ended: `outcome` is `done`, `retry` or `failed`.
+/// A job run ended: `outcome` is `done`, `retry`, `failed` or `deferred` (not tried: a
+/// dependency's breaker is open).
 pub fn job_finished(job: &'static str, outcome: &'static str, elapsed: Duration) {
     metrics::counter!("m_jobs_total", "job" => job, "outcome" => outcome).increment(1);
     metrics::histogram!("m_job_duration_seconds", "job" => job).record(elapsed.as_secs_f64());
@@ -191,5 +194,15 @@ pub fn job_finished(job: &'static str, outcome: &'static str, elapsed: Duration)
 pub fn jobs_queued(counts: &[(&'static str, i64)]) {
     for &(state, n) in counts {
         metrics::gauge!("m_jobs_queued", "state" => state).set(n as f64);
+    }
+}
+
+/// A webhook delivery attempt ended: `delivered`, `failed` (for good), `retry` (it will be tried
+/// again), `refused` (the address or a redirect: the SSRF guard) or `deferred` (not tried: the
+/// host's breaker is open). `elapsed` is the request's duration, when one was made.
+pub fn webhook_delivery(outcome: &'static str, elapsed: Option<Duration>) {
+    metrics::counter!("m_webhook_deliveries_total", "outcome" => outcome).increment(1);
+    if let Some(elapsed) = elapsed {
+        metrics::histogram!("m_webhook_delivery_duration_seconds").record(elapsed.as_secs_f64());
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::app::App;
+use crate::breaker::Breakers;
 use crate::config::{Config, Mode};
 use crate::db::{Db, PoolConfig, Sealer};
 use crate::jobs::{Job, JobQueue};
@@ -16,6 +17,7 @@ use crate::list_query::ListLimits;
 use crate::migrate;
 use crate::repo::{Parts, Repo};
 use crate::users::{Directory, Users};
+use crate::webhooks::Webhooks;
 
 /// A checked configuration and the application it serves. Only [`Setup::new`] makes one, and
 /// nothing in it changes afterwards, so nothing opens without the checks.
@@ -48,6 +50,8 @@ pub struct Runtime {
     /// The revisions the database had applied when it was opened (readiness).
     revisions: Arc<[String]>,
     schema: Schema,
+    /// The breakers of the outside targets (webhook hosts, …), for readiness.
+    breakers: Breakers,
 }
 
 impl Setup {
@@ -56,7 +60,9 @@ impl Setup {
         config.check().map_err(anyhow::Error::msg)?;
         crate::jobs::check_table(jobs).map_err(anyhow::Error::msg)?;
         if config.env == Mode::Production && config.encryption_key.is_none() && has_passwords(&app) {
-            anyhow::bail!("production needs M_ENCRYPTION_KEY (at least 32 bytes): a DocType has a Password field");
+            anyhow::bail!(
+                "production needs M_ENCRYPTION_KEY (at least 32 bytes): an application DocType has a Password field"
+            );
         }
         Ok(Setup { config, app, jobs })
     }
@@ -92,15 +98,31 @@ impl Setup {
             .await
             .context("cannot connect to the database")?;
         // The application's jobs and the runtime's own, in one table for the queue and workers.
-        let jobs: Arc<[Job]> = jobs.iter().chain(crate::jobs::BUILT_IN).copied().collect();
+        let jobs: Arc<[Job]> = jobs.iter().chain(BUILT_IN_JOBS).copied().collect();
         let queue = JobQueue::new(db.clone(), jobs.iter().map(|j| j.name).collect(), config.job_attempts);
         let directory = Arc::new(Directory::default());
-        let observers = vec![Directory::forget_written(directory.clone())];
-        if config.encryption_key.is_none() && has_passwords(&app) {
-            tracing::warn!("M_ENCRYPTION_KEY is not set: Password fields are stored unencrypted (development only)");
-        }
-        let sealer = Sealer::new(config.encryption_key.as_ref().map(|k| k.expose()));
-        let repo = Repo::new(Parts { app, db, limits: list_limits(&config), queue, observers, sealer });
+        let breakers = Breakers::default();
+        let webhooks = Webhooks::new(&config, &app, breakers.clone());
+        let observers = vec![Directory::forget_written(directory.clone()), webhooks.forget_written()];
+        let key = config.encryption_key.as_ref().map(|k| k.expose());
+        let sealer = match config.env {
+            Mode::Development => {
+                if key.is_none() && has_passwords(&app) {
+                    tracing::warn!(
+                        "M_ENCRYPTION_KEY is not set: Password fields are stored unencrypted (development only)"
+                    );
+                }
+                Sealer::new(key)
+            }
+            Mode::Production => {
+                if key.is_none() {
+                    tracing::warn!("M_ENCRYPTION_KEY is not set: webhook secrets cannot be saved");
+                }
+                Sealer::production(key)
+            }
+        };
+        let limits = list_limits(&config);
+        let repo = Repo::new(Parts { app, db, limits, queue, observers, sealer, webhooks });
         let users = Users::new(repo.clone(), directory);
         let administrator = users.ensure_administrator().await;
         match schema {
@@ -111,13 +133,24 @@ impl Setup {
             })?,
             _ => administrator.context("cannot create the built-in Administrator user")?,
         }
-        Ok(Runtime { config: Arc::new(config), repo, users, jobs, revisions: revisions.into(), schema })
+        Ok(Runtime { config: Arc::new(config), repo, users, jobs, revisions: revisions.into(), schema, breakers })
     }
 }
 
-/// Whether any DocType has a Password field (its values need `M_ENCRYPTION_KEY` at rest).
+/// The runtime's own jobs, run beside the application's (their names start with `m:`).
+static BUILT_IN_JOBS: &[Job] = &[
+    Job {
+        name: crate::jobs::doc_events::JOB_NAME,
+        run: |ctx, args| Box::pin(crate::jobs::deliver_doc_event(ctx, args)),
+    },
+    Job { name: crate::webhooks::JOB_NAME, run: |ctx, args| Box::pin(crate::webhooks::deliver::run(ctx, args)) },
+];
+
+/// Whether one of the application's DocTypes has a Password field (its values need
+/// `M_ENCRYPTION_KEY` at rest). The built-in Webhook's secret does not count: without a key, a
+/// production server runs and refuses to store one.
 fn has_passwords(app: &App) -> bool {
-    app.schemas().iter().any(|s| !s.secrets.is_empty())
+    app.schemas().iter().any(|s| !s.secrets.is_empty() && !crate::webhooks::is_built_in(s.name()))
 }
 
 /// The list caps of the configuration (`M_MAX_PAGE_SIZE`, `M_MAX_FIELDS`, …).
@@ -145,6 +178,11 @@ impl Runtime {
     /// The revisions the database had applied when it was opened.
     pub fn revisions(&self) -> &[String] {
         &self.revisions
+    }
+
+    /// The circuit breakers of the outside targets.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     /// How the schema was treated when it was opened.

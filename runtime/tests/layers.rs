@@ -16,9 +16,9 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 /// m-runtime's layers, from the bottom up. A module may import its own layer and those below;
 /// the leaves import only leaves.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("leaf", &["config", "metrics", "breaker", "telemetry"]),
+    ("leaf", &["config", "metrics", "breaker", "telemetry", "outbound"]),
     ("storage", &["db", "query"]),
-    ("services", &["repo", "users", "jobs", "migrate", "auth", "ratelimit", "retry", "services"]),
+    ("services", &["repo", "users", "jobs", "migrate", "auth", "ratelimit", "retry", "webhooks", "services"]),
     ("edge", &["http", "server", "cli", ""]),
 ];
 

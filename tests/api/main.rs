@@ -20,3 +20,4 @@ mod runtime;
 mod security;
 mod startup;
 mod users;
+mod webhooks;

@@ -94,6 +94,7 @@ pub async fn run(cmd: JobCommand, setup: Setup, json: bool) -> anyhow::Result<()
                 users: rt.users.clone(),
                 id: format!("cli-{}", uuid::Uuid::now_v7()),
                 attempt: 1,
+                max_attempts: 1,
                 enqueued_by: Some(crate::perms::ADMINISTRATOR.to_string()),
             };
             let started = std::time::Instant::now();

@@ -2,7 +2,8 @@
 //! `m1:<base64 of a 12-byte nonce and the ChaCha20-Poly1305 ciphertext>` (the key is the
 //! SHA-256 of the setting, so any long random string works); without it — development only, the
 //! server warns at startup — as `m0:<the value>`. The prefix says which, so a value stored before
-//! a key was set is still read, and the next save encrypts it.
+//! a key was set is still read, and the next save encrypts it. Production without a key stores
+//! no Password value at all: such a write is refused (503), naming the setting.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -20,6 +21,8 @@ const NONCE_BYTES: usize = 12;
 #[derive(Clone, Default)]
 pub struct Sealer {
     cipher: Option<ChaCha20Poly1305>,
+    /// Without a key, values are refused instead of stored as they are (production).
+    refuse_plain: bool,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -35,7 +38,12 @@ impl Sealer {
             let key: [u8; 32] = sha2::Sha256::digest(s.as_bytes()).into();
             ChaCha20Poly1305::new(&Key::from(key))
         });
-        Sealer { cipher }
+        Sealer { cipher, refuse_plain: false }
+    }
+
+    /// As [`Sealer::new`], but without a key a value is refused rather than stored unencrypted.
+    pub fn production(secret: Option<&str>) -> Sealer {
+        Sealer { refuse_plain: true, ..Sealer::new(secret) }
     }
 
     /// Whether `value` is already a stored form (one that could not be opened is kept as it is;
@@ -49,7 +57,15 @@ impl Sealer {
         if Sealer::is_stored_form(value) {
             return Ok(value.to_string());
         }
-        let Some(cipher) = &self.cipher else { return Ok(format!("{PLAIN}{value}")) };
+        let Some(cipher) = &self.cipher else {
+            if self.refuse_plain {
+                return Err(DbError::Unavailable(
+                    "Password values cannot be stored: production keeps them encrypted, and M_ENCRYPTION_KEY is not set"
+                        .into(),
+                ));
+            }
+            return Ok(format!("{PLAIN}{value}"));
+        };
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = cipher
             .encrypt(&nonce, value.as_bytes())
@@ -101,5 +117,10 @@ mod tests {
         assert_eq!(plain, "m0:s3cret");
         assert_eq!(sealer.open(&plain).unwrap(), "s3cret");
         assert!(sealer.open("m1:not base64").unwrap_err().to_string().contains("decrypted"));
+        // Production without a key stores nothing unencrypted, and still reads what is stored.
+        let refusing = Sealer::production(None);
+        assert!(refusing.seal("s3cret").unwrap_err().to_string().contains("M_ENCRYPTION_KEY"));
+        assert_eq!(refusing.open(&plain).unwrap(), "s3cret");
+        assert!(Sealer::production(Some("a key of enough length for a test")).seal("x").unwrap().starts_with("m1:"));
     }
 }

@@ -1,7 +1,8 @@
 //! `GET /ready`: whether this instance can serve, as `application/health+json` (the IETF
 //! health-check draft): the database answers `SELECT 1` quickly, its migrations are at the
 //! revisions this build expects, and Redis (when configured) answers PING — Redis only warns,
-//! since the application runs without it. 200 when ready (`pass` or `warn`), 503 otherwise.
+//! since the application runs without it, as does an outside target whose circuit breaker is
+//! open (a webhook's host). 200 when ready (`pass` or `warn`), 503 otherwise.
 
 use std::time::{Duration, Instant};
 
@@ -164,6 +165,18 @@ pub async fn ready(State(state): State<ApiState>) -> Response {
     checks.insert("migrations:applied".into(), json!([mig]));
     if let Some(c) = cache {
         checks.insert("redis:responseTime".into(), json!([c]));
+    }
+    // An outside target whose breaker is open (a webhook host, …) warns: this instance serves.
+    let open: Vec<Json> = state
+        .repo
+        .webhooks()
+        .breakers()
+        .not_closed()
+        .into_iter()
+        .map(|(name, s)| check("warn", json!({ "componentId": name, "observedValue": s.as_str() })))
+        .collect();
+    if !open.is_empty() {
+        checks.insert("circuitBreakers:state".into(), Json::Array(open));
     }
     let statuses: Vec<&str> =
         checks.values().filter_map(|v| v.get(0).and_then(|c| c.get("status")).and_then(Json::as_str)).collect();

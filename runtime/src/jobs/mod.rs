@@ -51,23 +51,32 @@ impl std::fmt::Debug for Job {
 }
 
 /// Why a job failed: `retry` failures are run again (until the attempts are used up); the
-/// others are marked failed at once.
+/// others are marked failed at once. A job that could not try at all (a dependency's circuit
+/// breaker is open) asks to run again `later` without using an attempt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct JobError {
     pub message: String,
     pub retry: bool,
+    /// Run again after this long, this attempt not counted.
+    pub later: Option<std::time::Duration>,
 }
 
 impl JobError {
     /// A failure that may pass when the job runs again (a dependency was down, a conflict).
     pub fn retry(message: impl Into<String>) -> JobError {
-        JobError { message: message.into(), retry: true }
+        JobError { message: message.into(), retry: true, later: None }
     }
 
     /// A failure that running again cannot fix (bad arguments, a refused change).
     pub fn fatal(message: impl Into<String>) -> JobError {
-        JobError { message: message.into(), retry: false }
+        JobError { message: message.into(), retry: false, later: None }
+    }
+
+    /// The job did not try (its dependency is known to be down): queued again to run after
+    /// `after`, without using an attempt.
+    pub fn later(message: impl Into<String>, after: std::time::Duration) -> JobError {
+        JobError { message: message.into(), retry: true, later: Some(after) }
     }
 }
 
@@ -89,7 +98,7 @@ impl From<RepoError> for JobError {
             }
             other => other.to_string(),
         };
-        JobError { message, retry }
+        JobError { message, retry, later: None }
     }
 }
 
@@ -99,6 +108,7 @@ pub struct JobCtx {
     pub(crate) users: Users,
     pub(crate) id: String,
     pub(crate) attempt: u32,
+    pub(crate) max_attempts: u32,
     pub(crate) enqueued_by: Option<String>,
 }
 
@@ -116,6 +126,11 @@ impl JobCtx {
     /// 1 on the first run, 2 on the first retry, …
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// Whether a retryable failure now would be retried (attempts are left after this one).
+    pub fn can_retry(&self) -> bool {
+        self.attempt < self.max_attempts
     }
 
     /// The user whose request (or command) enqueued the job.
@@ -169,13 +184,9 @@ pub fn check_table(jobs: &[Job]) -> Result<(), String> {
     Ok(())
 }
 
-/// The runtime's own jobs, run beside the application's (their names start with `m:`).
-pub static BUILT_IN: &[Job] =
-    &[Job { name: doc_events::JOB_NAME, run: |ctx, args| Box::pin(deliver_doc_event(ctx, args)) }];
-
-/// Deliver the after-commit events of one change to its DocType's hooks, in order, forgetting
+/// The built-in job [`doc_events::JOB_NAME`]: deliver the after-commit events of one change to its DocType's hooks, in order, forgetting
 /// each once delivered (an event already delivered is skipped when the job runs again).
-async fn deliver_doc_event(ctx: &JobCtx, args: serde_json::Value) -> Result<(), JobError> {
+pub(crate) async fn deliver_doc_event(ctx: &JobCtx, args: serde_json::Value) -> Result<(), JobError> {
     let ids = args
         .get("ids")
         .and_then(serde_json::Value::as_array)

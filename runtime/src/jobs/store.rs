@@ -191,6 +191,12 @@ pub(crate) enum Finish<'a> {
     },
     /// Not finished (the worker is stopping): queued again, this attempt not counted.
     Release,
+    /// Did not try (a dependency's breaker is open): queued again for `run_at`, this attempt not
+    /// counted.
+    Later {
+        run_at: i64,
+        error: &'a str,
+    },
 }
 
 /// Record how a claimed run ended. Guarded by the run's attempt number and lease, so a run whose
@@ -214,6 +220,10 @@ pub(crate) async fn finish(db: &Db, job: &Claimed, how: Finish<'_>, now: i64) ->
         Finish::Release => {
             sql.push("UPDATE m_job SET state = 'queued', lease_until = NULL, attempts = attempts - 1, run_at = ");
             sql.bind(FieldType::BigInt, Value::Int(now));
+        }
+        Finish::Later { run_at, error } => {
+            sql.push("UPDATE m_job SET state = 'queued', lease_until = NULL, attempts = attempts - 1, run_at = ");
+            sql.bind(FieldType::BigInt, Value::Int(run_at)).push(", error = ").bind(FieldType::Text, text(error));
         }
     }
     sql.push(" WHERE id = ").bind(FieldType::Data, text(&job.id));

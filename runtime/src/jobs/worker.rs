@@ -210,6 +210,7 @@ async fn run_one(services: &Services, config: &WorkerConfig, job: &Claimed) {
                     users: services.users.clone(),
                     id: job.id.clone(),
                     attempt: job.attempt,
+                    max_attempts: job.max_attempts,
                     enqueued_by: job.enqueued_by.clone(),
                 };
                 // The job runs in this task (not a task of its own), so a timeout or an abort
@@ -230,6 +231,9 @@ async fn run_one(services: &Services, config: &WorkerConfig, job: &Claimed) {
     let now = now_us();
     let (how, outcome_label) = match &outcome {
         Ok(()) => (Finish::Done, "done"),
+        Err(JobError { later: Some(after), message, .. }) => {
+            (Finish::Later { run_at: now.saturating_add(micros(*after)), error: message }, "deferred")
+        }
         Err(e) if e.retry && job.attempt < job.max_attempts => {
             let run_at = now.saturating_add(micros(config.backoff_after(job.attempt)));
             (Finish::Retry { run_at, error: &e.message }, "retry")

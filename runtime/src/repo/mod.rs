@@ -113,6 +113,8 @@ pub struct Parts {
     pub observers: Vec<WriteObserver>,
     /// Password values at rest.
     pub sealer: Sealer,
+    /// Which committed events are delivered to webhooks, and how.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// Called with each document a committed write changed or deleted.
@@ -165,6 +167,10 @@ impl Repo {
     /// The job queue (shared with the workers).
     pub fn jobs(&self) -> &JobQueue {
         &self.inner.queue
+    }
+
+    pub fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.inner.webhooks
     }
 
     /// Queue `job` with `args`, committed at once (outside any write). Returns the job's id.

@@ -15,7 +15,7 @@ use crate::db::{DbError, Tx};
 use crate::doc::{Doc, DocSchema, StandardColumn};
 use crate::hooks::{DocEvent, HookEvent};
 use crate::meta::FieldType;
-use crate::perms::{Action, Principal, Scope};
+use crate::perms::{ADMINISTRATOR, Action, Principal, Scope};
 use crate::query::{self, DocRef, Sql};
 use crate::value::Value;
 
@@ -33,14 +33,7 @@ impl Repo {
     /// document with its child rows.
     async fn insert_new(&self, who: &Principal, scope: &Scope, mut doc: Doc, name: NewName) -> Result<Doc> {
         let schema = doc.schema.clone();
-        let t = now();
-        doc.set_std(StandardColumn::Id, Value::Uuid(Uuid::now_v7()));
-        doc.set_std(StandardColumn::Owner, Value::Str(who.user.clone()));
-        doc.set_std(StandardColumn::ModifiedBy, Value::Str(who.user.clone()));
-        doc.set_std(StandardColumn::Creation, Value::Datetime(t));
-        doc.set_std(StandardColumn::Modified, Value::Datetime(t));
-        doc.set_std(StandardColumn::Docstatus, Value::Int(0));
-        doc.set_std(StandardColumn::Version, Value::Int(1));
+        stamp_new(&mut doc, &who.user);
 
         let operation = match name {
             NewName::FromRule => "create",
@@ -99,6 +92,7 @@ impl Repo {
             }
         }
         crate::users::rules::check(self.app(), doc, previous)?;
+        crate::webhooks::rules::check(self.app(), doc)?;
         validate(doc)
     }
 
@@ -251,16 +245,44 @@ impl Repo {
         self.insert_new(who, &scope, doc, NewName::AmendmentOf(original)).await
     }
 
-    /// Record the after-commit events of a change in its transaction, when its DocType's hooks
-    /// want them.
+    /// Record the after-commit events of a change in its transaction: for its DocType's hooks
+    /// when they want them, and a delivery for each enabled webhook on the event.
     async fn record_events(&self, tx: &mut Tx, doc: &Doc, events: &[DocEvent], who: &Principal) -> Result<()> {
-        if !self.app().after_commit(doc.schema.name()) {
-            return Ok(());
-        }
-        crate::jobs::doc_events::record(tx, &self.inner.queue, doc, events, &who.user).await.map_err(|e| match e {
+        let queued = |e: crate::jobs::EnqueueError| match e {
             crate::jobs::EnqueueError::Db(e) => RepoError::from(e),
             other => RepoError::Internal(other.to_string()),
-        })
+        };
+        if self.app().after_commit(doc.schema.name()) {
+            crate::jobs::doc_events::record(tx, &self.inner.queue, doc, events, &who.user).await.map_err(queued)?;
+        }
+        let Some(log_schema) = self.inner.webhooks.log_schema() else { return Ok(()) };
+        for &event in events {
+            for hook in self.inner.webhooks.matching(tx, doc.schema.name(), event).await? {
+                let mut log = Doc::empty(log_schema.clone());
+                stamp_new(&mut log, ADMINISTRATOR);
+                let name = self.next_name(tx, &log).await?;
+                log.set_std(StandardColumn::Name, Value::Str(name.clone()));
+                for (field, value) in [
+                    ("webhook", hook.name.clone()),
+                    ("reference_doctype", doc.schema.name().to_string()),
+                    ("reference_document", doc.name().to_string()),
+                    ("event", event.as_str().to_string()),
+                    ("user", who.user.clone()),
+                    ("url", hook.url.clone()),
+                    ("status", crate::webhooks::Status::Queued.as_str().to_string()),
+                    ("data", hook.body(doc, event)),
+                ] {
+                    log.set(field, Value::Str(value));
+                }
+                log.set("attempts", Value::Int(0));
+                let sql = query::insert(log_schema, self.dialect(), &log.values);
+                self.write(tx, log_schema, sql, WriteKind::Insert).await?;
+                let args = serde_json::json!({ "log": name });
+                let job = crate::webhooks::JOB_NAME;
+                self.inner.queue.enqueue_in(tx, job, &args, Some(&who.user)).await.map_err(queued)?;
+            }
+        }
+        Ok(())
     }
 
     /// The start of every change to a stored document: the caller's scope for the action, a write
@@ -448,4 +470,17 @@ fn validate(doc: &Doc) -> Result<()> {
     let mut issues = Vec::new();
     check_doc(doc, "", &mut issues);
     if issues.is_empty() { Ok(()) } else { Err(RepoError::Validation(issues)) }
+}
+
+/// The standard columns of a new document written by `user`: a fresh id, owner and modifier,
+/// creation and modification now, a draft at version 1.
+fn stamp_new(doc: &mut Doc, user: &str) {
+    let t = now();
+    doc.set_std(StandardColumn::Id, Value::Uuid(Uuid::now_v7()));
+    doc.set_std(StandardColumn::Owner, Value::Str(user.to_string()));
+    doc.set_std(StandardColumn::ModifiedBy, Value::Str(user.to_string()));
+    doc.set_std(StandardColumn::Creation, Value::Datetime(t));
+    doc.set_std(StandardColumn::Modified, Value::Datetime(t));
+    doc.set_std(StandardColumn::Docstatus, Value::Int(0));
+    doc.set_std(StandardColumn::Version, Value::Int(1));
 }
