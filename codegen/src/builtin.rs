@@ -1,11 +1,12 @@
 //! The built-in DocTypes every application has (DESIGN §4): `User`, its child `Has Role`,
-//! `User Permission`, and the webhooks' `Webhook` (child `Webhook Data`) and `Webhook Request
-//! Log`. They are ordinary DocTypes — tables, routes, OpenAPI, migrations — whose TOML ships
+//! `User Permission`, the webhooks' `Webhook` (child `Webhook Data`) and `Webhook Request Log`,
+//! and the outbox's `Email Queue`. They are ordinary DocTypes — tables, routes, OpenAPI, migrations — whose TOML ships
 //! with this crate; only System Managers are granted anything on them (no `[permissions]`), and
 //! the runtime adds their rules (known roles, the password kept apart, webhook targets).
 
 /// `(file name as diagnostics show it, TOML text)` of each built-in DocType.
 pub const SOURCES: &[(&str, &str)] = &[
+    ("builtin/email_queue.toml", include_str!("../builtin/email_queue.toml")),
     ("builtin/has_role.toml", include_str!("../builtin/has_role.toml")),
     ("builtin/user.toml", include_str!("../builtin/user.toml")),
     ("builtin/user_permission.toml", include_str!("../builtin/user_permission.toml")),

@@ -12,8 +12,18 @@ use crate::spec::{self, RawDocType, RawField};
 pub const MAX_IDENT: usize = 63;
 
 /// DocType names that are not allowed: they collide with API paths or built-in tables.
-pub const RESERVED_DOCTYPES: &[&str] =
-    &["auth", "meta", "user", "user_permission", "has_role", "role", "webhook", "webhook_data", "webhook_request_log"];
+pub const RESERVED_DOCTYPES: &[&str] = &[
+    "auth",
+    "meta",
+    "user",
+    "user_permission",
+    "has_role",
+    "role",
+    "webhook",
+    "webhook_data",
+    "webhook_request_log",
+    "email_queue",
+];
 
 /// Parse and validate one DocType file. `file` is how diagnostics name it.
 pub fn parse_doctype(file: &str, source: &str) -> Result<DocType, Vec<Diagnostic>> {
@@ -81,7 +91,7 @@ impl Cx<'_> {
                 self.error(
                     raw.name.span(),
                     format!("`{name}` is a reserved DocType name"),
-                    "auth, meta, the built-in DocTypes (User, User Permission, Role, Webhook, Webhook Data, Webhook Request Log) and names starting with `M ` are reserved; pick another name",
+                    "auth, meta, the built-in DocTypes (User, User Permission, Role, Webhook, Webhook Data, Webhook Request Log, Email Queue) and names starting with `M ` are reserved; pick another name",
                 );
             } else if table.len() > MAX_IDENT {
                 self.error(

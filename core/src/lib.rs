@@ -11,6 +11,7 @@
 pub mod app;
 pub mod checks;
 pub mod doc;
+pub mod email;
 pub mod hooks;
 pub mod list_query;
 pub mod meta;

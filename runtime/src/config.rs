@@ -115,6 +115,96 @@ impl fmt::Display for Net {
     }
 }
 
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `smtps://`: TLS from the first byte (port 465 by default).
+    Implicit,
+    /// `smtp://` to any other host: STARTTLS, required (port 587 by default).
+    StartTls,
+    /// `smtp://` to a loopback host: no TLS (a local relay; port 25 by default).
+    None,
+}
+
+/// `M_SMTP_URL`: `smtps://user:password@host[:465]`, `smtp://[user:password@]host[:587]`
+/// (STARTTLS required), or `smtp://localhost[:25]` (plain: loopback hosts only).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl {
+    pub tls: SmtpTls,
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    text: String,
+}
+
+impl fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpUrl").field("tls", &self.tls).field("host", &self.host).field("port", &self.port).finish()
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl SmtpUrl {
+    pub fn parse(s: &str) -> Result<SmtpUrl, String> {
+        let url = reqwest::Url::parse(s.trim()).map_err(|e| format!("M_SMTP_URL is not a URL: {e}"))?;
+        let host = url.host_str().filter(|h| !h.is_empty()).ok_or("M_SMTP_URL has no host")?.to_string();
+        let tls = match url.scheme() {
+            "smtps" => SmtpTls::Implicit,
+            "smtp" if is_loopback_host(&host) => SmtpTls::None,
+            "smtp" => SmtpTls::StartTls,
+            other => return Err(format!("M_SMTP_URL: use smtps:// or smtp://, not {other}://")),
+        };
+        let port = url.port().unwrap_or(match tls {
+            SmtpTls::Implicit => 465,
+            SmtpTls::StartTls => 587,
+            SmtpTls::None => 25,
+        });
+        let decode = |v: &str| percent_decode(v);
+        let user = Some(url.username()).filter(|u| !u.is_empty()).map(decode);
+        let password = url.password().map(|p| Secret::new(decode(p)));
+        Ok(SmtpUrl { tls, host, port, user, password, text: s.trim().to_string() })
+    }
+}
+
+/// `%xx` escapes decoded (user names and passwords in URLs).
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
+        {
+            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn de_smtp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SmtpUrl>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(s) if !s.trim().is_empty() => SmtpUrl::parse(&s).map(Some).map_err(serde::de::Error::custom),
+        _ => Ok(None),
+    }
+}
+
+fn ser_smtp<S: Serializer>(v: &Option<SmtpUrl>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(u) => s.serialize_some(&u.text),
+        None => s.serialize_none(),
+    }
+}
+
 /// A list setting: a comma-separated string (the environment) or an array (`m.toml`).
 fn list_items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -272,6 +362,17 @@ pub struct Config {
     /// in URLs).
     #[serde(deserialize_with = "list_items")]
     pub webhook_allow_hosts: Vec<String>,
+    /// Where email is sent (`M_SMTP_URL`; see [`SmtpUrl`]). Without it, development writes each
+    /// message as an `.eml` file under `M_MAIL_DIR`; production keeps it queued, failed with
+    /// `smtp_not_configured`.
+    #[serde(deserialize_with = "de_smtp", serialize_with = "ser_smtp")]
+    pub smtp_url: Option<SmtpUrl>,
+    /// The sender of outgoing email (`M_MAIL_FROM`, e.g. `Acme <billing@acme.example>`).
+    pub mail_from: Option<String>,
+    /// Where development writes email when no SMTP server is configured (`M_MAIL_DIR`).
+    pub mail_dir: std::path::PathBuf,
+    /// An SMTP exchange taking longer fails its attempt (`M_SMTP_TIMEOUT_SECS`).
+    pub smtp_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -327,6 +428,10 @@ impl Default for Config {
             job_keep_secs: 7 * 24 * 3600,
             webhook_timeout_secs: 10,
             webhook_allow_hosts: Vec::new(),
+            smtp_url: None,
+            mail_from: None,
+            mail_dir: "data/mail".into(),
+            smtp_timeout_secs: 30,
         }
     }
 }
@@ -381,6 +486,10 @@ const ENV_KEYS: &[&str] = &[
     "job_keep_secs",
     "webhook_timeout_secs",
     "webhook_allow_hosts",
+    "smtp_url",
+    "mail_from",
+    "mail_dir",
+    "smtp_timeout_secs",
 ];
 
 impl Config {
@@ -421,8 +530,11 @@ impl Config {
         if self.request_timeout_secs == 0 || self.max_concurrent_requests == 0 {
             return Err("M_REQUEST_TIMEOUT_SECS and M_MAX_CONCURRENT_REQUESTS must be at least 1".into());
         }
-        if self.webhook_timeout_secs == 0 {
-            return Err("M_WEBHOOK_TIMEOUT_SECS must be at least 1".into());
+        if self.webhook_timeout_secs == 0 || self.smtp_timeout_secs == 0 {
+            return Err("M_WEBHOOK_TIMEOUT_SECS and M_SMTP_TIMEOUT_SECS must be at least 1".into());
+        }
+        if self.smtp_url.is_some() && self.mail_from.as_deref().is_none_or(|f| f.trim().is_empty()) {
+            return Err("M_SMTP_URL needs M_MAIL_FROM (the sender of outgoing email)".into());
         }
         if self.db_max_connections == 0 {
             return Err("M_DB_MAX_CONNECTIONS must be at least 1".into());
@@ -450,6 +562,20 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smtp_urls() {
+        let tls = SmtpUrl::parse("smtps://me%40x.io:p%40ss@mail.example.com").unwrap();
+        assert_eq!((tls.tls, tls.port, tls.user.as_deref()), (SmtpTls::Implicit, 465, Some("me@x.io")));
+        assert_eq!(tls.password.as_ref().map(Secret::expose), Some("p@ss"));
+        assert!(!format!("{tls:?}").contains("p@ss"));
+        let start = SmtpUrl::parse("smtp://mail.example.com").unwrap();
+        assert_eq!((start.tls, start.port), (SmtpTls::StartTls, 587), "plain only to a loopback host");
+        let local = SmtpUrl::parse("smtp://127.0.0.1:2525").unwrap();
+        assert_eq!((local.tls, local.port), (SmtpTls::None, 2525));
+        assert_eq!(SmtpUrl::parse("smtp://localhost").unwrap().tls, SmtpTls::None);
+        assert!(SmtpUrl::parse("http://mail.example.com").is_err());
+    }
 
     #[test]
     fn secrets_do_not_debug_print() {

@@ -16,6 +16,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod jobs;
+pub mod mail;
 pub mod metrics;
 pub mod migrate;
 pub mod outbound;
@@ -29,7 +30,7 @@ pub mod telemetry;
 pub mod users;
 pub mod webhooks;
 
-pub use m_core::{Doc, DocType, Value, app, checks, doc, hooks, list_query, meta, naming, perms, types, value};
+pub use m_core::{Doc, DocType, Value, app, checks, doc, email, hooks, list_query, meta, naming, perms, types, value};
 /// `#[derive(DocType)]`.
 #[cfg(feature = "derive")]
 pub use m_macros::DocType;

@@ -12,6 +12,8 @@
 //!   `m_jobs_total{job,outcome}`, `m_job_duration_seconds{job}`
 //! - `m_webhook_deliveries_total{outcome="delivered"|"failed"|"retry"|"refused"|"deferred"}`,
 //!   `m_webhook_delivery_duration_seconds` (each request made)
+//! - `m_emails_total{outcome="sent"|"written"|"failed"|"retry"|"deferred"}`,
+//!   `m_email_duration_seconds` (each message handed to SMTP or written to a file)
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -204,5 +206,14 @@ pub fn webhook_delivery(outcome: &'static str, elapsed: Option<Duration>) {
     metrics::counter!("m_webhook_deliveries_total", "outcome" => outcome).increment(1);
     if let Some(elapsed) = elapsed {
         metrics::histogram!("m_webhook_delivery_duration_seconds").record(elapsed.as_secs_f64());
+    }
+}
+
+/// An email's attempt ended: `sent`, `written` (development: an `.eml` file), `failed` (for
+/// good), `retry` or `deferred` (not tried: the SMTP breaker is open).
+pub fn email(outcome: &'static str, elapsed: Option<Duration>) {
+    metrics::counter!("m_emails_total", "outcome" => outcome).increment(1);
+    if let Some(elapsed) = elapsed {
+        metrics::histogram!("m_email_duration_seconds").record(elapsed.as_secs_f64());
     }
 }

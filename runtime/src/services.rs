@@ -14,6 +14,7 @@ use crate::config::{Config, Mode};
 use crate::db::{Db, PoolConfig, Sealer};
 use crate::jobs::{Job, JobQueue};
 use crate::list_query::ListLimits;
+use crate::mail::Outbox;
 use crate::migrate;
 use crate::repo::{Parts, Repo};
 use crate::users::{Directory, Users};
@@ -103,6 +104,7 @@ impl Setup {
         let directory = Arc::new(Directory::default());
         let breakers = Breakers::default();
         let webhooks = Webhooks::new(&config, &app, breakers.clone());
+        let outbox = Outbox::new(&config, &app, breakers.clone()).map_err(anyhow::Error::msg)?;
         let observers = vec![Directory::forget_written(directory.clone()), webhooks.forget_written()];
         let key = config.encryption_key.as_ref().map(|k| k.expose());
         let sealer = match config.env {
@@ -122,7 +124,7 @@ impl Setup {
             }
         };
         let limits = list_limits(&config);
-        let repo = Repo::new(Parts { app, db, limits, queue, observers, sealer, webhooks });
+        let repo = Repo::new(Parts { app, db, limits, queue, observers, sealer, webhooks, outbox });
         let users = Users::new(repo.clone(), directory);
         let administrator = users.ensure_administrator().await;
         match schema {
@@ -144,6 +146,7 @@ static BUILT_IN_JOBS: &[Job] = &[
         run: |ctx, args| Box::pin(crate::jobs::deliver_doc_event(ctx, args)),
     },
     Job { name: crate::webhooks::JOB_NAME, run: |ctx, args| Box::pin(crate::webhooks::deliver::run(ctx, args)) },
+    Job { name: crate::mail::JOB_NAME, run: |ctx, args| Box::pin(crate::mail::deliver::run(ctx, args)) },
 ];
 
 /// Whether one of the application's DocTypes has a Password field (its values need

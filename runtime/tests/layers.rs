@@ -18,7 +18,7 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 const LAYERS: &[(&str, &[&str])] = &[
     ("leaf", &["config", "metrics", "breaker", "telemetry", "outbound"]),
     ("storage", &["db", "query"]),
-    ("services", &["repo", "users", "jobs", "migrate", "auth", "ratelimit", "retry", "webhooks", "services"]),
+    ("services", &["repo", "users", "jobs", "migrate", "auth", "ratelimit", "retry", "webhooks", "mail", "services"]),
     ("edge", &["http", "server", "cli", ""]),
 ];
 

@@ -5,6 +5,7 @@ mod support;
 
 mod artifacts;
 mod crud;
+mod email;
 mod events;
 mod input;
 mod jobs;

@@ -279,3 +279,32 @@ async fn postgres_jobs_run_under_row_security() {
     m.close().await;
     assert!(found.iter().any(|f| f.contains("`invoice.status`") && f.contains("`Overdue`")), "{found:?}");
 }
+
+/// The runtime's own documents — a webhook's delivery log, a queued email — are written for
+/// whoever makes the change, though row security lets only System Managers at them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_deliveries_and_email_are_recorded_for_any_writer() {
+    let Some((api, _)) = with_row_security().await else { return };
+    let hook = json!({"webhook_doctype": "Invoice", "webhook_docevent": "after_insert", "request_url": "https://example.com/in"});
+    let hook = api.post("/api/v1/Webhook", hook).send().await.expect(201);
+    let hook = hook.json["name"].as_str().unwrap().to_string();
+    let c =
+        api.post("/api/v1/Customer", json!({"customer_name": "Acme", "email": "billing@acme.example"})).send().await;
+    let customer = c.expect(201).json["name"].as_str().unwrap().to_string();
+    let alice = api.token("alice@example.com", &["Sales User"]).await;
+    let body = json!({"customer": customer, "items": [{"item_code": "A", "qty": 1, "rate": 5}]});
+    let inv = api.post("/api/v1/Invoice", body).by(alice.clone()).send().await.expect(201);
+    let invoice = inv.json["name"].as_str().unwrap().to_string();
+    api.post(&format!("/api/v1/Invoice/{invoice}/submit"), json!({})).by(alice.clone()).send().await.expect(200);
+    let logs = api.get(&format!("/api/v1/Webhook Request Log?webhook={hook}")).send().await.expect(200);
+    let logs = logs.json["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(
+        (logs[0]["reference_document"].as_str(), logs[0]["user"].as_str()),
+        (Some(invoice.as_str()), Some("alice@example.com"))
+    );
+    let mail = api.get(&format!("/api/v1/Email Queue?reference_name={invoice}")).send().await.expect(200);
+    assert_eq!(mail.json["items"].as_array().map(Vec::len), Some(1), "{}", mail.json);
+    // Alice herself reads neither.
+    api.get("/api/v1/Email Queue").by(alice).send().await.expect_error(403, "forbidden");
+}

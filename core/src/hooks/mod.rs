@@ -16,6 +16,7 @@ pub mod error;
 pub use error::HookError;
 
 use crate::doc::Doc;
+use crate::email::Email;
 use crate::value::Value;
 
 /// A boxed future, the return type of hook functions and [`HookHost`] methods.
@@ -91,6 +92,8 @@ pub trait HookHost: Send + Sync {
     ) -> BoxFuture<'a, Result<Value, HookError>>;
     /// Queue a job in the write's transaction; returns its id.
     fn enqueue<'a>(&'a self, job: &'a str, args: serde_json::Value) -> BoxFuture<'a, Result<String, HookError>>;
+    /// Queue an email in the write's transaction; returns its `Email Queue` name.
+    fn send_email<'a>(&'a self, email: Email) -> BoxFuture<'a, Result<String, HookError>>;
 }
 
 /// What a hook can see: the acting user, whether the document is new, and read access to other
@@ -122,6 +125,12 @@ impl<'t> HookCtx<'t> {
     /// commits. Returns the job's id.
     pub async fn enqueue(&self, job: &str, args: serde_json::Value) -> Result<String, HookError> {
         self.host.enqueue(job, args).await
+    }
+
+    /// Queue an email (its templates rendered now) in the write's transaction: it is sent only
+    /// if the write commits. Returns its `Email Queue` name.
+    pub async fn send_email(&self, email: Email) -> Result<String, HookError> {
+        self.host.send_email(email).await
     }
 
     /// One field of another document by DocType and `name` (Null when the document does not

@@ -13,6 +13,7 @@ use serde_json::{Value as Json, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::ApiState;
+use crate::config::percent_decode;
 use crate::repo::Repo;
 
 /// What readiness checks against.
@@ -65,26 +66,6 @@ async fn migrations(repo: &Repo, expected: &[String]) -> Json {
         }
         Err(_) => check("fail", json!({ "output": "no answer" })),
     }
-}
-
-/// `%xx` escapes of a URL part, decoded.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
-        {
-            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `host:port` of a `redis://[user:password@]host[:port][/db][?…]` URL.

@@ -150,6 +150,13 @@ impl JobCtx {
         self.users.principal(user).await?.ok_or_else(|| JobError::fatal(format!("user {user} is gone or disabled")))
     }
 
+    /// Queue an email (its templates rendered now; committed at once). Returns its
+    /// `Email Queue` name.
+    pub async fn send_email(&self, email: &crate::email::Email) -> Result<String, JobError> {
+        let user = self.enqueued_by.as_deref().unwrap_or(crate::perms::ADMINISTRATOR);
+        Ok(self.repo.send_email(email, user).await?)
+    }
+
     /// Queue another job (committed at once). Returns its id.
     pub async fn enqueue(&self, job: &str, args: serde_json::Value) -> Result<String, JobError> {
         self.repo.enqueue(job, &args, self.enqueued_by.as_deref()).await.map_err(|e| match e {

@@ -5,6 +5,7 @@
 use super::{Repo, RepoError, Result};
 use crate::db::{DbCtx, Fetch, Tx};
 use crate::doc::Doc;
+use crate::email::Email;
 use crate::hooks::{BoxFuture, HookCtx, HookError, HookEvent, HookHost};
 use crate::jobs::doc_events::Recorded;
 use crate::perms::{Principal, Scope};
@@ -75,6 +76,16 @@ fn internal(e: impl std::fmt::Display) -> HookError {
     HookError::Internal(e.to_string())
 }
 
+/// An email the outbox refused: a bad address is the caller's (422), the rest the runtime's.
+fn email_error(e: RepoError) -> HookError {
+    match e {
+        RepoError::Validation(issues) => {
+            HookError::invalid(issues.iter().map(|i| i.message.as_str()).collect::<Vec<_>>().join("; "))
+        }
+        other => internal(other),
+    }
+}
+
 /// What a hook reaches: this service, inside the write's transaction.
 struct InTx<'r, 't> {
     repo: &'r Repo,
@@ -101,6 +112,13 @@ impl HookHost for InTx<'_, '_> {
             self.repo.inner.queue.enqueue_in(&mut tx, job, &args, Some(self.user)).await.map_err(internal)
         })
     }
+
+    fn send_email<'a>(&'a self, email: Email) -> BoxFuture<'a, Result<String, HookError>> {
+        Box::pin(async move {
+            let mut tx = self.tx.lock().await;
+            self.repo.queue_email_in(&mut tx, &email, self.user).await.map_err(email_error)
+        })
+    }
 }
 
 /// What an `after_commit` hook reaches: reads on a reader connection, jobs queued at once.
@@ -124,5 +142,9 @@ impl HookHost for Committed<'_> {
 
     fn enqueue<'a>(&'a self, job: &'a str, args: serde_json::Value) -> BoxFuture<'a, Result<String, HookError>> {
         Box::pin(async move { self.repo.enqueue(job, &args, Some(self.user)).await.map_err(internal) })
+    }
+
+    fn send_email<'a>(&'a self, email: Email) -> BoxFuture<'a, Result<String, HookError>> {
+        Box::pin(async move { self.repo.send_email(&email, self.user).await.map_err(email_error) })
     }
 }

@@ -115,6 +115,8 @@ pub struct Parts {
     pub sealer: Sealer,
     /// Which committed events are delivered to webhooks, and how.
     pub webhooks: crate::webhooks::Webhooks,
+    /// Where queued email goes.
+    pub outbox: crate::mail::Outbox,
 }
 
 /// Called with each document a committed write changed or deleted.
@@ -171,6 +173,10 @@ impl Repo {
 
     pub fn webhooks(&self) -> &crate::webhooks::Webhooks {
         &self.inner.webhooks
+    }
+
+    pub fn outbox(&self) -> &crate::mail::Outbox {
+        &self.inner.outbox
     }
 
     /// Queue `job` with `args`, committed at once (outside any write). Returns the job's id.

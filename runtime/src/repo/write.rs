@@ -11,8 +11,9 @@ use super::body::{apply_body, apply_defaults, apply_defaults_to_children};
 use super::links::link_values;
 use super::{Expect, Repo, RepoError, Result, Target, ctx, docstatus, etag, if_match_ok, now, record_denial};
 use crate::checks::{FieldIssue, check_doc};
-use crate::db::{DbError, Tx};
+use crate::db::{DbCtx, DbError, Fetch as _, Tx};
 use crate::doc::{Doc, DocSchema, StandardColumn};
+use crate::email::Email;
 use crate::hooks::{DocEvent, HookEvent};
 use crate::meta::FieldType;
 use crate::perms::{ADMINISTRATOR, Action, Principal, Scope};
@@ -258,31 +259,86 @@ impl Repo {
         let Some(log_schema) = self.inner.webhooks.log_schema() else { return Ok(()) };
         for &event in events {
             for hook in self.inner.webhooks.matching(tx, doc.schema.name(), event).await? {
-                let mut log = Doc::empty(log_schema.clone());
-                stamp_new(&mut log, ADMINISTRATOR);
-                let name = self.next_name(tx, &log).await?;
-                log.set_std(StandardColumn::Name, Value::Str(name.clone()));
-                for (field, value) in [
-                    ("webhook", hook.name.clone()),
-                    ("reference_doctype", doc.schema.name().to_string()),
-                    ("reference_document", doc.name().to_string()),
-                    ("event", event.as_str().to_string()),
-                    ("user", who.user.clone()),
-                    ("url", hook.url.clone()),
-                    ("status", crate::webhooks::Status::Queued.as_str().to_string()),
-                    ("data", hook.body(doc, event)),
-                ] {
-                    log.set(field, Value::Str(value));
-                }
-                log.set("attempts", Value::Int(0));
-                let sql = query::insert(log_schema, self.dialect(), &log.values);
-                self.write(tx, log_schema, sql, WriteKind::Insert).await?;
+                let text = |s: &str| Value::Str(s.to_string());
+                let fields = [
+                    ("webhook", text(&hook.name)),
+                    ("reference_doctype", text(doc.schema.name())),
+                    ("reference_document", text(doc.name())),
+                    ("event", text(event.as_str())),
+                    ("user", text(&who.user)),
+                    ("url", text(&hook.url)),
+                    ("status", text(crate::webhooks::Status::Queued.as_str())),
+                    ("data", Value::Str(hook.body(doc, event))),
+                    ("attempts", Value::Int(0)),
+                ];
+                let name = self.insert_system(tx, log_schema, &fields).await?;
                 let args = serde_json::json!({ "log": name });
                 let job = crate::webhooks::JOB_NAME;
                 self.inner.queue.enqueue_in(tx, job, &args, Some(&who.user)).await.map_err(queued)?;
             }
         }
         Ok(())
+    }
+
+    /// Insert a document the runtime writes for itself (a delivery log, a queued email) in
+    /// `tx`: no hooks, no permission check (nor PostgreSQL row security: the writer is rarely
+    /// a System Manager), owned by the Administrator. Returns its name.
+    async fn insert_system(&self, tx: &mut Tx, schema: &Arc<DocSchema>, fields: &[(&str, Value)]) -> Result<String> {
+        let mut doc = Doc::empty(schema.clone());
+        stamp_new(&mut doc, ADMINISTRATOR);
+        for (field, value) in fields {
+            doc.set(field, value.clone());
+        }
+        let name = self.next_name(tx, &doc).await?;
+        doc.set_std(StandardColumn::Name, Value::Str(name.clone()));
+        let sql = query::insert(schema, self.dialect(), &self.stored(schema, &doc.values)?);
+        tx.bypass(true).await?;
+        let written = self.write(tx, schema, sql, WriteKind::Insert).await;
+        tx.bypass(false).await?;
+        written?;
+        Ok(name)
+    }
+
+    /// Queue `email` in `tx` (rendered now; sent by the job `m:email` once `tx` commits).
+    /// Returns its `Email Queue` name.
+    pub(crate) async fn queue_email_in(&self, tx: &mut Tx, email: &Email, user: &str) -> Result<String> {
+        let schema = self.inner.outbox.queue_schema().ok_or_else(|| {
+            RepoError::Internal("this application has no Email Queue DocType: it cannot send email".into())
+        })?;
+        crate::mail::check_addresses(email)
+            .map_err(|m| RepoError::Validation(vec![FieldIssue::new("email", "email", m)]))?;
+        let rendered = crate::mail::render(email).map_err(RepoError::Internal)?;
+        let text = |s: &str| Value::Str(s.to_string());
+        let optional = |s: Option<&str>| s.map_or(Value::Null, text);
+        let (doctype, name) = email.reference.clone().unzip();
+        let fields = [
+            ("sender", text(self.inner.outbox.from())),
+            ("recipients", Value::Str(email.to.iter().map(|a| a.trim()).collect::<Vec<_>>().join(", "))),
+            ("cc", Value::Str(email.cc.iter().map(|a| a.trim()).collect::<Vec<_>>().join(", "))),
+            ("subject", Value::Str(rendered.subject)),
+            ("message_html", optional(rendered.html.as_deref())),
+            ("message_text", optional(rendered.text.as_deref())),
+            ("status", text(crate::mail::Status::NotSent.as_str())),
+            ("attempts", Value::Int(0)),
+            ("reference_doctype", optional(doctype.as_deref())),
+            ("reference_name", optional(name.as_deref())),
+            ("attach_print", Value::Bool(email.attach_print)),
+        ];
+        let queued = self.insert_system(tx, schema, &fields).await?;
+        let args = serde_json::json!({ "email": queued });
+        self.inner.queue.enqueue_in(tx, crate::mail::JOB_NAME, &args, Some(user)).await.map_err(|e| match e {
+            crate::jobs::EnqueueError::Db(e) => RepoError::from(e),
+            other => RepoError::Internal(other.to_string()),
+        })?;
+        Ok(queued)
+    }
+
+    /// Queue `email`, committed at once (from a job or after a commit).
+    pub async fn send_email(&self, email: &Email, user: &str) -> Result<String> {
+        let mut tx = self.inner.db.begin(&DbCtx::System).await?;
+        let name = self.queue_email_in(&mut tx, email, user).await?;
+        tx.commit().await?;
+        Ok(name)
     }
 
     /// The start of every change to a stored document: the caller's scope for the action, a write

@@ -1,0 +1,167 @@
+//! Sending one queued email (the job `m:email`): the message is built from the `Email Queue`
+//! document (a text and an HTML part, as rendered when it was queued) and handed to the
+//! transport. An SMTP refusal (5xx) fails it at once; no answer, a dropped connection or a
+//! temporary refusal (4xx) is retried with the job queue's backoff and counts against the
+//! breaker `smtp`, whose being open defers the job without using an attempt.
+
+use std::time::Instant;
+
+use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use serde_json::{Value as Json, json};
+
+use super::{BREAKER, QUEUE_DOCTYPE, Status, Transport};
+use crate::doc::Doc;
+use crate::jobs::{JobCtx, JobError};
+use crate::repo::{Expect, RepoError};
+use crate::value::Value;
+
+/// The job: send the email named in `args.email`.
+pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
+    let id = args
+        .get("email")
+        .and_then(Json::as_str)
+        .ok_or_else(|| JobError::fatal("args.email must name an Email Queue document"))?;
+    let repo = ctx.repo();
+    let email = match repo.get(&ctx.system(), QUEUE_DOCTYPE, id).await {
+        Ok(email) => email,
+        Err(RepoError::NotFound) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if text(&email, "status") != Status::NotSent.as_str() {
+        return Ok(());
+    }
+    let attempts = match email.get("attempts") {
+        Value::Int(n) => *n,
+        _ => 0,
+    };
+    let message = match message(&email) {
+        Ok(m) => m,
+        Err(error) => {
+            crate::metrics::email("failed", None);
+            record(ctx, id, json!({ "status": Status::Error.as_str(), "error": error })).await?;
+            return Err(JobError::fatal(error));
+        }
+    };
+    let outbox = repo.outbox();
+    let started = Instant::now();
+    let outcome = match outbox.transport() {
+        Transport::Missing => {
+            let error = "smtp_not_configured: M_SMTP_URL is not set, so production sends no email (it stays queued here; set M_SMTP_URL and M_MAIL_FROM, then `m job:retry` its job)";
+            crate::metrics::email("failed", None);
+            record(ctx, id, json!({ "status": Status::Error.as_str(), "error": error })).await?;
+            return Err(JobError::fatal(error));
+        }
+        Transport::Directory(dir) => {
+            let written = async {
+                tokio::fs::create_dir_all(dir).await.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                AsyncFileTransport::<Tokio1Executor>::new(dir)
+                    .send(message)
+                    .await
+                    .map_err(|e| format!("cannot write to {}: {e}", dir.display()))
+            }
+            .await;
+            match written {
+                Ok(file) => {
+                    crate::metrics::email("written", Some(started.elapsed()));
+                    let note = format!("written to {}/{file}.eml (M_SMTP_URL is not set)", dir.display());
+                    tracing::info!(email = id, file = %note, "email written");
+                    Sent::Done(Some(note))
+                }
+                Err(e) => Sent::Retry(e),
+            }
+        }
+        Transport::Smtp(smtp) => {
+            let breaker = outbox.breakers().get(BREAKER);
+            let Some(call) = breaker.call() else {
+                crate::metrics::email("deferred", None);
+                return Err(JobError::later("not sent: the SMTP breaker is open", breaker.retry_after()));
+            };
+            match smtp.send(message).await {
+                Ok(_) => {
+                    call.succeeded();
+                    crate::metrics::email("sent", Some(started.elapsed()));
+                    Sent::Done(None)
+                }
+                Err(e) if e.is_permanent() => {
+                    // The server answered: it is up, and will not take this message.
+                    call.succeeded();
+                    Sent::Refused(format!("the SMTP server refused the message: {e}"))
+                }
+                Err(e) => {
+                    call.failed();
+                    Sent::Retry(format!("SMTP: {e}"))
+                }
+            }
+        }
+    };
+    let tried = attempts + 1;
+    let (update, job) = match outcome {
+        Sent::Done(note) => (json!({ "status": Status::Sent.as_str(), "attempts": tried, "error": note }), Ok(())),
+        Sent::Refused(error) => {
+            crate::metrics::email("failed", Some(started.elapsed()));
+            (
+                json!({ "status": Status::Error.as_str(), "attempts": tried, "error": error }),
+                Err(JobError::fatal(error)),
+            )
+        }
+        Sent::Retry(error) if ctx.can_retry() => {
+            crate::metrics::email("retry", Some(started.elapsed()));
+            (json!({ "attempts": tried, "error": error }), Err(JobError::retry(error)))
+        }
+        Sent::Retry(error) => {
+            crate::metrics::email("failed", Some(started.elapsed()));
+            (
+                json!({ "status": Status::Error.as_str(), "attempts": tried, "error": error }),
+                Err(JobError::fatal(error)),
+            )
+        }
+    };
+    record(ctx, id, update).await?;
+    job
+}
+
+enum Sent {
+    /// Sent (or written), with a note for the queue.
+    Done(Option<String>),
+    /// Refused for good.
+    Refused(String),
+    /// May pass later.
+    Retry(String),
+}
+
+fn text<'d>(doc: &'d Doc, field: &str) -> &'d str {
+    doc.get(field).as_str().unwrap_or_default()
+}
+
+async fn record(ctx: &JobCtx, id: &str, update: Json) -> Result<(), JobError> {
+    ctx.repo().update(&ctx.system(), QUEUE_DOCTYPE, id, &update, &Expect::default()).await?;
+    Ok(())
+}
+
+fn mailboxes(list: &str) -> Result<Vec<Mailbox>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| a.parse::<Mailbox>().map_err(|e| format!("`{a}` is not an email address: {e}")))
+        .collect()
+}
+
+/// The message of a queued email: its text and HTML parts as alternatives.
+fn message(email: &Doc) -> Result<Message, String> {
+    let from: Mailbox = text(email, "sender").parse().map_err(|e| format!("the sender is not an address: {e}"))?;
+    let mut builder = Message::builder().from(from).subject(text(email, "subject"));
+    for to in mailboxes(text(email, "recipients"))? {
+        builder = builder.to(to);
+    }
+    for cc in mailboxes(text(email, "cc"))? {
+        builder = builder.cc(cc);
+    }
+    let (html, plain) = (text(email, "message_html"), text(email, "message_text"));
+    let result = match (html.is_empty(), plain.is_empty()) {
+        (false, false) => builder.multipart(MultiPart::alternative_plain_html(plain.to_string(), html.to_string())),
+        (false, true) => builder.singlepart(SinglePart::html(html.to_string())),
+        (true, _) => builder.header(ContentType::TEXT_PLAIN).body(plain.to_string()),
+    };
+    result.map_err(|e| format!("cannot build the message: {e}"))
+}
