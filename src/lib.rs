@@ -7,6 +7,11 @@ pub mod doctypes {
     include!(concat!(env!("OUT_DIR"), "/doctypes.rs"));
 }
 
+/// The print templates of `print/`, embedded at build time.
+pub mod prints {
+    include!(concat!(env!("OUT_DIR"), "/prints.rs"));
+}
+
 /// The revisions of `migrations/`, embedded at build time.
 pub mod migrations {
     include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
@@ -30,6 +35,7 @@ pub fn app_info() -> m_runtime::cli::AppInfo {
         openapi: doctypes::OPENAPI,
         migrations: migrations::MIGRATIONS,
         migrations_dir: Some(migrations::MIGRATIONS_DIR),
+        prints: prints::PRINTS,
         jobs: jobs::JOBS,
     }
 }

@@ -40,6 +40,8 @@ pub struct App {
     pub migrations: &'static [(&'static str, &'static str)],
     /// The application's `migrations/` folder in its source tree (development).
     pub migrations_dir: Option<std::path::PathBuf>,
+    /// Print templates embedded at build time: `(table, template)` of `print/<table>.html`.
+    pub prints: &'static [(&'static str, &'static str)],
 }
 
 impl App {
@@ -69,6 +71,7 @@ impl App {
             hooks,
             migrations: &[],
             migrations_dir: None,
+            prints: &[],
         })
     }
 
@@ -80,6 +83,12 @@ impl App {
     ) -> App {
         self.migrations = embedded;
         self.migrations_dir = dir;
+        self
+    }
+
+    /// Attach the print templates embedded at build time.
+    pub fn with_prints(mut self, prints: &'static [(&'static str, &'static str)]) -> App {
+        self.prints = prints;
         self
     }
 

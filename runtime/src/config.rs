@@ -373,6 +373,11 @@ pub struct Config {
     pub mail_dir: std::path::PathBuf,
     /// An SMTP exchange taking longer fails its attempt (`M_SMTP_TIMEOUT_SECS`).
     pub smtp_timeout_secs: u64,
+    /// Gotenberg, which turns printed HTML into PDF (`M_GOTENBERG_URL`, e.g.
+    /// `http://gotenberg:3000`). Without it, `format=pdf` answers 503 `print_unavailable`.
+    pub gotenberg_url: Option<String>,
+    /// A PDF taking longer is answered 504 (`M_PRINT_TIMEOUT_SECS`).
+    pub print_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -432,6 +437,8 @@ impl Default for Config {
             mail_from: None,
             mail_dir: "data/mail".into(),
             smtp_timeout_secs: 30,
+            gotenberg_url: None,
+            print_timeout_secs: 30,
         }
     }
 }
@@ -490,6 +497,8 @@ const ENV_KEYS: &[&str] = &[
     "mail_from",
     "mail_dir",
     "smtp_timeout_secs",
+    "gotenberg_url",
+    "print_timeout_secs",
 ];
 
 impl Config {
@@ -532,6 +541,14 @@ impl Config {
         }
         if self.webhook_timeout_secs == 0 || self.smtp_timeout_secs == 0 {
             return Err("M_WEBHOOK_TIMEOUT_SECS and M_SMTP_TIMEOUT_SECS must be at least 1".into());
+        }
+        if self.print_timeout_secs == 0 {
+            return Err("M_PRINT_TIMEOUT_SECS must be at least 1".into());
+        }
+        if let Some(url) = &self.gotenberg_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!("M_GOTENBERG_URL `{url}` is not an http(s) URL"));
         }
         if self.smtp_url.is_some() && self.mail_from.as_deref().is_none_or(|f| f.trim().is_empty()) {
             return Err("M_SMTP_URL needs M_MAIL_FROM (the sender of outgoing email)".into());

@@ -20,6 +20,7 @@ pub mod mail;
 pub mod metrics;
 pub mod migrate;
 pub mod outbound;
+pub mod print;
 pub mod query;
 pub mod ratelimit;
 pub mod repo;
@@ -27,6 +28,7 @@ pub mod retry;
 pub mod server;
 pub mod services;
 pub mod telemetry;
+pub mod templates;
 pub mod users;
 pub mod webhooks;
 

@@ -14,6 +14,7 @@
 //!   `m_webhook_delivery_duration_seconds` (each request made)
 //! - `m_emails_total{outcome="sent"|"written"|"failed"|"retry"|"deferred"}`,
 //!   `m_email_duration_seconds` (each message handed to SMTP or written to a file)
+//! - `m_print_requests_total{format="html"|"pdf",outcome}`, `m_print_duration_seconds{format}`
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -215,5 +216,14 @@ pub fn email(outcome: &'static str, elapsed: Option<Duration>) {
     metrics::counter!("m_emails_total", "outcome" => outcome).increment(1);
     if let Some(elapsed) = elapsed {
         metrics::histogram!("m_email_duration_seconds").record(elapsed.as_secs_f64());
+    }
+}
+
+/// A print ended: `format` is `html` or `pdf`; `outcome` is `ok`, `failed`, `timeout` or
+/// `unavailable` (not configured, or the Gotenberg breaker is open).
+pub fn print(format: &'static str, outcome: &'static str, elapsed: Option<Duration>) {
+    metrics::counter!("m_print_requests_total", "format" => format, "outcome" => outcome).increment(1);
+    if let Some(elapsed) = elapsed {
+        metrics::histogram!("m_print_duration_seconds", "format" => format).record(elapsed.as_secs_f64());
     }
 }

@@ -16,6 +16,7 @@ use crate::jobs::{Job, JobQueue};
 use crate::list_query::ListLimits;
 use crate::mail::Outbox;
 use crate::migrate;
+use crate::print::Printer;
 use crate::repo::{Parts, Repo};
 use crate::users::{Directory, Users};
 use crate::webhooks::Webhooks;
@@ -105,6 +106,7 @@ impl Setup {
         let breakers = Breakers::default();
         let webhooks = Webhooks::new(&config, &app, breakers.clone());
         let outbox = Outbox::new(&config, &app, breakers.clone()).map_err(anyhow::Error::msg)?;
+        let printer = Printer::new(&config, &app, breakers.clone()).map_err(anyhow::Error::msg)?;
         let observers = vec![Directory::forget_written(directory.clone()), webhooks.forget_written()];
         let key = config.encryption_key.as_ref().map(|k| k.expose());
         let sealer = match config.env {
@@ -124,7 +126,7 @@ impl Setup {
             }
         };
         let limits = list_limits(&config);
-        let repo = Repo::new(Parts { app, db, limits, queue, observers, sealer, webhooks, outbox });
+        let repo = Repo::new(Parts { app, db, limits, queue, observers, sealer, webhooks, outbox, printer });
         let users = Users::new(repo.clone(), directory);
         let administrator = users.ensure_administrator().await;
         match schema {

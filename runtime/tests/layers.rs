@@ -16,9 +16,12 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 /// m-runtime's layers, from the bottom up. A module may import its own layer and those below;
 /// the leaves import only leaves.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("leaf", &["config", "metrics", "breaker", "telemetry", "outbound"]),
+    ("leaf", &["config", "metrics", "breaker", "telemetry", "outbound", "templates"]),
     ("storage", &["db", "query"]),
-    ("services", &["repo", "users", "jobs", "migrate", "auth", "ratelimit", "retry", "webhooks", "mail", "services"]),
+    (
+        "services",
+        &["repo", "users", "jobs", "migrate", "auth", "ratelimit", "retry", "webhooks", "mail", "print", "services"],
+    ),
     ("edge", &["http", "server", "cli", ""]),
 ];
 

@@ -15,6 +15,7 @@ mod list;
 mod migrate;
 mod password;
 mod permissions;
+mod print;
 mod regenerate;
 mod rls;
 mod runtime;

@@ -80,9 +80,12 @@ crate::both_backends!(password_fields_are_write_only_and_encrypted_at_rest, |bac
         .await
         .expect_error(422, "validation_failed");
     assert_eq!(r.json["error"]["details"][0]["code"], "nul_byte");
-    let r =
-        app.post("/api/v1/Gadget", json!({"code": "G-3", "api_key": 42})).send().await.expect_error(400, "bad_request");
-    assert!(!r.json.to_string().contains("42"));
+    let r = app
+        .post("/api/v1/Gadget", json!({"code": "G-3", "api_key": 987_654_321}))
+        .send()
+        .await
+        .expect_error(400, "bad_request");
+    assert!(!r.json.to_string().contains("987654321"), "the value is not echoed: {}", r.json);
     let r = app
         .post("/api/v1/Gadget", json!({"code": "G-3", "api_key": "m1:looks-stored"}))
         .send()

@@ -199,9 +199,28 @@ pub fn jobs() -> &'static [m_runtime::jobs::Job] {
     JOBS.get_or_init(|| m::jobs::JOBS.iter().chain(test_jobs::JOBS).copied().collect())
 }
 
-/// The application the tests serve: the example DocTypes and Gadget (its jobs are [`jobs`]).
+/// The application the tests serve: the example DocTypes and Gadget (its jobs are [`jobs`]),
+/// with the example's print templates and a Gizmo template that tries to load from outside.
 pub fn application() -> m_runtime::app::App {
-    m_runtime::app::App::new("m", "0.1.0", doctypes()).expect("valid application")
+    m_runtime::app::App::new("m", "0.1.0", doctypes()).expect("valid application").with_prints(prints())
+}
+
+/// A Gizmo's print: a stylesheet, an image and a font from outside, which never reach Chromium.
+pub const GIZMO_PRINT: &str = r#"---
+paper: Letter
+orientation: landscape
+margin: 1in 0.5in 1in 0.5in
+---
+<!doctype html>
+<html><head><link rel="stylesheet" href="http://127.0.0.1:9/print.css">
+<style>@font-face { font-family: X; src: url("http://127.0.0.1:9/x.woff"); } body { font-family: sans-serif }</style></head>
+<body><img src="http://127.0.0.1:9/logo.png" alt="logo"><h1>Gizmo {{ doc.code }}</h1><p>{{ doc.label }}</p></body></html>
+"#;
+
+/// The example application's print templates and the tests' own.
+pub fn prints() -> &'static [(&'static str, &'static str)] {
+    static PRINTS: std::sync::OnceLock<Vec<(&str, &str)>> = std::sync::OnceLock::new();
+    PRINTS.get_or_init(|| m::prints::PRINTS.iter().copied().chain([("gizmo", GIZMO_PRINT)]).collect())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -728,7 +747,7 @@ impl Req {
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Resp { status, headers, json }
+        Resp { status, headers, json, bytes: bytes.to_vec() }
     }
 }
 
@@ -736,7 +755,10 @@ impl Req {
 pub struct Resp {
     pub status: u16,
     pub headers: axum::http::HeaderMap,
+    /// The body as JSON (a string when it is not JSON).
     pub json: Value,
+    /// The body as sent.
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {

@@ -35,6 +35,8 @@ pub struct AppInfo {
     pub migrations_dir: Option<&'static str>,
     /// The application's background jobs.
     pub jobs: &'static [crate::jobs::Job],
+    /// Print templates: `(table, template)` of `print/<table>.html`, embedded at build time.
+    pub prints: &'static [(&'static str, &'static str)],
 }
 
 #[derive(Parser, Debug)]
@@ -105,7 +107,8 @@ pub fn main(info: AppInfo) -> ExitCode {
 fn run(cli: Cli, info: AppInfo) -> anyhow::Result<ExitCode> {
     let app = App::new(info.name, info.version, info.doctypes)
         .map_err(anyhow::Error::msg)?
-        .with_migrations(info.migrations, info.migrations_dir.map(std::path::PathBuf::from));
+        .with_migrations(info.migrations, info.migrations_dir.map(std::path::PathBuf::from))
+        .with_prints(info.prints);
     if let Command::Routes = cli.command {
         print!("{}", crate::http::route_table(&app));
         return Ok(ExitCode::SUCCESS);

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// Too many requests in flight: shed instead of queueing.
     #[error("the server is overloaded; retry shortly")]
     Overloaded,
+    /// A dependency is not configured or its breaker is open (503, `Retry-After` when known).
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String, retry_after: Option<u64> },
 }
 
 #[derive(Serialize)]
@@ -115,6 +118,9 @@ impl IntoResponse for ApiError {
             ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", self.to_string(), &[]),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", self.to_string(), &[]),
             ApiError::Edge { status, code, message } => (*status, *code, message.clone(), &[]),
+            ApiError::Unavailable { code, message, .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, *code, message.clone(), &[])
+            }
         };
         let body = Body { error: ErrorBody { code, message, request_id: request_id::current(), details } };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -133,6 +139,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::RateLimited(secs) => {
                 res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            ApiError::Unavailable { retry_after: Some(secs), .. } => {
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from((*secs).max(1)));
             }
             _ => {}
         }

@@ -7,6 +7,7 @@ mod edge;
 mod error;
 mod guard;
 mod login;
+mod print;
 mod ratelimit;
 mod ready;
 mod request_id;
@@ -96,6 +97,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>, Methods)> {
             get(read).patch(update).put(update).delete(delete),
             &[("GET", "read"), ("PATCH", "write"), ("PUT", "write"), ("DELETE", "delete")],
         ),
+        ("/api/v1/{doctype}/{docref}/print", get(print::print), &[("GET", "read")]),
         ("/api/v1/{doctype}/{docref}/{action}", post(lifecycle), &[("POST", "{action}")]),
     ]
 }

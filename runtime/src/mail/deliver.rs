@@ -6,13 +6,14 @@
 
 use std::time::Instant;
 
-use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart, header::ContentType};
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Value as Json, json};
 
 use super::{BREAKER, QUEUE_DOCTYPE, Status, Transport};
 use crate::doc::Doc;
 use crate::jobs::{JobCtx, JobError};
+use crate::print::PrintError;
 use crate::repo::{Expect, RepoError};
 use crate::value::Value;
 
@@ -28,14 +29,27 @@ pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
         Err(RepoError::NotFound) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    if text(&email, "status") != Status::NotSent.as_str() {
+    // Sent once is enough (the job may run again after a crash); a failed email is sent again
+    // when its job is retried (`m job:retry`).
+    if text(&email, "status") == Status::Sent.as_str() {
         return Ok(());
     }
     let attempts = match email.get("attempts") {
         Value::Int(n) => *n,
         _ => 0,
     };
-    let message = match message(&email) {
+    // The referenced document's print, as it is now, when asked for and PDFs can be made.
+    let attachment = match attachment(ctx, &email).await {
+        Ok(a) => a,
+        Err(Attach::Later(why, after)) => {
+            crate::metrics::email("deferred", None);
+            return Err(JobError::later(why, after));
+        }
+        Err(Attach::Retry(error)) => {
+            return retry_or_fail(ctx, id, attempts, error).await;
+        }
+    };
+    let message = match message(&email, attachment) {
         Ok(m) => m,
         Err(error) => {
             crate::metrics::email("failed", None);
@@ -121,6 +135,51 @@ pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
     job
 }
 
+/// Why the print could not be attached now.
+enum Attach {
+    /// Gotenberg's breaker is open.
+    Later(String, std::time::Duration),
+    /// It failed; trying again may work.
+    Retry(String),
+}
+
+/// `(file name, PDF)` of the referenced document, when the email asks for its print and the
+/// server prints PDFs. A document deleted since is left out (the email still goes).
+async fn attachment(ctx: &JobCtx, email: &Doc) -> Result<Option<(String, Vec<u8>)>, Attach> {
+    let printer = ctx.repo().printer();
+    let (doctype, name) = (text(email, "reference_doctype"), text(email, "reference_name"));
+    if email.get("attach_print") != &Value::Bool(true) || !printer.prints_pdf() || doctype.is_empty() {
+        return Ok(None);
+    }
+    let admin = ctx.system();
+    let (doc, html, page) = match printer.html(ctx.repo(), &admin, doctype, name).await {
+        Ok(printed) => printed,
+        Err(PrintError::Repo(RepoError::NotFound)) => return Ok(None),
+        Err(e) => return Err(Attach::Retry(format!("cannot print {doctype} {name}: {e}"))),
+    };
+    match printer.pdf(&html, &page).await {
+        Ok(pdf) => Ok(Some((format!("{}.pdf", doc.name()), pdf))),
+        Err(PrintError::Unavailable { message, retry_after }) => {
+            Err(Attach::Later(message, retry_after.unwrap_or(std::time::Duration::from_secs(5))))
+        }
+        Err(e) => Err(Attach::Retry(format!("cannot print {doctype} {name} as PDF: {e}"))),
+    }
+}
+
+/// A failed attempt before anything was sent: retried while attempts are left.
+async fn retry_or_fail(ctx: &JobCtx, id: &str, attempts: i64, error: String) -> Result<(), JobError> {
+    let tried = attempts + 1;
+    if ctx.can_retry() {
+        crate::metrics::email("retry", None);
+        record(ctx, id, json!({ "attempts": tried, "error": error })).await?;
+        Err(JobError::retry(error))
+    } else {
+        crate::metrics::email("failed", None);
+        record(ctx, id, json!({ "status": Status::Error.as_str(), "attempts": tried, "error": error })).await?;
+        Err(JobError::fatal(error))
+    }
+}
+
 enum Sent {
     /// Sent (or written), with a note for the queue.
     Done(Option<String>),
@@ -147,8 +206,8 @@ fn mailboxes(list: &str) -> Result<Vec<Mailbox>, String> {
         .collect()
 }
 
-/// The message of a queued email: its text and HTML parts as alternatives.
-fn message(email: &Doc) -> Result<Message, String> {
+/// The message of a queued email: its text and HTML parts as alternatives, and the attachment.
+fn message(email: &Doc, attachment: Option<(String, Vec<u8>)>) -> Result<Message, String> {
     let from: Mailbox = text(email, "sender").parse().map_err(|e| format!("the sender is not an address: {e}"))?;
     let mut builder = Message::builder().from(from).subject(text(email, "subject"));
     for to in mailboxes(text(email, "recipients"))? {
@@ -158,10 +217,21 @@ fn message(email: &Doc) -> Result<Message, String> {
         builder = builder.cc(cc);
     }
     let (html, plain) = (text(email, "message_html"), text(email, "message_text"));
-    let result = match (html.is_empty(), plain.is_empty()) {
-        (false, false) => builder.multipart(MultiPart::alternative_plain_html(plain.to_string(), html.to_string())),
-        (false, true) => builder.singlepart(SinglePart::html(html.to_string())),
-        (true, _) => builder.header(ContentType::TEXT_PLAIN).body(plain.to_string()),
+    let result = match (html.is_empty(), plain.is_empty(), attachment) {
+        (false, false, None) => {
+            builder.multipart(MultiPart::alternative_plain_html(plain.to_string(), html.to_string()))
+        }
+        (false, true, None) => builder.singlepart(SinglePart::html(html.to_string())),
+        (true, _, None) => builder.header(ContentType::TEXT_PLAIN).body(plain.to_string()),
+        (_, _, Some((file, pdf))) => {
+            let body = match (html.is_empty(), plain.is_empty()) {
+                (false, false) => MultiPart::alternative_plain_html(plain.to_string(), html.to_string()),
+                (false, true) => MultiPart::mixed().singlepart(SinglePart::html(html.to_string())),
+                (true, _) => MultiPart::mixed().singlepart(SinglePart::plain(plain.to_string())),
+            };
+            let pdf_type = ContentType::parse("application/pdf").map_err(|e| e.to_string())?;
+            builder.multipart(MultiPart::mixed().multipart(body).singlepart(Attachment::new(file).body(pdf, pdf_type)))
+        }
     };
     result.map_err(|e| format!("cannot build the message: {e}"))
 }

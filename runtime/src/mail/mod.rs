@@ -96,7 +96,12 @@ impl Outbox {
                 Transport::Smtp(Box::new(builder.build()))
             }
             (None, Mode::Development) => Transport::Directory(config.mail_dir.clone()),
-            (None, Mode::Production) => Transport::Missing,
+            (None, Mode::Production) => {
+                if app.get(QUEUE_DOCTYPE).is_some() {
+                    tracing::warn!("M_SMTP_URL is not set: queued email is kept and not sent (smtp_not_configured)");
+                }
+                Transport::Missing
+            }
         };
         let from = config.mail_from.clone().unwrap_or_else(|| "M <noreply@localhost>".to_string());
         from.parse::<lettre::message::Mailbox>().map_err(|e| format!("M_MAIL_FROM `{from}` is not an address: {e}"))?;
@@ -130,14 +135,11 @@ pub struct Rendered {
     pub text: Option<String>,
 }
 
-/// Render an email's templates with its context. The environment has no loader, so a template
-/// can include nothing and reach no file or URL.
+/// Render an email's templates with its context ([`crate::templates`]: no loader, HTML
+/// autoescaped).
 pub fn render(email: &Email) -> Result<Rendered, String> {
-    let mut env = minijinja::Environment::new();
-    env.set_auto_escape_callback(|name| {
-        if name.ends_with(".html") { minijinja::AutoEscape::Html } else { minijinja::AutoEscape::None }
-    });
-    let ctx = template_value(&email.context);
+    let mut env = crate::templates::environment();
+    let ctx = crate::templates::value(&email.context);
     let mut one = |name: &'static str, source: &str| -> Result<String, String> {
         env.add_template_owned(name, source.to_string()).map_err(|e| format!("email template {name}: {e}"))?;
         let template = env.get_template(name).map_err(|e| format!("email template {name}: {e}"))?;
@@ -149,23 +151,6 @@ pub fn render(email: &Email) -> Result<Rendered, String> {
     let html = email.html.as_deref().map(|t| one("body.html", t)).transpose()?;
     let text = email.text.as_deref().map(|t| one("body.txt", t)).transpose()?;
     Ok(Rendered { subject, html, text })
-}
-
-/// A JSON value as templates see it. Numbers keep their exact digits: an integer is a number,
-/// any other (a Decimal or Currency value, `"1234.50"`) is shown as written.
-pub fn template_value(json: &serde_json::Value) -> minijinja::Value {
-    use serde_json::Value as Json;
-    match json {
-        Json::Null => minijinja::Value::from(()),
-        Json::Bool(b) => minijinja::Value::from(*b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => minijinja::Value::from(i),
-            None => minijinja::Value::from(n.to_string()),
-        },
-        Json::String(s) => minijinja::Value::from(s.as_str()),
-        Json::Array(items) => minijinja::Value::from(items.iter().map(template_value).collect::<Vec<_>>()),
-        Json::Object(map) => minijinja::Value::from_pairs(map.iter().map(|(k, v)| (k.as_str(), template_value(v)))),
-    }
 }
 
 /// Every address of an email is one (`name <user@host>` or `user@host`); at least one `to`.

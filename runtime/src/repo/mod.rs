@@ -117,6 +117,8 @@ pub struct Parts {
     pub webhooks: crate::webhooks::Webhooks,
     /// Where queued email goes.
     pub outbox: crate::mail::Outbox,
+    /// Documents as HTML and PDF.
+    pub printer: crate::print::Printer,
 }
 
 /// Called with each document a committed write changed or deleted.
@@ -177,6 +179,10 @@ impl Repo {
 
     pub fn outbox(&self) -> &crate::mail::Outbox {
         &self.inner.outbox
+    }
+
+    pub fn printer(&self) -> &crate::print::Printer {
+        &self.inner.printer
     }
 
     /// Queue `job` with `args`, committed at once (outside any write). Returns the job's id.

@@ -18,5 +18,6 @@ fn main() -> std::process::ExitCode {
         migrations: migrations::MIGRATIONS,
         migrations_dir: Some(migrations::MIGRATIONS_DIR),
         jobs: &[],
+        prints: &[],
     })
 }
