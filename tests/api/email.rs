@@ -172,6 +172,7 @@ async fn sent_over_smtp(backend: Backend) {
     assert!(text.contains("Dear Ada <Lovelace>"), "the text part is not escaped: {text}");
     assert!(html.contains(&format!("<strong>{invoice}</strong>")), "{html}");
     assert!(html.contains("Dear Ada &lt;Lovelace&gt;"), "the HTML part is escaped: {html}");
+    assert!(crate::support::has_metric(&app, "m_emails_total", &[("outcome", "sent")]).await);
 
     // A customer without an address gets nothing; nothing is queued.
     let silent = invoice_for(&app, None).await;
@@ -218,6 +219,9 @@ async fn smtp_outage(backend: Backend) {
         if open.iter().any(|(n, _)| n == "smtp") { Ok(()) } else { Err(open) }
     })
     .await;
+    assert!(
+        crate::support::has_metric(&app, "m_circuit_breaker_state", &[("breaker", "smtp"), ("state", "open")]).await
+    );
     let waiting = queued(&app, &invoice).await;
     assert_eq!(waiting[0]["status"], "Not Sent", "{waiting:?}");
     assert_eq!(waiting[0]["attempts"], 3, "the breaker opened after three failures: {waiting:?}");

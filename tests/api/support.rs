@@ -786,6 +786,19 @@ impl Resp {
     }
 }
 
+/// Whether the process's metrics (as `/metrics` serves them) have a sample of `name` whose
+/// labels include every one of `labels`, with a value of at least 1 (counters and gauges).
+pub async fn has_metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> bool {
+    let text = app.get("/metrics").anonymous().send().await.expect(200).json.as_str().unwrap_or_default().to_string();
+    text.lines().filter(|l| !l.starts_with('#')).any(|line| {
+        let (series, value) = line.rsplit_once(' ').unwrap_or((line, "0"));
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+        metric == name
+            && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            && value.parse::<f64>().is_ok_and(|v| v >= 1.0)
+    })
+}
+
 /// Run a test body on SQLite and on PostgreSQL.
 #[macro_export]
 macro_rules! both {

@@ -182,6 +182,8 @@ async fn deliveries(backend: Backend) {
         }
     })
     .await;
+    let open_gauge = [("breaker", breaker.as_str()), ("state", "open")];
+    assert!(crate::support::has_metric(&app, "m_circuit_breaker_state", &open_gauge).await);
     let ready = app.get("/ready").anonymous().send().await;
     assert_eq!(ready.status, 200, "an open breaker only warns: {}", ready.json);
     assert_eq!(ready.json["status"], "warn", "{}", ready.json);
@@ -206,6 +208,10 @@ async fn deliveries(backend: Backend) {
     assert_eq!(sent["data"]["label"], "first", "the document as committed: {sent}");
     assert!(sent["data"].get("api_key").is_none() && !got[0].body.contains("k-123"), "never a Password: {sent}");
     assert_eq!(log["data"].as_str().unwrap(), got[0].body, "the log keeps the body as sent");
+    for outcome in ["retry", "delivered", "deferred"] {
+        let labels = [("outcome", outcome)];
+        assert!(crate::support::has_metric(&app, "m_webhook_deliveries_total", &labels).await, "{outcome}");
+    }
 
     // Slow, then no answer at all: each attempt times out, the same delivery is sent again
     // (at least once: the receiver saw the slow one), and the next answer delivers it.
@@ -300,6 +306,7 @@ async fn guarded(backend: Backend) {
         assert!(error.contains(kind) && error.contains("M_WEBHOOK_ALLOW_HOSTS"), "{url}: {error}");
     }
     assert!(receiver.got.lock().unwrap().is_empty(), "nothing reached the receiver");
+    assert!(crate::support::has_metric(&app, "m_webhook_deliveries_total", &[("outcome", "refused")]).await);
     // Refusals are not the target's failures: no breaker opened.
     assert!(app.rt().breakers().not_closed().is_empty());
     worker.stop().await;
