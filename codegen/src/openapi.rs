@@ -176,18 +176,21 @@ pub fn document(project: &Project, title: &str, version: &str) -> String {
         });
         paths.insert(format!("{base}/{{ref}}"), item);
         let format = json!({"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["html", "pdf"], "default": "html"}});
-        paths.insert(format!("{base}/{{ref}}/print"), json!({
-            "parameters": [ref_param],
-            "get": {
-                "tags": [d.name], "summary": format!("Print {} (HTML, or PDF through Gotenberg)", d.name),
-                "operationId": format!("print{s}"),
-                "parameters": [format],
-                "responses": merge(json!({"200": {"description": "The printed document", "content": {
-                    "text/html": {"schema": {"type": "string"}},
-                    "application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}}
-                }}}), error_responses(&["400", "401", "403", "404", "502", "503", "504"])),
-            }
-        }));
+        paths.insert(
+            format!("{base}/{{ref}}/print"),
+            json!({
+                "parameters": [ref_param],
+                "get": {
+                    "tags": [d.name], "summary": format!("Print {} (HTML, or PDF through Gotenberg)", d.name),
+                    "operationId": format!("print{s}"),
+                    "parameters": [format],
+                    "responses": merge(json!({"200": {"description": "The printed document", "content": {
+                        "text/html": {"schema": {"type": "string"}},
+                        "application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}}
+                    }}}), error_responses(&["400", "401", "403", "404", "502", "503", "504"])),
+                }
+            }),
+        );
         if d.submittable {
             for (action, status, what) in [
                 ("submit", "200", "Submitted (docstatus 1)"),
