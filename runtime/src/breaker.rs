@@ -209,6 +209,17 @@ impl Breaker {
             .map(|_| Call { breaker: self, probe: true })
     }
 
+    /// While the breaker is open and its open period lasts: what is left of it. None once a
+    /// call may be tried (closed, half-open, or open with its period over — the next
+    /// [`Breaker::call`] half-opens it).
+    pub fn waiting(&self) -> Option<Duration> {
+        if self.state() != BreakerState::Open {
+            return None;
+        }
+        let left = self.shared.open_until.load(Ordering::Relaxed).saturating_sub(unix_ms());
+        (left > 0).then(|| Duration::from_millis(left))
+    }
+
     pub fn state(&self) -> BreakerState {
         BreakerState::from_u8(self.shared.state.load(Ordering::Relaxed))
     }
@@ -249,7 +260,9 @@ mod tests {
         b.call().expect("closed").failed();
         assert_eq!(b.state(), BreakerState::Open);
         assert!(b.call().is_none(), "an open breaker refuses calls");
+        assert!(b.waiting().is_some_and(|w| w <= FIRST_OPEN), "its open period is running");
         std::thread::sleep(FIRST_OPEN + Duration::from_millis(50));
+        assert_eq!(b.waiting(), None, "the period is over: a call may be tried");
         let probe = b.call().expect("after the delay one probe goes through");
         assert_eq!(b.state(), BreakerState::HalfOpen);
         assert!(b.call().is_none(), "one probe at a time");

@@ -1,5 +1,6 @@
 //! The template environment of emails and prints (minijinja): no loader, so a template can
-//! include, import or extend nothing and reach no file or URL; HTML autoescaped for `.html`
+//! include, import or extend only the templates the runtime itself registered (a print
+//! template the other print templates) and reach no file or URL; HTML autoescaped for `.html`
 //! names; `none` printed as nothing; JSON values given to templates with their exact digits;
 //! and the filter `money` (`{{ doc.grand_total | money }}`: two decimals, or as many as asked,
 //! `| money(0)`), rounding half away from zero as invoices do.

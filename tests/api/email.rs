@@ -255,9 +255,25 @@ crate::both_backends!(without_smtp_development_writes_eml_files_and_production_f
     app.post(&format!("/api/v1/Invoice/{invoice}/submit"), json!({})).send().await.expect(200);
     let worker = fast_worker(&app, &config);
     let written = settled(&app, &invoice).await;
+    // A job queues one too (committed at once), and the worker sends it.
+    app.repo().enqueue("mail_someone", &json!({"to": "carol@example.com", "who": "Carol"}), None).await.unwrap();
+    let from_job = wait_until("the job's email", Duration::from_secs(30), || async {
+        let files: Vec<String> = std::fs::read_dir(&mail.0)
+            .unwrap()
+            .filter_map(|e| e.ok().and_then(|e| std::fs::read_to_string(e.path()).ok()))
+            .filter(|t| t.contains("Subject: Hello Carol"))
+            .collect();
+        files.into_iter().next().ok_or("not yet")
+    })
+    .await;
+    assert!(from_job.contains("To: carol@example.com") && from_job.contains("Hi Carol, from a job."), "{from_job}");
     worker.stop().await;
     assert_eq!(written["status"], "Sent", "{written}");
-    let files: Vec<PathBuf> = std::fs::read_dir(&mail.0).unwrap().filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let files: Vec<PathBuf> = std::fs::read_dir(&mail.0)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("Subject: Invoice")))
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(written["error"].as_str().unwrap_or("").contains(&files[0].display().to_string()), "{written}");
     let eml = std::fs::read_to_string(&files[0]).unwrap();

@@ -142,7 +142,18 @@ pub mod test_jobs {
         Job { name: "sleepy", run: |_, args| Box::pin(sleepy(args)) },
         Job { name: "panics", run: |_, _| Box::pin(async { panic!("a job panicked") }) },
         Job { name: "late_write", run: |ctx, args| Box::pin(late_write(ctx, args)) },
+        Job { name: "mail_someone", run: |ctx, args| Box::pin(mail_someone(ctx, args)) },
     ];
+
+    /// Queue an email to `args.to` greeting `args.who`.
+    async fn mail_someone(ctx: &JobCtx, args: Value) -> Result<(), JobError> {
+        let to = args["to"].as_str().ok_or_else(|| JobError::fatal("args.to"))?;
+        let email = m_runtime::email::Email::new(to, "Hello {{ who }}")
+            .text("Hi {{ who }}, from a job.")
+            .context(json!({"who": args["who"]}));
+        ctx.send_email(&email).await?;
+        Ok(())
+    }
 
     /// Sleep `args.ms`, then add one to Gadget `args.code`'s count (a job stopped while it
     /// sleeps must never write).

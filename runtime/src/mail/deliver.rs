@@ -17,6 +17,9 @@ use crate::print::PrintError;
 use crate::repo::{Expect, RepoError};
 use crate::value::Value;
 
+/// Why production sends nothing without SMTP.
+const NOT_CONFIGURED: &str = "smtp_not_configured: M_SMTP_URL is not set, so production sends no email (it stays queued here; set M_SMTP_URL and M_MAIL_FROM, then `m job:retry` its job)";
+
 /// The job: send the email named in `args.email`.
 pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
     let id = args
@@ -38,6 +41,22 @@ pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
         Value::Int(n) => *n,
         _ => 0,
     };
+    // Nothing is prepared for a message that cannot leave now.
+    match repo.outbox().transport() {
+        Transport::Missing => {
+            crate::metrics::email("failed", None);
+            record(ctx, id, json!({ "status": Status::Error.as_str(), "error": NOT_CONFIGURED })).await?;
+            return Err(JobError::fatal(NOT_CONFIGURED));
+        }
+        Transport::Smtp(_) => {
+            let breaker = repo.outbox().breakers().get(BREAKER);
+            if let Some(left) = breaker.waiting() {
+                crate::metrics::email("deferred", None);
+                return Err(JobError::later("not sent: the SMTP breaker is open", left));
+            }
+        }
+        Transport::Directory(_) => {}
+    }
     // The referenced document's print, as it is now, when asked for and PDFs can be made.
     let attachment = match attachment(ctx, &email).await {
         Ok(a) => a,
@@ -60,12 +79,7 @@ pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
     let outbox = repo.outbox();
     let started = Instant::now();
     let outcome = match outbox.transport() {
-        Transport::Missing => {
-            let error = "smtp_not_configured: M_SMTP_URL is not set, so production sends no email (it stays queued here; set M_SMTP_URL and M_MAIL_FROM, then `m job:retry` its job)";
-            crate::metrics::email("failed", None);
-            record(ctx, id, json!({ "status": Status::Error.as_str(), "error": error })).await?;
-            return Err(JobError::fatal(error));
-        }
+        Transport::Missing => Sent::Refused(NOT_CONFIGURED.into()),
         Transport::Directory(dir) => {
             let written = async {
                 tokio::fs::create_dir_all(dir).await.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -121,7 +135,8 @@ pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
         }
         Sent::Retry(error) if ctx.can_retry() => {
             crate::metrics::email("retry", Some(started.elapsed()));
-            (json!({ "attempts": tried, "error": error }), Err(JobError::retry(error)))
+            let update = json!({ "status": Status::NotSent.as_str(), "attempts": tried, "error": error });
+            (update, Err(JobError::retry(error)))
         }
         Sent::Retry(error) => {
             crate::metrics::email("failed", Some(started.elapsed()));
@@ -171,7 +186,8 @@ async fn retry_or_fail(ctx: &JobCtx, id: &str, attempts: i64, error: String) -> 
     let tried = attempts + 1;
     if ctx.can_retry() {
         crate::metrics::email("retry", None);
-        record(ctx, id, json!({ "attempts": tried, "error": error })).await?;
+        let update = json!({ "status": Status::NotSent.as_str(), "attempts": tried, "error": error });
+        record(ctx, id, update).await?;
         Err(JobError::retry(error))
     } else {
         crate::metrics::email("failed", None);

@@ -186,6 +186,7 @@ impl Printer {
     /// The PDF of printed HTML, from Gotenberg.
     pub async fn pdf(&self, html: &str, page: &Page) -> Result<Vec<u8>, PrintError> {
         let Some(gotenberg) = &self.inner.gotenberg else {
+            crate::metrics::print("pdf", "unavailable", None);
             return Err(PrintError::Unavailable {
                 message: "PDF printing is not configured: set M_GOTENBERG_URL (Gotenberg's address)".into(),
                 retry_after: None,
