@@ -185,3 +185,30 @@ crate::both_backends!(a_server_is_built_only_from_a_prepared_runtime, |backend| 
     let prepared = Setup::new(config, application(), jobs()).unwrap().open(Schema::Prepare).await.unwrap();
     assert!(Server::build(prepared, m::doctypes::OPENAPI).await.is_ok());
 });
+
+crate::both!(unknown_query_parameters_are_refused_on_every_route, |app| {
+    app.post("/api/v1/Territory", json!({"territory_name": "North"})).send().await.expect(201);
+    for (method, path) in [
+        ("GET", "/api/v1/Territory/North?expnad=customer"),
+        ("PATCH", "/api/v1/Territory/North?dry_run=1"),
+        ("DELETE", "/api/v1/Territory/North?force=1"),
+        ("POST", "/api/v1/Territory?upsert=1"),
+        ("GET", "/api/meta/Territory?x=1"),
+        ("GET", "/api/v1/auth/me?x=1"),
+        ("GET", "/health?verbose=1"),
+        ("GET", "/ready?x"),
+        ("GET", "/openapi.json?v=2"),
+        ("GET", "/api/v1/Territory?nope=1"),
+    ] {
+        let r = app.req(method, path).json(json!({})).send().await;
+        let r = r.expect_error(400, "bad_request");
+        assert!(
+            r.json["error"]["message"].as_str().unwrap().contains("unknown parameter"),
+            "{method} {path}: {}",
+            r.json
+        );
+    }
+    // An empty query is no parameter.
+    app.get("/api/v1/Territory/North?").send().await.expect(200);
+    app.get("/health").send().await.expect(200);
+});

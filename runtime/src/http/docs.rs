@@ -9,10 +9,10 @@ use super::ApiState;
 
 const PAGE: &str = include_str!("docs.html");
 
-pub async fn openapi(State(state): State<ApiState>) -> Response {
+pub async fn openapi(State(state): State<ApiState>, _: super::NoQuery) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], state.openapi.to_string()).into_response()
 }
 
-pub async fn page() -> Response {
+pub async fn page(_: super::NoQuery) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], PAGE).into_response()
 }

@@ -21,7 +21,7 @@ struct LoginBody {
     password: String,
 }
 
-pub async fn login(State(state): State<ApiState>, req: Request) -> Result<Response, ApiError> {
+pub async fn login(State(state): State<ApiState>, _: super::NoQuery, req: Request) -> Result<Response, ApiError> {
     // Refused before any password is checked, so the answer says nothing about one.
     if !state.auth.can_issue() {
         return Err(ApiError::Edge {
@@ -65,7 +65,7 @@ pub async fn login(State(state): State<ApiState>, req: Request) -> Result<Respon
 }
 
 /// The caller: name, full name and roles (from the database).
-pub async fn me(State(state): State<ApiState>, caller: Caller) -> Result<Response, ApiError> {
+pub async fn me(State(state): State<ApiState>, caller: Caller, _: super::NoQuery) -> Result<Response, ApiError> {
     let who = &*caller.who;
     let full_name = match state.users.user_info(&who.user).await {
         Ok(info) => info.full_name,
@@ -95,7 +95,12 @@ struct PasswordBody {
 
 /// Set a password: users change their own with their current password; a System Manager sets
 /// anyone's. 204 on success.
-pub async fn set_password(State(state): State<ApiState>, caller: Caller, req: Request) -> Result<Response, ApiError> {
+pub async fn set_password(
+    State(state): State<ApiState>,
+    caller: Caller,
+    _: super::NoQuery,
+    req: Request,
+) -> Result<Response, ApiError> {
     let who = &*caller.who;
     let body = json_body(&state, req.into_body()).await?;
     let body: PasswordBody = serde_json::from_value(body).map_err(|e| {

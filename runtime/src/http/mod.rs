@@ -170,6 +170,25 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
     }
 }
 
+/// A route that takes no query parameter: any is a 400, as an unknown list parameter is (a
+/// misspelt `?expnad=` is never silently ignored).
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.uri.query().and_then(|q| form_urlencoded::parse(q.as_bytes()).next()) {
+            Some((key, _)) => Err(ApiError::Param(list_query::ParamError {
+                code: "bad_request",
+                message: format!("unknown parameter `{key}`: this route takes no query parameters"),
+                field: None,
+            })),
+            None => Ok(NoQuery),
+        }
+    }
+}
+
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let message = panic
         .downcast_ref::<&str>()
@@ -187,7 +206,7 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-async fn health() -> Response {
+async fn health(_: NoQuery) -> Response {
     json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
@@ -226,13 +245,13 @@ impl FromRequestParts<ApiState> for Caller {
 /// `/metrics` and `/health` of an `m worker` process (on `M_METRICS_ADDR`).
 pub fn worker_router(repo: Repo) -> Router {
     Router::new()
-        .route("/metrics", get(|State(repo): State<Repo>| async move { render_metrics(&repo).await }))
+        .route("/metrics", get(|State(repo): State<Repo>, _: NoQuery| async move { render_metrics(&repo).await }))
         .route("/health", get(health))
         .with_state(repo)
 }
 
 /// `GET /metrics`: the Prometheus text format.
-pub async fn metrics(State(state): State<ApiState>) -> Response {
+pub async fn metrics(State(state): State<ApiState>, _: NoQuery) -> Response {
     render_metrics(&state.repo).await
 }
 
@@ -335,6 +354,7 @@ async fn create(
     State(state): State<ApiState>,
     DocPath(doctype): DocPath<String>,
     caller: Caller,
+    _: NoQuery,
     req: Request,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
@@ -348,6 +368,7 @@ async fn read(
     State(state): State<ApiState>,
     DocPath((doctype, docref)): DocPath<(String, String)>,
     caller: Caller,
+    _: NoQuery,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
     let doc = retrying(true, || state.repo.get(who, &doctype, &docref)).await?;
@@ -358,6 +379,7 @@ async fn update(
     State(state): State<ApiState>,
     DocPath((doctype, docref)): DocPath<(String, String)>,
     caller: Caller,
+    _: NoQuery,
     req: Request,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
@@ -371,6 +393,7 @@ async fn delete(
     State(state): State<ApiState>,
     DocPath((doctype, docref)): DocPath<(String, String)>,
     caller: Caller,
+    _: NoQuery,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
     retrying(false, || state.repo.delete(who, &doctype, &docref, &caller.expect)).await?;
@@ -381,6 +404,7 @@ async fn lifecycle(
     State(state): State<ApiState>,
     DocPath((doctype, docref, action)): DocPath<(String, String, String)>,
     caller: Caller,
+    _: NoQuery,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
     let expect = &caller.expect;
@@ -423,6 +447,7 @@ async fn meta(
     State(state): State<ApiState>,
     DocPath(doctype): DocPath<String>,
     caller: Caller,
+    _: NoQuery,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
     let schema = state.repo.schema(&doctype)?;

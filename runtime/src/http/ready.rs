@@ -131,7 +131,7 @@ async fn redis(url: &str) -> Json {
     }
 }
 
-pub async fn ready(State(state): State<ApiState>) -> Response {
+pub async fn ready(State(state): State<ApiState>, _: super::NoQuery) -> Response {
     let r = &state.ready;
     let mut checks = serde_json::Map::new();
     // All checks at once, so the answer comes within one check's timeout.
