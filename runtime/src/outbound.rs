@@ -113,10 +113,16 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         return forbidden_v4(v4);
     }
     let segments = ip.segments();
-    // NAT64 (64:ff9b::/96) carries an IPv4 address in its last 32 bits.
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let o = ip.octets();
+    let o = ip.octets();
+    // Forms that carry an IPv4 address: NAT64 (64:ff9b::/96, and the local-use 64:ff9b:1::/48)
+    // and IPv4-compatible (::a.b.c.d) in the last 32 bits, 6to4 (2002::/16) in bits 16–48.
+    let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..3] == [0x64, 0xff9b, 1];
+    let compatible = segments[..6] == [0; 6] && !ip.is_loopback() && !ip.is_unspecified();
+    if nat64 || compatible {
         return forbidden_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    if segments[0] == 0x2002 {
+        return forbidden_v4(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
     }
     let first = segments[0];
     let kind = if ip == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254) {
@@ -170,10 +176,14 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "::7f00:1",
+            "2002:a9fe:a9fe::1",
+            "2002:7f00:1::",
         ] {
             assert!(refused(ip), "{ip} must be refused");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for ip in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8", "2002:808:808::1"] {
             assert!(!refused(ip), "{ip} is public");
         }
     }

@@ -67,7 +67,11 @@ impl Hooks for Invoice {
             .context(context)
             .about("Invoice", name)
             .attach_print();
-        ctx.send_email(email).await?;
-        Ok(())
+        // An address the mail system cannot use (the customer's to fix) does not stop the
+        // submit: the invoice stands, without its email.
+        match ctx.send_email(email).await {
+            Ok(_) | Err(HookError::Validation { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }

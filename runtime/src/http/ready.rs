@@ -148,13 +148,16 @@ pub async fn ready(State(state): State<ApiState>, _: super::NoQuery) -> Response
         checks.insert("redis:responseTime".into(), json!([c]));
     }
     // An outside target whose breaker is open (a webhook host, …) warns: this instance serves.
-    let open: Vec<Json> = state
-        .repo
-        .webhooks()
-        .breakers()
-        .not_closed()
+    // Counted by kind (`webhook`, `smtp`, `gotenberg`): the page is public, webhook hosts are not.
+    let mut kinds: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for (name, _) in state.repo.webhooks().breakers().not_closed() {
+        *kinds.entry(name.split(':').next().unwrap_or_default().to_string()).or_default() += 1;
+    }
+    let open: Vec<Json> = kinds
         .into_iter()
-        .map(|(name, s)| check("warn", json!({ "componentId": name, "observedValue": s.as_str() })))
+        .map(|(kind, n)| {
+            check("warn", json!({ "componentId": kind, "observedValue": n, "observedUnit": "open breakers" }))
+        })
         .collect();
     if !open.is_empty() {
         checks.insert("circuitBreakers:state".into(), Json::Array(open));

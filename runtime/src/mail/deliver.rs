@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart, header::ContentType};
+use lettre::message::{Attachment, Mailbox, Mailboxes, MultiPart, SinglePart, header::ContentType};
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Value as Json, json};
 
@@ -214,12 +214,13 @@ async fn record(ctx: &JobCtx, id: &str, update: Json) -> Result<(), JobError> {
     Ok(())
 }
 
+/// A stored address list (`a@x.io, "Doe, John" <j@x.io>`), quoted names with commas included.
 fn mailboxes(list: &str) -> Result<Vec<Mailbox>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .map(|a| a.parse::<Mailbox>().map_err(|e| format!("`{a}` is not an email address: {e}")))
-        .collect()
+    if list.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let parsed: Mailboxes = list.parse().map_err(|e| format!("`{list}` is not a list of email addresses: {e}"))?;
+    Ok(parsed.into_iter().collect())
 }
 
 /// The message of a queued email: its text and HTML parts as alternatives, and the attachment.
@@ -250,4 +251,16 @@ fn message(email: &Doc, attachment: Option<(String, Vec<u8>)>) -> Result<Message
         }
     };
     result.map_err(|e| format!("cannot build the message: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stored_address_lists_keep_quoted_names() {
+        let list = super::mailboxes(r#"a@example.com, "Doe, John" <j@example.com>"#).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].email.to_string(), "j@example.com");
+        assert!(super::mailboxes("").unwrap().is_empty());
+        assert!(super::mailboxes("not an address").is_err());
+    }
 }

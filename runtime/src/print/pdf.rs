@@ -65,16 +65,21 @@ impl Gotenberg {
         let sent = self.client.post(&self.route).multipart(form).send().await;
         let outcome = match sent {
             Err(e) if e.is_timeout() => Err(PrintError::Timeout(self.timeout.as_secs())),
-            Err(e) => Err(PrintError::Failed(format!("cannot reach Gotenberg: {e}"))),
+            Err(e) => {
+                // The URL (which may carry credentials) stays in the log, out of the answer.
+                tracing::warn!(error = %e, "cannot reach Gotenberg");
+                Err(PrintError::Failed(format!("cannot reach Gotenberg: {}", e.without_url())))
+            }
             Ok(response) => {
                 let status = response.status();
                 match response.bytes().await {
                     Err(e) if e.is_timeout() => Err(PrintError::Timeout(self.timeout.as_secs())),
-                    Err(e) => Err(PrintError::Failed(format!("Gotenberg's answer was cut: {e}"))),
+                    Err(e) => Err(PrintError::Failed(format!("Gotenberg's answer was cut: {}", e.without_url()))),
                     Ok(body) if status.is_success() && body.starts_with(b"%PDF-") => Ok(body.to_vec()),
                     Ok(body) => {
                         let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-                        Err(PrintError::Failed(format!("Gotenberg answered {status}: {text}")))
+                        tracing::warn!(%status, answer = %text, "Gotenberg refused a conversion");
+                        Err(PrintError::Failed(format!("Gotenberg answered {status} (its answer is in the log)")))
                     }
                 }
             }
@@ -106,6 +111,8 @@ pub fn isolate(html: &str) -> String {
         css_url: regex_lite::Regex,
         import: regex_lite::Regex,
         link: regex_lite::Regex,
+        /// `<meta http-equiv>` (a refresh navigates, which no policy stops) and `<base>`.
+        meta_base: regex_lite::Regex,
         head: regex_lite::Regex,
     }
     static RULES: OnceLock<Option<Rules>> = OnceLock::new();
@@ -120,6 +127,7 @@ pub fn isolate(html: &str) -> String {
             css_url: regex_lite::Regex::new(&format!(r#"(?i)(url\(\s*["']?)\s*{external}[^"'\s)]*"#)).ok()?,
             import: regex_lite::Regex::new(r"(?i)@import[^;<]*;?").ok()?,
             link: regex_lite::Regex::new(r"(?i)<link\b[^>]*>").ok()?,
+            meta_base: regex_lite::Regex::new(r"(?i)<(?:meta\b[^>]*http-equiv|base\b)[^>]*>").ok()?,
             head: regex_lite::Regex::new(r"(?i)<head\b[^>]*>").ok()?,
         })
     });
@@ -129,6 +137,7 @@ pub fn isolate(html: &str) -> String {
         return format!("<!doctype html><html><head>{CSP}</head><body></body></html>");
     };
     let html = r.link.replace_all(html, "");
+    let html = r.meta_base.replace_all(&html, "");
     let html = r.attribute.replace_all(&html, "${1}about:blank");
     let html = r.css_url.replace_all(&html, "${1}about:blank");
     let html = r.import.replace_all(&html, "");
@@ -146,9 +155,12 @@ mod tests {
     fn isolated_html_loads_nothing_from_outside() {
         let html = r#"<!doctype html><html><head><link rel="stylesheet" href="https://cdn.example/x.css"><style>@import "http://x/y.css"; body { background: url( 'https://t.example/p.png' ) }</style></head>
 <body><img src="http://127.0.0.1:9/pixel.png"><img SRC=//evil.example/a.png><iframe src="file:///etc/passwd"></iframe>
-<a href="https://example.com">site</a> <img src="data:image/png;base64,AAAA"> <p>see https://example.com/terms</p></body></html>"#;
+<a href="https://example.com">site</a> <img src="data:image/png;base64,AAAA"> <p>see https://example.com/terms</p>
+<meta http-equiv="refresh" content="0;url=http://169.254.169.254/latest"><base href="http://base.example/"></body></html>"#;
         let out = isolate(html);
         for external in [
+            "169.254",
+            "base.example",
             "cdn.example",
             "http://x",
             "t.example",

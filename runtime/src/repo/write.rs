@@ -294,8 +294,10 @@ impl Repo {
         let sql = query::insert(schema, self.dialect(), &self.stored(schema, &doc.values)?);
         tx.bypass(true).await?;
         let written = self.write(tx, schema, sql, WriteKind::Insert).await;
-        tx.bypass(false).await?;
+        // The statement's own error first (a failed statement also fails what follows).
+        let reset = tx.bypass(false).await;
         written?;
+        reset?;
         Ok(name)
     }
 

@@ -51,7 +51,9 @@ pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
         Err(RepoError::NotFound) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    if Status::is_final(text(&log, "status")) {
+    // Delivered (the job ran again after a crash) or cancelled: nothing to send. A failed or
+    // refused delivery is sent again when its job is retried (`m job:retry`).
+    if matches!(Status::parse(text(&log, "status")), Some(Status::Delivered | Status::Cancelled)) {
         return Ok(());
     }
     let webhook = match repo.get(&admin, WEBHOOK_DOCTYPE, text(&log, "webhook")).await {
@@ -236,7 +238,9 @@ impl Webhooks {
                 Err(_) => break,
             }
         }
-        Ok(Sent::Answered { code, response: String::from_utf8_lossy(&kept).into_owned() })
+        // Kept as text (a NUL byte, which no text field holds, as U+FFFD).
+        let response = String::from_utf8_lossy(&kept).replace('\0', "\u{FFFD}");
+        Ok(Sent::Answered { code, response })
     }
 }
 

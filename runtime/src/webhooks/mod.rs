@@ -66,9 +66,10 @@ impl Status {
         }
     }
 
-    /// Nothing more will be sent.
-    pub fn is_final(s: &str) -> bool {
-        [Status::Delivered, Status::Failed, Status::Refused, Status::Cancelled].iter().any(|f| f.as_str() == s)
+    pub fn parse(s: &str) -> Option<Status> {
+        [Status::Queued, Status::Retrying, Status::Delivered, Status::Failed, Status::Refused, Status::Cancelled]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -182,8 +183,9 @@ impl Webhooks {
                 // (past PostgreSQL row security, when it is on).
                 tx.bypass(true).await?;
                 let loaded = load(tx).await;
-                tx.bypass(false).await?;
+                let reset = tx.bypass(false).await;
                 let hooks: Arc<[Hook]> = loaded?.into();
+                reset?;
                 if let Ok(mut cache) = self.inner.cache.lock() {
                     *cache = Some(Cached { at, hooks: hooks.clone() });
                 }
