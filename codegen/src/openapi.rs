@@ -130,7 +130,7 @@ pub fn document(project: &Project, title: &str, version: &str) -> String {
             {"$ref": "#/components/parameters/limit"}, {"$ref": "#/components/parameters/offset"},
             {"$ref": "#/components/parameters/order_by"}, {"$ref": "#/components/parameters/fields"},
             {"$ref": "#/components/parameters/filters"}, {"$ref": "#/components/parameters/or_filters"},
-            {"$ref": "#/components/parameters/total"}
+            {"$ref": "#/components/parameters/total"}, {"$ref": "#/components/parameters/expand"}
         ]);
         paths.insert(base.clone(), json!({
             "get": {
@@ -164,6 +164,7 @@ pub fn document(project: &Project, title: &str, version: &str) -> String {
             "parameters": [ref_param],
             "get": {
                 "tags": [d.name], "summary": format!("Get {}", d.name), "operationId": format!("get{s}"),
+                "parameters": [{"$ref": "#/components/parameters/expand"}],
                 "responses": merge(one("200", "The document"), error_responses(&["401", "403", "404"])),
             },
             "patch": merge(update.clone(), [("operationId".to_string(), json!(format!("update{s}")))].into_iter().collect()),
@@ -255,6 +256,9 @@ pub fn document(project: &Project, title: &str, version: &str) -> String {
             "responses": responses,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
             "parameters": {
+                "expand": {"name": "expand", "in": "query", "required": false, "schema": {"type": "string"},
+                    "description": "Links to return as the linked documents the caller may read (else `{\"name\"}` only): `customer`, `customer(customer_name,email)`, and on a single document `items.<link>` for a Link in child rows; comma-separated, at most 10",
+                    "example": "customer(customer_name,email)"},
                 "limit": {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 20}},
                 "offset": {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
                 "order_by": {"name": "order_by", "in": "query", "schema": {"type": "string", "default": "-modified"}},

@@ -12,6 +12,7 @@ pub mod app;
 pub mod checks;
 pub mod doc;
 pub mod email;
+pub mod expand;
 pub mod hooks;
 pub mod list_query;
 pub mod meta;

@@ -32,7 +32,9 @@ pub mod templates;
 pub mod users;
 pub mod webhooks;
 
-pub use m_core::{Doc, DocType, Value, app, checks, doc, email, hooks, list_query, meta, naming, perms, types, value};
+pub use m_core::{
+    Doc, DocType, Value, app, checks, doc, email, expand, hooks, list_query, meta, naming, perms, types, value,
+};
 /// `#[derive(DocType)]`.
 #[cfg(feature = "derive")]
 pub use m_macros::DocType;

@@ -7,6 +7,7 @@ mod artifacts;
 mod crud;
 mod email;
 mod events;
+mod expand;
 mod input;
 mod jobs;
 mod keywords;

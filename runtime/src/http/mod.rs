@@ -333,13 +333,39 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
     let schema = state.repo.authorize(who, &doctype, Action::Read)?;
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    type Pairs = Vec<(String, String)>;
+    let (expands, pairs): (Pairs, Pairs) =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().partition(|(k, _)| k == "expand");
     let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
+    let mut specs = Vec::new();
+    for (_, text) in &expands {
+        specs.extend(expand_specs(&state, &schema, text)?);
+    }
+    if let Some(spec) = specs.iter().find(|s| s.table.is_some()) {
+        return Err(ApiError::Param(list_query::ParamError {
+            code: "bad_request",
+            message: format!("expand `{}.{}`: lists carry no child rows", spec.table.unwrap_or_default(), spec.field),
+            field: None,
+        }));
+    }
     let page: Page = retrying(true, || state.repo.list(who, &schema, &q)).await?;
     // Lists never carry child rows: project every column when `fields` is absent.
     let all: Vec<usize> = (0..schema.columns.len()).collect();
     let projection = page.projection.as_deref().unwrap_or(&all);
+    if let Some(spec) = specs.iter().find(|s| !projection.iter().any(|&i| schema.columns[i].name == s.field)) {
+        return Err(ApiError::Param(list_query::ParamError {
+            code: "bad_request",
+            message: format!("expand `{}`: the field is not among `fields`", spec.field),
+            field: Some(spec.field.to_string()),
+        }));
+    }
+    if !specs.is_empty() {
+        let items = state.repo.expand(who, &page.rows, Some(projection), &specs).await?;
+        let body = serde_json::json!({
+            "items": items, "total": page.total, "limit": page.limit, "offset": page.offset, "has_more": page.has_more,
+        });
+        return Ok(json_response(StatusCode::OK, &body));
+    }
     let body = ListBody {
         items: page.rows.iter().map(|d| d.json(Some(projection))).collect(),
         total: page.total,
@@ -368,11 +394,43 @@ async fn read(
     State(state): State<ApiState>,
     DocPath((doctype, docref)): DocPath<(String, String)>,
     caller: Caller,
-    _: NoQuery,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
+    let schema = state.repo.schema(&doctype)?;
+    let mut specs = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "expand" => specs.extend(expand_specs(&state, &schema, &value)?),
+            other => {
+                return Err(ApiError::Param(list_query::ParamError {
+                    code: "bad_request",
+                    message: format!("unknown parameter `{other}` (expand)"),
+                    field: None,
+                }));
+            }
+        }
+    }
     let doc = retrying(true, || state.repo.get(who, &doctype, &docref)).await?;
-    Ok(doc_response(StatusCode::OK, &doc))
+    if specs.is_empty() {
+        return Ok(doc_response(StatusCode::OK, &doc));
+    }
+    let expanded = state.repo.expand(who, std::slice::from_ref(&doc), None, &specs).await?;
+    let mut res = json_response(StatusCode::OK, &expanded.first());
+    if let Ok(v) = HeaderValue::from_str(&etag(&doc)) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(res)
+}
+
+/// The Links an `expand` parameter names, checked against the DocType.
+fn expand_specs(
+    state: &ApiState,
+    schema: &crate::doc::DocSchema,
+    text: &str,
+) -> Result<Vec<crate::expand::ExpandSpec>, ApiError> {
+    let app = state.repo.app();
+    Ok(crate::expand::parse(schema, &|name| app.get(name).cloned(), text)?)
 }
 
 async fn update(

@@ -23,6 +23,7 @@ use crate::value::Value;
 
 mod body;
 pub mod error;
+mod expand;
 mod hook_host;
 mod links;
 mod names;

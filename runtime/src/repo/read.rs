@@ -46,14 +46,27 @@ impl Repo {
     pub async fn list(&self, who: &Principal, doctype: &(impl Target + ?Sized), q: &ListQuery) -> Result<Page> {
         let schema = doctype.resolve(&self.inner.app)?;
         let scope = self.scope(&schema, who, Action::Read)?;
+        self.list_in_scope(who, &schema, q, &scope, "list").await
+    }
+
+    /// A list in a scope already found, its statements counted under `operation`.
+    pub(super) async fn list_in_scope(
+        &self,
+        who: &Principal,
+        schema: &Arc<DocSchema>,
+        q: &ListQuery,
+        scope: &Scope,
+        operation: &'static str,
+    ) -> Result<Page> {
+        let schema = schema.clone();
         let cols: &[usize] = q.fields.as_deref().unwrap_or(&schema.all_columns);
-        let sql = query::select_list(&schema, self.dialect(), q, cols, &scope);
-        let mut conn = self.inner.db.reader(&ctx(who, Action::Read, &schema, "list")).await?;
+        let sql = query::select_list(&schema, self.dialect(), q, cols, scope);
+        let mut conn = self.inner.db.reader(&ctx(who, Action::Read, &schema, operation)).await?;
         let mut rows = conn.fetch(&sql.text, sql.binds, &query::kinds(&schema, cols)).await?;
         let has_more = rows.len() > q.limit as usize;
         rows.truncate(q.limit as usize);
         let total = if q.total {
-            let sql = query::count(&schema, self.dialect(), q, &scope);
+            let sql = query::count(&schema, self.dialect(), q, scope);
             let counted = conn.fetch(&sql.text, sql.binds, &[FieldType::BigInt]).await?;
             match counted.first().and_then(|r| r.first()) {
                 Some(Value::Int(n)) => Some(*n),
