@@ -110,6 +110,22 @@ async fn run(backend: Backend) {
     assert_eq!(r.json["territory"], json!({"name": "North"}), "{}", r.json);
     let r = app.get("/api/v1/Gadget?expand=territory").by(gadgeteer).send().await.expect(200);
     assert_eq!(r.json["items"][0]["territory"], json!({"name": "North"}), "{}", r.json);
+
+    // A Link inside child rows (one Table hop), through the same rules.
+    let parts = json!([{"part": "a", "territory": "North"}, {"part": "b", "territory": "South"}, {"part": "c"}]);
+    app.post("/api/v1/Gizmo", json!({"code": "EXP-G", "parts": parts})).send().await.expect(201);
+    let r = app.get("/api/v1/Gizmo/EXP-G?expand=parts.territory(territory_name)").send().await.expect(200);
+    let rows = r.json["parts"].as_array().unwrap();
+    assert_eq!(rows[0]["territory"], json!({"name": "North", "territory_name": "North"}), "{}", r.json);
+    assert_eq!(rows[1]["territory"]["name"], "South");
+    assert!(rows[2]["territory"].is_null(), "an empty Link stays empty: {}", r.json);
+    let gizmo_user = app.token("gizmo-expand@example.com", &["Gizmo User"]).await;
+    let r = app.get("/api/v1/Gizmo/EXP-G?expand=parts.territory").by(gizmo_user).send().await.expect(200);
+    assert_eq!(r.json["parts"][0]["territory"], json!({"name": "North"}), "cannot read Territory: {}", r.json);
+    let r = app.get("/api/v1/Gizmo?expand=parts.territory").send().await.expect_error(400, "bad_request");
+    assert!(r.json["error"]["message"].as_str().unwrap().contains("no child rows"), "{}", r.json);
+    // Repeated parameters count together: a Link named twice, or more than ten, is a 400.
+    app.get("/api/v1/Gizmo/EXP-G?expand=parts.territory&expand=parts.territory").send().await.expect(400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -499,7 +499,30 @@ pub fn doctypes() -> Vec<m_runtime::app::Registered> {
     let mut all = m::doctypes::doctypes();
     all.push(m_runtime::app::Registered::new(<Gadget as m_runtime::DocType>::meta(), Gadget::__M_HOOKS));
     all.push(m_runtime::app::Registered::new(<Gizmo as m_runtime::DocType>::meta(), Gizmo::__M_HOOKS));
+    all.push(m_runtime::app::Registered::new(<GizmoPart as m_runtime::DocType>::meta(), None));
     all
+}
+
+/// A Gizmo's part: a child row with a Link (for expanding Links inside child rows).
+#[derive(Debug, Clone, Default, m_runtime::DocType)]
+#[doctype(
+    source = "tests/api/support.rs",
+    parent = "Gizmo",
+    toml = r#"
+name = "Gizmo Part"
+child = true
+
+[fields.part]
+type = "Data"
+
+[fields.territory]
+type = "Link"
+to = "Territory"
+"#
+)]
+pub struct GizmoPart {
+    pub part: Option<String>,
+    pub territory: Option<String>,
 }
 
 /// A submittable DocType whose hooks are told about committed changes.
@@ -522,12 +545,17 @@ type = "Text"
 [fields.secret]
 type = "Password"
 
+[fields.parts]
+type = "Table"
+to = "Gizmo Part"
+
 [permissions]
 "Gizmo User" = { read = true, create = true, write = true, delete = true, submit = true, cancel = true }
 "#
 )]
 pub struct Gizmo {
     pub code: Option<String>,
+    pub parts: Vec<GizmoPart>,
     pub label: Option<String>,
     pub secret: Option<m_runtime::types::Password>,
 }

@@ -337,10 +337,8 @@ async fn list(
     let (expands, pairs): (Pairs, Pairs) =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().partition(|(k, _)| k == "expand");
     let q = list_query::parse(&schema, &pairs, state.repo.limits())?;
-    let mut specs = Vec::new();
-    for (_, text) in &expands {
-        specs.extend(expand_specs(&state, &schema, text)?);
-    }
+    let texts: Vec<String> = expands.into_iter().map(|(_, v)| v).collect();
+    let specs = expand_specs(&state, &schema, &texts)?;
     if let Some(spec) = specs.iter().find(|s| s.table.is_some()) {
         return Err(ApiError::Param(list_query::ParamError {
             code: "bad_request",
@@ -348,19 +346,21 @@ async fn list(
             field: None,
         }));
     }
-    let page: Page = retrying(true, || state.repo.list(who, &schema, &q)).await?;
     // Lists never carry child rows: project every column when `fields` is absent.
     let all: Vec<usize> = (0..schema.columns.len()).collect();
-    let projection = page.projection.as_deref().unwrap_or(&all);
-    if let Some(spec) = specs.iter().find(|s| !projection.iter().any(|&i| schema.columns[i].name == s.field)) {
+    let projected = q.fields.as_deref().unwrap_or(&all);
+    if let Some(spec) = specs.iter().find(|s| !projected.iter().any(|&i| schema.columns[i].name == s.field)) {
         return Err(ApiError::Param(list_query::ParamError {
             code: "bad_request",
             message: format!("expand `{}`: the field is not among `fields`", spec.field),
             field: Some(spec.field.to_string()),
         }));
     }
+    let page: Page = retrying(true, || state.repo.list(who, &schema, &q)).await?;
+    let projection = page.projection.as_deref().unwrap_or(&all);
     if !specs.is_empty() {
-        let items = state.repo.expand(who, &page.rows, Some(projection), &specs).await?;
+        let rows = &page.rows;
+        let items = retrying(true, || state.repo.expand(who, rows, Some(projection), &specs)).await?;
         let body = serde_json::json!({
             "items": items, "total": page.total, "limit": page.limit, "offset": page.offset, "has_more": page.has_more,
         });
@@ -398,10 +398,10 @@ async fn read(
 ) -> Result<Response, ApiError> {
     let who = &*caller.who;
     let schema = state.repo.schema(&doctype)?;
-    let mut specs = Vec::new();
+    let mut expands = Vec::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
-            "expand" => specs.extend(expand_specs(&state, &schema, &value)?),
+            "expand" => expands.push(value.into_owned()),
             other => {
                 return Err(ApiError::Param(list_query::ParamError {
                     code: "bad_request",
@@ -411,11 +411,13 @@ async fn read(
             }
         }
     }
+    let specs = expand_specs(&state, &schema, &expands)?;
     let doc = retrying(true, || state.repo.get(who, &doctype, &docref)).await?;
     if specs.is_empty() {
         return Ok(doc_response(StatusCode::OK, &doc));
     }
-    let expanded = state.repo.expand(who, std::slice::from_ref(&doc), None, &specs).await?;
+    let docs = std::slice::from_ref(&doc);
+    let expanded = retrying(true, || state.repo.expand(who, docs, None, &specs)).await?;
     let mut res = json_response(StatusCode::OK, &expanded.first());
     if let Ok(v) = HeaderValue::from_str(&etag(&doc)) {
         res.headers_mut().insert(header::ETAG, v);
@@ -423,14 +425,18 @@ async fn read(
     Ok(res)
 }
 
-/// The Links an `expand` parameter names, checked against the DocType.
+/// The Links the `expand` parameters name (all of them together: the limits and the
+/// named-once rule hold across repeated parameters), checked against the DocType.
 fn expand_specs(
     state: &ApiState,
     schema: &crate::doc::DocSchema,
-    text: &str,
+    texts: &[String],
 ) -> Result<Vec<crate::expand::ExpandSpec>, ApiError> {
+    if texts.is_empty() {
+        return Ok(Vec::new());
+    }
     let app = state.repo.app();
-    Ok(crate::expand::parse(schema, &|name| app.get(name).cloned(), text)?)
+    Ok(crate::expand::parse(schema, &|name| app.get(name).cloned(), &texts.join(","))?)
 }
 
 async fn update(
