@@ -176,6 +176,23 @@ CREATE INDEX "user_permission__owner__modified_idx" ON "user_permission" ("owner
 CREATE INDEX "user_permission__user_idx" ON "user_permission" ("user");
 CREATE UNIQUE INDEX "user_permission__user__allow__for_value_key" ON "user_permission" ("user", "allow", "for_value");
 
+CREATE TABLE "version" (
+    "id" uuid PRIMARY KEY,
+    "name" varchar(140) NOT NULL,
+    "owner" varchar(140) NOT NULL,
+    "modified_by" varchar(140) NOT NULL,
+    "creation" timestamptz NOT NULL,
+    "modified" timestamptz NOT NULL,
+    "ref_doctype" varchar(140) NOT NULL,
+    "docname" varchar(140) NOT NULL,
+    "data" jsonb NOT NULL
+);
+CREATE UNIQUE INDEX "version__name_key" ON "version" ("name");
+CREATE INDEX "version__owner_idx" ON "version" ("owner");
+CREATE INDEX "version__modified_idx" ON "version" ("modified");
+CREATE INDEX "version__owner__modified_idx" ON "version" ("owner", "modified");
+CREATE INDEX "version__ref_doctype__docname__creation_idx" ON "version" ("ref_doctype", "docname", "creation");
+
 CREATE TABLE "webhook" (
     "id" uuid PRIMARY KEY,
     "name" varchar(140) NOT NULL,

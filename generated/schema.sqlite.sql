@@ -182,6 +182,23 @@ CREATE INDEX "user_permission__owner__modified_idx" ON "user_permission" ("owner
 CREATE INDEX "user_permission__user_idx" ON "user_permission" ("user");
 CREATE UNIQUE INDEX "user_permission__user__allow__for_value_key" ON "user_permission" ("user", "allow", "for_value");
 
+CREATE TABLE "version" (
+    "id" TEXT PRIMARY KEY,
+    "name" TEXT NOT NULL,
+    "owner" TEXT NOT NULL,
+    "modified_by" TEXT NOT NULL,
+    "creation" TEXT NOT NULL,
+    "modified" TEXT NOT NULL,
+    "ref_doctype" TEXT NOT NULL,
+    "docname" TEXT NOT NULL,
+    "data" TEXT NOT NULL
+);
+CREATE UNIQUE INDEX "version__name_key" ON "version" ("name");
+CREATE INDEX "version__owner_idx" ON "version" ("owner");
+CREATE INDEX "version__modified_idx" ON "version" ("modified");
+CREATE INDEX "version__owner__modified_idx" ON "version" ("owner", "modified");
+CREATE INDEX "version__ref_doctype__docname__creation_idx" ON "version" ("ref_doctype", "docname", "creation");
+
 CREATE TABLE "webhook" (
     "id" TEXT PRIMARY KEY,
     "name" TEXT NOT NULL,

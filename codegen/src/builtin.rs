@@ -1,6 +1,6 @@
 //! The built-in DocTypes every application has (DESIGN §4): `User`, its child `Has Role`,
 //! `User Permission`, the webhooks' `Webhook` (child `Webhook Data`) and `Webhook Request Log`,
-//! and the outbox's `Email Queue`. They are ordinary DocTypes — tables, routes, OpenAPI, migrations — whose TOML ships
+//! the outbox's `Email Queue`, and `Version` (change history). They are ordinary DocTypes — tables, routes, OpenAPI, migrations — whose TOML ships
 //! with this crate; only System Managers are granted anything on them (no `[permissions]`), and
 //! the runtime adds their rules (known roles, the password kept apart, webhook targets).
 
@@ -10,6 +10,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("builtin/has_role.toml", include_str!("../builtin/has_role.toml")),
     ("builtin/user.toml", include_str!("../builtin/user.toml")),
     ("builtin/user_permission.toml", include_str!("../builtin/user_permission.toml")),
+    ("builtin/version.toml", include_str!("../builtin/version.toml")),
     ("builtin/webhook.toml", include_str!("../builtin/webhook.toml")),
     ("builtin/webhook_data.toml", include_str!("../builtin/webhook_data.toml")),
     ("builtin/webhook_request_log.toml", include_str!("../builtin/webhook_request_log.toml")),

@@ -196,6 +196,7 @@ pub fn meta_tokens(d: &DocType) -> TokenStream {
     let parent = opt_str(d.parent.as_deref());
     let description = opt_str(d.description.as_deref());
     let (submittable, optimistic, child) = (d.submittable, d.optimistic, d.child);
+    let track_changes = d.track_changes;
     let fields = d.fields.iter().map(|f| {
         let fname = &f.name;
         let kind = format_ident!("{}", f.ty.variant());
@@ -264,6 +265,7 @@ pub fn meta_tokens(d: &DocType) -> TokenStream {
             naming: #naming,
             title_field: #title,
             submittable: #submittable,
+            track_changes: #track_changes,
             optimistic: #optimistic,
             child: #child,
             parent: #parent,

@@ -192,6 +192,26 @@ pub fn document(project: &Project, title: &str, version: &str) -> String {
                 }
             }),
         );
+        if d.track_changes {
+            paths.insert(format!("{base}/{{ref}}/versions"), json!({
+                "parameters": [ref_param],
+                "get": {
+                    "tags": [d.name], "summary": format!("Recorded changes of a {} (newest first)", d.name),
+                    "operationId": format!("versions{s}"),
+                    "parameters": [{"$ref": "#/components/parameters/limit"}, {"$ref": "#/components/parameters/offset"}],
+                    "responses": merge(json!({"200": {"description": "A page of versions", "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "properties": {
+                            "items": {"type": "array", "items": {"type": "object", "properties": {
+                                "name": {"type": "string"}, "user": {"type": "string"},
+                                "creation": {"type": "string", "format": "date-time"}, "data": {"type": "object"}
+                            }}},
+                            "limit": {"type": "integer"}, "offset": {"type": "integer"}, "has_more": {"type": "boolean"}
+                        }
+                    }}}}}), error_responses(&["400", "401", "403", "404"])),
+                }
+            }));
+        }
         if d.submittable {
             for (action, status, what) in [
                 ("submit", "200", "Submitted (docstatus 1)"),

@@ -19,6 +19,7 @@ pub const DOCTYPE_KEYS: &[&str] = &[
     "naming",
     "title_field",
     "submittable",
+    "track_changes",
     "concurrency",
     "child",
     "description",
@@ -75,6 +76,10 @@ pub struct RawDocType {
     /// amended.
     #[serde(default)]
     pub submittable: bool,
+    /// Record every change (create, update with a field-level diff, submit, cancel, amend,
+    /// delete) in the built-in Version DocType, readable at `/{ref}/versions` (Frappe's key).
+    #[serde(default)]
+    pub track_changes: bool,
     /// "optimistic": a `_version` column, ETags and If-Match on updates; "none" (the default).
     #[schemars(with = "Option<Concurrency>")]
     pub concurrency: Option<Spanned<String>>,

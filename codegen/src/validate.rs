@@ -23,6 +23,7 @@ pub const RESERVED_DOCTYPES: &[&str] = &[
     "webhook_data",
     "webhook_request_log",
     "email_queue",
+    "version",
 ];
 
 /// Parse and validate one DocType file. `file` is how diagnostics name it.
@@ -91,7 +92,7 @@ impl Cx<'_> {
                 self.error(
                     raw.name.span(),
                     format!("`{name}` is a reserved DocType name"),
-                    "auth, meta, the built-in DocTypes (User, User Permission, Role, Webhook, Webhook Data, Webhook Request Log, Email Queue) and names starting with `M ` are reserved; pick another name",
+                    "auth, meta, the built-in DocTypes (User, User Permission, Role, Webhook, Webhook Data, Webhook Request Log, Email Queue, Version) and names starting with `M ` are reserved; pick another name",
                 );
             } else if table.len() > MAX_IDENT {
                 self.error(
@@ -221,6 +222,7 @@ impl Cx<'_> {
             naming: if raw.child { Naming::Uuid } else { naming },
             title_field: raw.title_field.map(toml::Spanned::into_inner),
             submittable: raw.submittable,
+            track_changes: raw.track_changes && !raw.child,
             optimistic,
             child: raw.child,
             parent: None,

@@ -50,6 +50,8 @@ pub struct DocMeta {
     pub naming: Naming,
     pub title_field: Option<&'static str>,
     pub submittable: bool,
+    /// Changes are recorded as Versions.
+    pub track_changes: bool,
     pub optimistic: bool,
     pub child: bool,
     pub parent: Option<&'static str>,

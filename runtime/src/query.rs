@@ -512,6 +512,7 @@ mod tests {
         naming: Naming::Hash,
         title_field: None,
         submittable: false,
+        track_changes: false,
         optimistic: false,
         child: false,
         parent: None,

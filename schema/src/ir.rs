@@ -217,6 +217,8 @@ pub struct DocType {
     pub naming: Naming,
     pub title_field: Option<String>,
     pub submittable: bool,
+    /// Changes are recorded in the Version DocType.
+    pub track_changes: bool,
     pub optimistic: bool,
     /// A child DocType: rows of a parent's Table field.
     pub child: bool,

@@ -23,4 +23,5 @@ mod runtime;
 mod security;
 mod startup;
 mod users;
+mod versions;
 mod webhooks;

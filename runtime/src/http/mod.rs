@@ -98,6 +98,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>, Methods)> {
             &[("GET", "read"), ("PATCH", "write"), ("PUT", "write"), ("DELETE", "delete")],
         ),
         ("/api/v1/{doctype}/{docref}/print", get(print::print), &[("GET", "read")]),
+        ("/api/v1/{doctype}/{docref}/versions", get(versions), &[("GET", "read")]),
         ("/api/v1/{doctype}/{docref}/{action}", post(lifecycle), &[("POST", "{action}")]),
     ]
 }
@@ -423,6 +424,45 @@ async fn read(
         res.headers_mut().insert(header::ETAG, v);
     }
     Ok(res)
+}
+
+/// `GET /api/v1/{DocType}/{ref}/versions?limit=&offset=`: the document's recorded changes,
+/// newest first, for a caller who may read it.
+async fn versions(
+    State(state): State<ApiState>,
+    DocPath((doctype, docref)): DocPath<(String, String)>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let limits = state.repo.limits();
+    let (mut limit, mut offset) = (limits.default_page_size, 0u32);
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let number = |max: u32| {
+            value.parse::<u32>().ok().filter(|n| *n <= max).ok_or_else(|| {
+                ApiError::BadRequest(format!("{key} must be a whole number from 0 to {max}, not `{value}`"))
+            })
+        };
+        match key.as_ref() {
+            "limit" => limit = number(limits.max_page_size)?.max(1),
+            "offset" => offset = number(u32::MAX)?,
+            other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}` (limit, offset)"))),
+        }
+    }
+    let who = &*caller.who;
+    let (rows, has_more) = retrying(true, || state.repo.versions(who, &doctype, &docref, limit, offset)).await?;
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "name": v.name(),
+                "user": v.get("owner"),
+                "creation": serde_json::to_value(v.json(None)).ok().and_then(|j| j.get("creation").cloned()),
+                "data": v.get("data"),
+            })
+        })
+        .collect();
+    let body = serde_json::json!({ "items": items, "limit": limit, "offset": offset, "has_more": has_more });
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// The Links the `expand` parameters name (all of them together: the limits and the

@@ -28,6 +28,7 @@ mod hook_host;
 mod links;
 mod names;
 mod read;
+mod versions;
 mod write;
 
 pub use error::RepoError;

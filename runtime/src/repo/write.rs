@@ -53,6 +53,7 @@ impl Repo {
         self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, true).await?;
         self.check_within(&mut tx, who, &doc, scope, Action::Create).await?;
         self.record_events(&mut tx, &doc, &[DocEvent::AfterInsert, DocEvent::OnUpdate], who).await?;
+        self.record_version(&mut tx, who, operation, None, &doc).await?;
         tx.commit().await?;
         self.written(&doc);
         Ok(doc)
@@ -130,6 +131,7 @@ impl Repo {
         self.run_hook(HookEvent::AfterSave, &mut doc, &mut tx, who, false).await?;
         self.check_within(&mut tx, who, &doc, &scope, Action::Write).await?;
         self.record_events(&mut tx, &doc, &[DocEvent::OnUpdate], who).await?;
+        self.record_version(&mut tx, who, "update", Some(&old), &doc).await?;
         tx.commit().await?;
         self.written(&doc);
         Ok(doc)
@@ -162,6 +164,7 @@ impl Repo {
             tx.execute(&sql.text, sql.binds).await?;
         }
         self.record_events(&mut tx, &doc, &[DocEvent::OnTrash], who).await?;
+        self.record_deletion(&mut tx, who, &doc).await?;
         tx.commit().await?;
         self.written(&doc);
         Ok(())
@@ -199,6 +202,7 @@ impl Repo {
         self.check_within(&mut tx, who, &doc, &scope, action).await?;
         let committed = if action == Action::Submit { DocEvent::OnSubmit } else { DocEvent::OnCancel };
         self.record_events(&mut tx, &doc, &[committed], who).await?;
+        self.record_version(&mut tx, who, action.as_str(), Some(&old), &doc).await?;
         tx.commit().await?;
         Ok(doc)
     }
@@ -283,9 +287,25 @@ impl Repo {
     /// Insert a document the runtime writes for itself (a delivery log, a queued email) in
     /// `tx`: no hooks, no permission check (nor PostgreSQL row security: the writer is rarely
     /// a System Manager), owned by the Administrator. Returns its name.
-    async fn insert_system(&self, tx: &mut Tx, schema: &Arc<DocSchema>, fields: &[(&str, Value)]) -> Result<String> {
+    pub(super) async fn insert_system(
+        &self,
+        tx: &mut Tx,
+        schema: &Arc<DocSchema>,
+        fields: &[(&str, Value)],
+    ) -> Result<String> {
+        self.insert_system_as(tx, schema, fields, ADMINISTRATOR).await
+    }
+
+    /// [`Repo::insert_system`], owned by `owner`.
+    pub(super) async fn insert_system_as(
+        &self,
+        tx: &mut Tx,
+        schema: &Arc<DocSchema>,
+        fields: &[(&str, Value)],
+        owner: &str,
+    ) -> Result<String> {
         let mut doc = Doc::empty(schema.clone());
-        stamp_new(&mut doc, ADMINISTRATOR);
+        stamp_new(&mut doc, owner);
         for (field, value) in fields {
             doc.set(field, value.clone());
         }
