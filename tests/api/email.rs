@@ -181,19 +181,9 @@ async fn sent_over_smtp(backend: Backend) {
     worker.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submitted_invoice_is_emailed_over_smtp_sqlite() {
-    sent_over_smtp(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submitted_invoice_is_emailed_over_smtp_postgres() {
-    if crate::support::pg_url().is_none() {
-        eprintln!("skipped: M_TEST_PG_URL is not set");
-        return;
-    }
-    sent_over_smtp(Backend::Postgres).await;
-}
+crate::both_backends!(a_submitted_invoice_is_emailed_over_smtp, |backend| {
+    sent_over_smtp(backend).await;
+});
 
 async fn smtp_outage(backend: Backend) {
     // Nothing listens on the port yet: the attempts fail, the breaker opens, the email waits.
@@ -240,19 +230,9 @@ async fn smtp_outage(backend: Backend) {
     worker.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_smtp_outage_opens_the_breaker_and_the_email_waits_sqlite() {
-    smtp_outage(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_smtp_outage_opens_the_breaker_and_the_email_waits_postgres() {
-    if crate::support::pg_url().is_none() {
-        eprintln!("skipped: M_TEST_PG_URL is not set");
-        return;
-    }
-    smtp_outage(Backend::Postgres).await;
-}
+crate::both_backends!(an_smtp_outage_opens_the_breaker_and_the_email_waits, |backend| {
+    smtp_outage(backend).await;
+});
 
 crate::both_backends!(without_smtp_development_writes_eml_files_and_production_fails_the_job, |backend| {
     let mail = TempDir::new("mail");

@@ -22,7 +22,7 @@ async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-async fn run(backend: Backend) {
+async fn expanding(backend: Backend) {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(app) = TestApp::start(backend).await else { return };
     for t in ["North", "South"] {
@@ -128,16 +128,6 @@ async fn run(backend: Backend) {
     app.get("/api/v1/Gizmo/EXP-G?expand=parts.territory&expand=parts.territory").send().await.expect(400);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn links_expand_through_the_callers_permissions_sqlite() {
-    run(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn links_expand_through_the_callers_permissions_postgres() {
-    if crate::support::pg_url().is_none() {
-        eprintln!("skipped: M_TEST_PG_URL is not set");
-        return;
-    }
-    run(Backend::Postgres).await;
-}
+crate::both_backends!(links_expand_through_the_callers_permissions, |backend| {
+    expanding(backend).await;
+});

@@ -250,19 +250,9 @@ async fn printing(backend: Backend) {
     app.get(&format!("{path}?format=pdf")).send().await.expect_error(504, "print_timeout");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documents_print_as_html_and_pdf_sqlite() {
-    printing(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documents_print_as_html_and_pdf_postgres() {
-    if crate::support::pg_url().is_none() {
-        eprintln!("skipped: M_TEST_PG_URL is not set");
-        return;
-    }
-    printing(Backend::Postgres).await;
-}
+crate::both_backends!(documents_print_as_html_and_pdf, |backend| {
+    printing(backend).await;
+});
 
 crate::both!(without_gotenberg_a_pdf_is_unavailable, |app| {
     let (_, invoice) = invoice(&app).await;
@@ -307,16 +297,6 @@ async fn emailed_with_pdf(backend: Backend) {
     assert!(got[0]["text"].as_str().unwrap().contains(&invoice), "the parts are still there: {got:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submitted_invoice_is_emailed_with_its_pdf_sqlite() {
-    emailed_with_pdf(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submitted_invoice_is_emailed_with_its_pdf_postgres() {
-    if crate::support::pg_url().is_none() {
-        eprintln!("skipped: M_TEST_PG_URL is not set");
-        return;
-    }
-    emailed_with_pdf(Backend::Postgres).await;
-}
+crate::both_backends!(a_submitted_invoice_is_emailed_with_its_pdf, |backend| {
+    emailed_with_pdf(backend).await;
+});

@@ -33,6 +33,10 @@ crate::both!(changes_are_recorded_as_versions, |app| {
     let etag = app.get(&path).send().await.header("etag").unwrap();
     app.post(&format!("{path}/submit"), json!({})).header("if-match", &etag).send().await.expect(200);
 
+    // A save that changes nothing records nothing.
+    let c_path = format!("/api/v1/Customer/{customer}");
+    app.patch(&c_path, json!({"customer_name": "Acme"})).send().await.expect(200);
+    assert_eq!(versions(&app, &c_path, None).await.len(), 1, "only the creation");
     let v = versions(&app, &path, None).await;
     let actions: Vec<&str> = v.iter().map(|v| v["data"]["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["submit", "update", "create"], "newest first: {v:?}");

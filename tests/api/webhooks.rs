@@ -274,19 +274,9 @@ async fn deliveries(backend: Backend) {
     worker.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_are_signed_retried_and_wait_for_the_breaker_sqlite() {
-    deliveries(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_are_signed_retried_and_wait_for_the_breaker_postgres() {
-    if crate::support::pg_url().is_none() {
-        eprintln!("skipped: M_TEST_PG_URL is not set");
-        return;
-    }
-    deliveries(Backend::Postgres).await;
-}
+crate::both_backends!(deliveries_are_signed_retried_and_wait_for_the_breaker, |backend| {
+    deliveries(backend).await;
+});
 
 async fn guarded(backend: Backend) {
     let Some((app, config)) = TestApp::start_with(backend, |c| c.webhook_timeout_secs = 2).await else { return };
@@ -322,19 +312,9 @@ async fn guarded(backend: Backend) {
     assert_eq!(jobs.iter().filter(|j| j.job == "m:webhook").count(), targets.len(), "{jobs:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn internal_addresses_are_refused_and_logged_sqlite() {
-    guarded(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn internal_addresses_are_refused_and_logged_postgres() {
-    if crate::support::pg_url().is_none() {
-        eprintln!("skipped: M_TEST_PG_URL is not set");
-        return;
-    }
-    guarded(Backend::Postgres).await;
-}
+crate::both_backends!(internal_addresses_are_refused_and_logged, |backend| {
+    guarded(backend).await;
+});
 
 crate::both!(webhook_rules, |app| {
     let post = |body: Value| app.post("/api/v1/Webhook", body);

@@ -94,6 +94,11 @@ impl Repo {
             Some(old) => diff(action, old, doc),
             None => json!({ "action": action, "doc": json_of(doc) }),
         };
+        // A save that changed nothing (bookkeeping aside) is no change to record.
+        let empty = |k: &str| data.get(k).and_then(Json::as_array).is_some_and(Vec::is_empty);
+        if old.is_some() && ["changed", "added", "removed", "row_changed"].into_iter().all(empty) {
+            return Ok(());
+        }
         self.write_version(tx, who, &schema, doc, data).await
     }
 
