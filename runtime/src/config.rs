@@ -378,6 +378,9 @@ pub struct Config {
     pub gotenberg_url: Option<String>,
     /// A PDF taking longer is answered 504 (`M_PRINT_TIMEOUT_SECS`).
     pub print_timeout_secs: u64,
+    /// Versions older than this many days are deleted by the job workers' upkeep
+    /// (`M_VERSION_KEEP_DAYS`; 0, the default: kept until deleted).
+    pub version_keep_days: u64,
 }
 
 impl Default for Config {
@@ -439,6 +442,7 @@ impl Default for Config {
             smtp_timeout_secs: 30,
             gotenberg_url: None,
             print_timeout_secs: 30,
+            version_keep_days: 0,
         }
     }
 }
@@ -499,6 +503,7 @@ const ENV_KEYS: &[&str] = &[
     "smtp_timeout_secs",
     "gotenberg_url",
     "print_timeout_secs",
+    "version_keep_days",
 ];
 
 impl Config {

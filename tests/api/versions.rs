@@ -80,3 +80,26 @@ crate::both!(changes_are_recorded_as_versions, |app| {
     let everything = app.get("/api/v1/Version?limit=500").send().await.expect(200);
     assert!(!everything.json.to_string().contains("k-secret"));
 });
+
+crate::both!(old_versions_are_swept_when_a_retention_is_set, |app| {
+    let c = app.post("/api/v1/Customer", json!({"customer_name": "Old"})).send().await.expect(201);
+    let old = c.json["name"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/Customer/{old}");
+    assert_eq!(versions(&app, &path, None).await.len(), 1);
+    // Workers whose upkeep keeps versions for a second.
+    let mut wc = m_runtime::jobs::WorkerConfig::from_config(&m_runtime::config::Config::default());
+    wc.maintain_every = std::time::Duration::from_millis(100);
+    wc.version_keep = Some(std::time::Duration::from_secs(1));
+    let worker = app.worker_with(wc, std::time::Duration::from_secs(5));
+    crate::support::wait_until("the old version to be swept", std::time::Duration::from_secs(30), || async {
+        let left = versions(&app, &path, None).await;
+        if left.is_empty() { Ok(()) } else { Err(left) }
+    })
+    .await;
+    worker.stop().await;
+    // Without a retention nothing is swept: the default keeps versions.
+    assert!(m_runtime::jobs::WorkerConfig::from_config(&m_runtime::config::Config::default()).version_keep.is_none());
+    let fresh = app.post("/api/v1/Customer", json!({"customer_name": "New"})).send().await.expect(201);
+    let fresh = format!("/api/v1/Customer/{}", fresh.json["name"].as_str().unwrap());
+    assert_eq!(versions(&app, &fresh, None).await.len(), 1);
+});

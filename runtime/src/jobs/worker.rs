@@ -33,6 +33,8 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// How often expired leases and old jobs are looked for.
     pub maintain_every: Duration,
+    /// Versions older than this are deleted (None: kept).
+    pub version_keep: Option<Duration>,
 }
 
 impl WorkerConfig {
@@ -44,6 +46,8 @@ impl WorkerConfig {
             keep: Duration::from_secs(config.job_keep_secs),
             poll: Duration::from_secs(1),
             maintain_every: Duration::from_secs(15),
+            version_keep: (config.version_keep_days > 0)
+                .then(|| Duration::from_secs(config.version_keep_days.saturating_mul(24 * 3600))),
         }
     }
 
@@ -178,7 +182,15 @@ async fn maintain(repo: &Repo, config: &WorkerConfig, failing: &mut bool) {
         if taken > 0 {
             tracing::warn!(jobs = taken, "took back jobs whose worker stopped answering");
         }
-        store::sweep(repo.db(), now.saturating_sub(micros(config.keep)), 10).await
+        store::sweep(repo.db(), now.saturating_sub(micros(config.keep)), 10).await?;
+        if let Some(keep) = config.version_keep {
+            let before = chrono::Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+            let deleted = repo.sweep_versions(before, 10).await?;
+            if deleted > 0 {
+                tracing::info!(versions = deleted, "deleted versions past M_VERSION_KEEP_DAYS");
+            }
+        }
+        Ok::<(), crate::db::DbError>(())
     }
     .await;
     match result {

@@ -72,7 +72,35 @@ pub fn diff(action: &str, old: &Doc, new: &Doc) -> Json {
     })
 }
 
+/// Rows deleted per statement by [`Repo::sweep_versions`].
+const SWEEP_BATCH: i64 = 1000;
+
 impl Repo {
+    /// Delete versions created before `before`, a batch per statement, at most `batches`
+    /// batches (the job workers' upkeep, with `M_VERSION_KEEP_DAYS`). Returns how many.
+    pub(crate) async fn sweep_versions(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        batches: u32,
+    ) -> std::result::Result<u64, crate::db::DbError> {
+        if self.app().get(VERSION_DOCTYPE).is_none() {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        for _ in 0..batches {
+            let mut sql = crate::query::Sql::new(self.dialect());
+            sql.push("DELETE FROM version WHERE id IN (SELECT id FROM version WHERE creation < ");
+            sql.bind(crate::meta::FieldType::Datetime, Value::Datetime(before)).push(" LIMIT ");
+            sql.bind(crate::meta::FieldType::BigInt, Value::Int(SWEEP_BATCH)).push(")");
+            let n = self.db().write(&crate::db::DbCtx::System, &sql.text, sql.binds).await?;
+            deleted += n;
+            if n < SWEEP_BATCH.unsigned_abs() {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
+
     fn version_schema(&self, doc: &Doc) -> Option<Arc<DocSchema>> {
         if !doc.schema.meta.track_changes {
             return None;
