@@ -207,6 +207,11 @@ impl Doc {
     }
 
     /// Serialize with every column, or only `projection` (column indexes).
+    /// A field's text, empty when it is absent or not text.
+    pub fn text(&self, field: &str) -> &str {
+        self.get(field).as_str().unwrap_or_default()
+    }
+
     pub fn json<'a>(&'a self, projection: Option<&'a [usize]>) -> DocJson<'a> {
         DocJson { doc: self, projection }
     }

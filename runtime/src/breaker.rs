@@ -184,10 +184,7 @@ impl Breaker {
         match self.state() {
             BreakerState::Closed => Duration::ZERO,
             BreakerState::HalfOpen => FIRST_OPEN,
-            BreakerState::Open => {
-                let left = self.shared.open_until.load(Ordering::Relaxed).saturating_sub(unix_ms());
-                Duration::from_millis(left).max(Duration::from_millis(100))
-            }
+            BreakerState::Open => self.waiting().unwrap_or_default().max(Duration::from_millis(100)),
         }
     }
 

@@ -80,6 +80,7 @@ impl Server {
             ready: Arc::new(Readiness {
                 revisions: rt.revisions().to_vec(),
                 redis_url: config.redis_url.as_ref().map(|u| u.expose().to_string()),
+                breakers: rt.breakers().clone(),
             }),
             limits: Limits::new(config.max_concurrent_requests, Duration::from_secs(config.request_timeout_secs)),
             rate_limits: Arc::new(RateLimits {

@@ -126,14 +126,6 @@ async fn settled(app: &TestApp, invoice: &str) -> Value {
     .await
 }
 
-fn fast_worker(app: &TestApp, config: &Config) -> crate::support::WorkerGuard {
-    let mut wc = m_runtime::jobs::WorkerConfig::from_config(config);
-    wc.poll = Duration::from_millis(50);
-    wc.maintain_every = Duration::from_millis(200);
-    wc.backoff = Duration::from_millis(100);
-    app.worker_with(wc, Duration::from_secs(5))
-}
-
 async fn sent_over_smtp(backend: Backend) {
     let Some(sink) = SmtpSink::start() else { return };
     let Some((app, config)) = TestApp::start_with(backend, |c| {
@@ -155,7 +147,7 @@ async fn sent_over_smtp(backend: Backend) {
     let user = app.token("mail-user@example.com", &["Sales User"]).await;
     app.get("/api/v1/Email Queue").by(user).send().await.expect_error(403, "forbidden");
 
-    let worker = fast_worker(&app, &config);
+    let worker = app.fast_worker(&config);
     let sent = settled(&app, &invoice).await;
     assert_eq!(sent["status"], "Sent", "{sent}");
     assert_eq!(sent["attempts"], 1, "{sent}");
@@ -203,7 +195,7 @@ async fn smtp_outage(backend: Backend) {
     };
     let invoice = invoice_for(&app, Some("ada@example.com")).await;
     app.post(&format!("/api/v1/Invoice/{invoice}/submit"), json!({})).send().await.expect(200);
-    let worker = fast_worker(&app, &config);
+    let worker = app.fast_worker(&config);
     wait_until("the smtp breaker opens", Duration::from_secs(30), || async {
         let open = app.rt().breakers().not_closed();
         if open.iter().any(|(n, _)| n == "smtp") { Ok(()) } else { Err(open) }
@@ -240,7 +232,7 @@ crate::both_backends!(without_smtp_development_writes_eml_files_and_production_f
     let Some((app, config)) = TestApp::start_with(backend, |c| c.mail_dir = dir).await else { return };
     let invoice = invoice_for(&app, Some("ada@example.com")).await;
     app.post(&format!("/api/v1/Invoice/{invoice}/submit"), json!({})).send().await.expect(200);
-    let worker = fast_worker(&app, &config);
+    let worker = app.fast_worker(&config);
     let written = settled(&app, &invoice).await;
     // A job queues one too (committed at once), and the worker sends it.
     app.repo().enqueue("mail_someone", &json!({"to": "carol@example.com", "who": "Carol"}), None).await.unwrap();

@@ -8,20 +8,6 @@ use crate::support::{Backend, TestApp};
 /// The expand tests count statements in the process-wide metrics: they run one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The value of one metric series (0 when absent).
-async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = app.get("/metrics").anonymous().send().await.expect(200).json.as_str().unwrap_or_default().to_string();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-                .then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
-}
-
 async fn expanding(backend: Backend) {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(app) = TestApp::start(backend).await else { return };
@@ -70,9 +56,9 @@ async fn expanding(backend: Backend) {
         app.post("/api/v1/Invoice", json!({"customer": who})).send().await.expect(201);
     }
     let labels = [("doctype", "Customer"), ("operation", "expand")];
-    let before = metric(&app, "m_db_query_duration_seconds_count", &labels).await;
+    let before = crate::support::metric_value(&app, "m_db_query_duration_seconds_count", &labels).await;
     let r = app.get("/api/v1/Invoice?expand=customer(customer_name)&limit=100").send().await.expect(200);
-    let after = metric(&app, "m_db_query_duration_seconds_count", &labels).await;
+    let after = crate::support::metric_value(&app, "m_db_query_duration_seconds_count", &labels).await;
     assert_eq!(after - before, 1.0, "one statement for the linked customers of 100 rows");
     let items = r.json["items"].as_array().unwrap();
     assert_eq!(items.len(), 100);

@@ -648,6 +648,16 @@ impl TestApp {
         self.worker_with(wc, std::time::Duration::from_secs(5))
     }
 
+    /// Run job workers that poll every 50 ms and retry after 100 ms (doubling), for tests that
+    /// go through several attempts.
+    pub fn fast_worker(&self, config: &Config) -> WorkerGuard {
+        let mut wc = m_runtime::jobs::WorkerConfig::from_config(config);
+        wc.poll = std::time::Duration::from_millis(50);
+        wc.maintain_every = std::time::Duration::from_millis(200);
+        wc.backoff = std::time::Duration::from_millis(100);
+        self.worker_with(wc, std::time::Duration::from_secs(5))
+    }
+
     /// Run job workers with this configuration and shutdown deadline.
     pub fn worker_with(&self, wc: m_runtime::jobs::WorkerConfig, deadline: std::time::Duration) -> WorkerGuard {
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -825,17 +835,25 @@ impl Resp {
     }
 }
 
-/// Whether the process's metrics (as `/metrics` serves them) have a sample of `name` whose
-/// labels include every one of `labels`, with a value of at least 1 (counters and gauges).
-pub async fn has_metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> bool {
+/// The sum of the process's metric samples (as `/metrics` serves them) named `name` whose
+/// labels include every one of `labels` (0 when there is none).
+pub async fn metric_value(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
     let text = app.get("/metrics").anonymous().send().await.expect(200).json.as_str().unwrap_or_default().to_string();
-    text.lines().filter(|l| !l.starts_with('#')).any(|line| {
-        let (series, value) = line.rsplit_once(' ').unwrap_or((line, "0"));
-        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-        metric == name
-            && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-            && value.parse::<f64>().is_ok_and(|v| v >= 1.0)
-    })
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// Whether the samples of `name` with `labels` add up to at least 1 (counters and 0/1 gauges:
+/// one of them is at least 1).
+pub async fn has_metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> bool {
+    metric_value(app, name, labels).await >= 1.0
 }
 
 /// Run a test body on SQLite and on PostgreSQL.

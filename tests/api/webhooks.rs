@@ -141,14 +141,6 @@ async fn settled(app: &TestApp, webhook: &str, what: &str) -> Value {
     .await
 }
 
-fn fast_worker(app: &TestApp, config: &m_runtime::config::Config) -> crate::support::WorkerGuard {
-    let mut wc = m_runtime::jobs::WorkerConfig::from_config(config);
-    wc.poll = Duration::from_millis(50);
-    wc.maintain_every = Duration::from_millis(200);
-    wc.backoff = Duration::from_millis(100);
-    app.worker_with(wc, Duration::from_secs(5))
-}
-
 async fn deliveries(backend: Backend) {
     let Some((app, config)) = TestApp::start_with(backend, |c| {
         c.webhook_allow_hosts = vec!["127.0.0.1".into()];
@@ -170,7 +162,7 @@ async fn deliveries(backend: Backend) {
     // Three 500s open the breaker of 127.0.0.1:<port>; the delivery waits (no attempt used)
     // until the breaker half-opens, and the probe, answered 200, closes it.
     receiver.script("/flaky", [Answer::Status(500), Answer::Status(500), Answer::Status(500)]);
-    let worker = fast_worker(&app, &config);
+    let worker = app.fast_worker(&config);
     app.post("/api/v1/Gadget", json!({"code": "WH-1", "label": "first", "api_key": "k-123"})).send().await.expect(201);
     let breaker = format!("webhook:127.0.0.1:{port}");
     wait_until("the breaker opens", Duration::from_secs(30), || async {
@@ -293,7 +285,7 @@ async fn guarded(backend: Backend) {
     for (url, _) in &targets {
         hooks.push(create_webhook(&app, "after_insert", url, json!({})).await);
     }
-    let worker = fast_worker(&app, &config);
+    let worker = app.fast_worker(&config);
     app.post("/api/v1/Gadget", json!({"code": "SSRF-1"})).send().await.expect(201);
     for (hook, (url, kind)) in hooks.iter().zip(&targets) {
         let log = settled(&app, hook, url).await;
@@ -374,7 +366,7 @@ crate::both!(webhook_fields_and_cancellation, |app| {
     app.patch(&format!("/api/v1/Webhook/{hook}"), json!({"enabled": false})).send().await.expect(200);
     app.post("/api/v1/Gadget", json!({"code": "F-2"})).send().await.expect(201);
     let config = m_runtime::config::Config::default();
-    let worker = fast_worker(&app, &config);
+    let worker = app.fast_worker(&config);
     let log = settled(&app, &hook, "the cancelled delivery").await;
     assert_eq!(log["status"], "Cancelled", "{log}");
     assert_eq!(log["attempts"], 0, "{log}");

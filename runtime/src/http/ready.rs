@@ -22,6 +22,8 @@ pub struct Readiness {
     pub revisions: Vec<String>,
     /// `REDIS_URL`, when configured.
     pub redis_url: Option<String>,
+    /// The outside targets' circuit breakers (webhook hosts, SMTP, Gotenberg).
+    pub breakers: crate::breaker::Breakers,
 }
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -150,7 +152,7 @@ pub async fn ready(State(state): State<ApiState>, _: super::NoQuery) -> Response
     // An outside target whose breaker is open (a webhook host, …) warns: this instance serves.
     // Counted by kind (`webhook`, `smtp`, `gotenberg`): the page is public, webhook hosts are not.
     let mut kinds: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    for (name, _) in state.repo.webhooks().breakers().not_closed() {
+    for (name, _) in r.breakers.not_closed() {
         *kinds.entry(name.split(':').next().unwrap_or_default().to_string()).or_default() += 1;
     }
     let open: Vec<Json> = kinds

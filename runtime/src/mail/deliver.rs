@@ -34,7 +34,7 @@ pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
     };
     // Sent once is enough (the job may run again after a crash); a failed email is sent again
     // when its job is retried (`m job:retry`).
-    if text(&email, "status") == Status::Sent.as_str() {
+    if email.text("status") == Status::Sent.as_str() {
         return Ok(());
     }
     let attempts = match email.get("attempts") {
@@ -162,7 +162,7 @@ enum Attach {
 /// server prints PDFs. A document deleted since is left out (the email still goes).
 async fn attachment(ctx: &JobCtx, email: &Doc) -> Result<Option<(String, Vec<u8>)>, Attach> {
     let printer = ctx.repo().printer();
-    let (doctype, name) = (text(email, "reference_doctype"), text(email, "reference_name"));
+    let (doctype, name) = (email.text("reference_doctype"), email.text("reference_name"));
     if email.get("attach_print") != &Value::Bool(true) || !printer.prints_pdf() || doctype.is_empty() {
         return Ok(None);
     }
@@ -205,10 +205,6 @@ enum Sent {
     Retry(String),
 }
 
-fn text<'d>(doc: &'d Doc, field: &str) -> &'d str {
-    doc.get(field).as_str().unwrap_or_default()
-}
-
 async fn record(ctx: &JobCtx, id: &str, update: Json) -> Result<(), JobError> {
     ctx.repo().update(&ctx.system(), QUEUE_DOCTYPE, id, &update, &Expect::default()).await?;
     Ok(())
@@ -225,15 +221,15 @@ fn mailboxes(list: &str) -> Result<Vec<Mailbox>, String> {
 
 /// The message of a queued email: its text and HTML parts as alternatives, and the attachment.
 fn message(email: &Doc, attachment: Option<(String, Vec<u8>)>) -> Result<Message, String> {
-    let from: Mailbox = text(email, "sender").parse().map_err(|e| format!("the sender is not an address: {e}"))?;
-    let mut builder = Message::builder().from(from).subject(text(email, "subject"));
-    for to in mailboxes(text(email, "recipients"))? {
+    let from: Mailbox = email.text("sender").parse().map_err(|e| format!("the sender is not an address: {e}"))?;
+    let mut builder = Message::builder().from(from).subject(email.text("subject"));
+    for to in mailboxes(email.text("recipients"))? {
         builder = builder.to(to);
     }
-    for cc in mailboxes(text(email, "cc"))? {
+    for cc in mailboxes(email.text("cc"))? {
         builder = builder.cc(cc);
     }
-    let (html, plain) = (text(email, "message_html"), text(email, "message_text"));
+    let (html, plain) = (email.text("message_html"), email.text("message_text"));
     let result = match (html.is_empty(), plain.is_empty(), attachment) {
         (false, false, None) => {
             builder.multipart(MultiPart::alternative_plain_html(plain.to_string(), html.to_string()))

@@ -122,7 +122,7 @@ impl Outbox {
         &self.inner.transport
     }
 
-    pub fn breakers(&self) -> &Breakers {
+    pub(crate) fn breakers(&self) -> &Breakers {
         &self.inner.breakers
     }
 }

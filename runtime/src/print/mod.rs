@@ -174,10 +174,6 @@ impl Printer {
         Ok(Printer { inner: Arc::new(Inner { env, templates, gotenberg, breakers }) })
     }
 
-    pub fn breakers(&self) -> &Breakers {
-        &self.inner.breakers
-    }
-
     /// Whether PDFs can be made (Gotenberg is configured).
     pub fn prints_pdf(&self) -> bool {
         self.inner.gotenberg.is_some()

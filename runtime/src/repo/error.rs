@@ -55,6 +55,17 @@ impl From<DbError> for RepoError {
     }
 }
 
+/// Queueing in a write's transaction: a database failure as such, the rest (an unknown job,
+/// arguments too large) the runtime's own mistake.
+impl From<crate::jobs::queue::EnqueueError> for RepoError {
+    fn from(e: crate::jobs::queue::EnqueueError) -> Self {
+        match e {
+            crate::jobs::queue::EnqueueError::Db(e) => RepoError::from(e),
+            other => RepoError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<HookError> for RepoError {
     fn from(e: HookError) -> Self {
         match e {

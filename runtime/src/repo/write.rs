@@ -253,12 +253,8 @@ impl Repo {
     /// Record the after-commit events of a change in its transaction: for its DocType's hooks
     /// when they want them, and a delivery for each enabled webhook on the event.
     async fn record_events(&self, tx: &mut Tx, doc: &Doc, events: &[DocEvent], who: &Principal) -> Result<()> {
-        let queued = |e: crate::jobs::EnqueueError| match e {
-            crate::jobs::EnqueueError::Db(e) => RepoError::from(e),
-            other => RepoError::Internal(other.to_string()),
-        };
         if self.app().after_commit(doc.schema.name()) {
-            crate::jobs::doc_events::record(tx, &self.inner.queue, doc, events, &who.user).await.map_err(queued)?;
+            crate::jobs::doc_events::record(tx, &self.inner.queue, doc, events, &who.user).await?;
         }
         let Some(log_schema) = self.inner.webhooks.log_schema() else { return Ok(()) };
         for &event in events {
@@ -278,7 +274,7 @@ impl Repo {
                 let name = self.insert_system(tx, log_schema, &fields).await?;
                 let args = serde_json::json!({ "log": name });
                 let job = crate::webhooks::JOB_NAME;
-                self.inner.queue.enqueue_in(tx, job, &args, Some(&who.user)).await.map_err(queued)?;
+                self.inner.queue.enqueue_in(tx, job, &args, Some(&who.user)).await?;
             }
         }
         Ok(())
@@ -348,10 +344,7 @@ impl Repo {
         ];
         let queued = self.insert_system(tx, schema, &fields).await?;
         let args = serde_json::json!({ "email": queued });
-        self.inner.queue.enqueue_in(tx, crate::mail::JOB_NAME, &args, Some(user)).await.map_err(|e| match e {
-            crate::jobs::EnqueueError::Db(e) => RepoError::from(e),
-            other => RepoError::Internal(other.to_string()),
-        })?;
+        self.inner.queue.enqueue_in(tx, crate::mail::JOB_NAME, &args, Some(user)).await?;
         Ok(queued)
     }
 

@@ -16,7 +16,6 @@ use serde_json::{Value as Json, json};
 use sha2::Sha256;
 
 use super::{LOG_DOCTYPE, Status, WEBHOOK_DOCTYPE, Webhooks};
-use crate::doc::Doc;
 use crate::jobs::{JobCtx, JobError};
 use crate::outbound::Blocked;
 use crate::repo::{Expect, RepoError};
@@ -53,10 +52,10 @@ pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
     };
     // Delivered (the job ran again after a crash) or cancelled: nothing to send. A failed or
     // refused delivery is sent again when its job is retried (`m job:retry`).
-    if matches!(Status::parse(text(&log, "status")), Some(Status::Delivered | Status::Cancelled)) {
+    if matches!(Status::parse(log.text("status")), Some(Status::Delivered | Status::Cancelled)) {
         return Ok(());
     }
-    let webhook = match repo.get(&admin, WEBHOOK_DOCTYPE, text(&log, "webhook")).await {
+    let webhook = match repo.get(&admin, WEBHOOK_DOCTYPE, log.text("webhook")).await {
         Ok(w) if w.get("enabled") == &Value::Bool(true) => w,
         Ok(_) | Err(RepoError::NotFound) => {
             let outcome = json!({ "status": Status::Cancelled.as_str(), "error": "the webhook was disabled or deleted before this delivery was sent" });
@@ -64,9 +63,9 @@ pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
         }
         Err(e) => return Err(e.into()),
     };
-    let url = text(&webhook, "request_url").to_string();
-    let secret = text(&webhook, "webhook_secret");
-    let body = text(&log, "data");
+    let url = webhook.text("request_url").to_string();
+    let secret = webhook.text("webhook_secret");
+    let body = log.text("data");
     let attempts = match log.get("attempts") {
         Value::Int(n) => *n,
         _ => 0,
@@ -83,7 +82,7 @@ pub async fn run(ctx: &JobCtx, args: Json) -> Result<(), JobError> {
         }
         Sent::Refused { error, code } => {
             crate::metrics::webhook_delivery("refused", code.map(|_| elapsed));
-            tracing::warn!(target: "m::audit", webhook = text(&webhook, "name"), delivery = id, %error, "webhook delivery refused");
+            tracing::warn!(target: "m::audit", webhook = webhook.text("name"), delivery = id, %error, "webhook delivery refused");
             (Status::Refused, Some(error.clone()), code, None, Err(JobError::fatal(error)))
         }
         Sent::Answered { code, response } if (200..300).contains(&code) => {
@@ -127,10 +126,6 @@ fn failed_attempt(ctx: &JobCtx, error: &str, elapsed: Duration) -> (Status, Resu
     }
 }
 
-fn text<'d>(doc: &'d Doc, field: &str) -> &'d str {
-    doc.get(field).as_str().unwrap_or_default()
-}
-
 /// Write an attempt's outcome to the log.
 async fn record(ctx: &JobCtx, id: &str, outcome: Json) -> Result<(), JobError> {
     ctx.repo().update(&ctx.system(), LOG_DOCTYPE, id, &outcome, &Expect::default()).await?;
@@ -161,7 +156,7 @@ impl Webhooks {
         let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
             return Sent::Refused { error: format!("`{url}` has no host"), code: None };
         };
-        let breaker = self.breakers().get(&format!("webhook:{host}:{port}"));
+        let breaker = self.inner.breakers.get(&format!("webhook:{host}:{port}"));
         let Some(call) = breaker.call() else { return Sent::Deferred(breaker.retry_after()) };
         let addrs = match self.inner.guard.resolve(host, port).await {
             Ok(addrs) => addrs,

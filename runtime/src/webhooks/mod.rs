@@ -143,10 +143,6 @@ impl Webhooks {
         self.inner.log.as_ref()
     }
 
-    pub fn breakers(&self) -> &Breakers {
-        &self.inner.breakers
-    }
-
     /// Forget the copy of the webhooks (one was saved or deleted here).
     pub fn forget(&self) {
         if let Ok(mut cache) = self.inner.cache.lock() {
